@@ -5,3 +5,4 @@
 //! whole decision is testable natively.
 
 pub mod alg;
+pub mod error;
