@@ -6,3 +6,5 @@
 
 pub mod alg;
 pub mod error;
+pub mod extract;
+pub mod forward;

@@ -1,0 +1,411 @@
+//! Finding the token in a request (headers, cookies, query parameters) and
+//! removing it from exactly the place it came from.
+//!
+//! Nothing here verifies anything: the result is an untrusted string plus a
+//! [`Carrier`] that says how to take it out of the request.
+
+use crate::error::{index, join, ConfigError};
+
+/// A header that may carry a token, as in Envoy `jwt_authn`'s `from_headers`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeaderLocation {
+    /// Lowercase header name.
+    pub name: String,
+    /// Prefix before the token, compared case-insensitively (auth schemes are
+    /// case-insensitive, RFC 9110 section 11.1). Empty means the whole value.
+    pub value_prefix: String,
+}
+
+/// Every place a token may come from, compiled at load.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Locations {
+    pub headers: Vec<HeaderLocation>,
+    pub cookies: Vec<String>,
+    pub params: Vec<String>,
+}
+
+impl Default for Locations {
+    /// `Authorization: Bearer <token>` only.
+    fn default() -> Self {
+        Self {
+            headers: vec![HeaderLocation {
+                name: "authorization".into(),
+                value_prefix: "Bearer ".into(),
+            }],
+            cookies: Vec::new(),
+            params: Vec::new(),
+        }
+    }
+}
+
+/// Where a found token came from, and so how to remove it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Carrier {
+    /// The whole header (every occurrence) is removed.
+    Header(String),
+    /// Only this cookie is removed; the others are kept as they were.
+    Cookie(String),
+    /// Only this query parameter is removed; the rest of the query is kept.
+    Param(String),
+}
+
+/// A token found in the request, not yet trusted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Found {
+    pub token: String,
+    pub carrier: Carrier,
+}
+
+/// Why no single token could be taken from the request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExtractError {
+    /// Tokens in two places, or the same place twice: refusing is the only
+    /// safe answer, because two parsers might pick different ones.
+    Ambiguous,
+}
+
+/// A header change that removes the token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Removal {
+    /// Remove this header entirely.
+    Remove(String),
+    /// Set this header to this value (replacing every occurrence).
+    Set(String, String),
+}
+
+impl Locations {
+    /// Compiles the wire form, checking names.
+    pub fn compile(
+        headers: Option<&[(String, String)]>,
+        cookies: &[String],
+        params: &[String],
+        path: &str,
+    ) -> Result<Locations, ConfigError> {
+        let mut out = Locations {
+            headers: Vec::new(),
+            cookies: Vec::new(),
+            params: Vec::new(),
+        };
+        match headers {
+            None => out.headers = Locations::default().headers,
+            Some(list) => {
+                for (i, (name, prefix)) in list.iter().enumerate() {
+                    let p = index(&join(path, "from_headers"), i);
+                    let lower = name.to_ascii_lowercase();
+                    if !is_token_name(&lower) || lower.starts_with(':') {
+                        return Err(ConfigError::new(join(&p, "name"), "not a valid header name"));
+                    }
+                    if prefix.bytes().any(|b| b.is_ascii_control()) {
+                        return Err(ConfigError::new(
+                            join(&p, "value_prefix"),
+                            "must not contain control characters",
+                        ));
+                    }
+                    out.headers.push(HeaderLocation {
+                        name: lower,
+                        value_prefix: prefix.clone(),
+                    });
+                }
+            }
+        }
+        for (i, c) in cookies.iter().enumerate() {
+            if !is_token_name(c) {
+                return Err(ConfigError::new(
+                    index(&join(path, "from_cookies"), i),
+                    "not a valid cookie name",
+                ));
+            }
+            out.cookies.push(c.clone());
+        }
+        for (i, q) in params.iter().enumerate() {
+            if q.is_empty() || q.bytes().any(|b| b.is_ascii_control() || b == b'&' || b == b'=') {
+                return Err(ConfigError::new(
+                    index(&join(path, "from_params"), i),
+                    "not a valid query parameter name",
+                ));
+            }
+            out.params.push(q.clone());
+        }
+        if out.headers.is_empty() && out.cookies.is_empty() && out.params.is_empty() {
+            return Err(ConfigError::new(path, "no token location configured"));
+        }
+        Ok(out)
+    }
+
+    /// Finds exactly one token. `Ok(None)` when there is none at all.
+    ///
+    /// `headers` are the request headers with lowercase names, as Envoy
+    /// passes them; `path` is the `:path` pseudo-header.
+    pub fn find(
+        &self,
+        headers: &[(String, String)],
+        path: &str,
+    ) -> Result<Option<Found>, ExtractError> {
+        let mut found: Option<Found> = None;
+        let mut put = |f: Found| -> Result<(), ExtractError> {
+            if found.is_some() {
+                return Err(ExtractError::Ambiguous);
+            }
+            found = Some(f);
+            Ok(())
+        };
+        for loc in &self.headers {
+            for (name, value) in headers {
+                if !name.eq_ignore_ascii_case(&loc.name) {
+                    continue;
+                }
+                if let Some(token) = strip_prefix(value, &loc.value_prefix) {
+                    put(Found {
+                        token: token.to_owned(),
+                        carrier: Carrier::Header(loc.name.clone()),
+                    })?;
+                }
+            }
+        }
+        if !self.cookies.is_empty() {
+            for (name, value) in headers {
+                if name != "cookie" {
+                    continue;
+                }
+                for pair in value.split(';') {
+                    let Some((k, v)) = pair.split_once('=') else {
+                        continue;
+                    };
+                    let k = k.trim();
+                    if self.cookies.iter().any(|c| c == k) {
+                        put(Found {
+                            token: v.trim().trim_matches('"').to_owned(),
+                            carrier: Carrier::Cookie(k.to_owned()),
+                        })?;
+                    }
+                }
+            }
+        }
+        if !self.params.is_empty() {
+            if let Some((_, query)) = path.split_once('?') {
+                let query = query.split('#').next().unwrap_or_default();
+                for pair in query.split('&') {
+                    let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+                    let k = percent_decode(k);
+                    if let Some(name) = self.params.iter().find(|p| **p == k) {
+                        put(Found {
+                            token: percent_decode(v),
+                            carrier: Carrier::Param(name.clone()),
+                        })?;
+                    }
+                }
+            }
+        }
+        Ok(found)
+    }
+}
+
+/// Strips `prefix` case-insensitively and the spaces after it. `None` when
+/// the value does not start with the prefix or nothing follows it.
+fn strip_prefix<'a>(value: &'a str, prefix: &str) -> Option<&'a str> {
+    let head = value.get(..prefix.len())?;
+    if !head.eq_ignore_ascii_case(prefix) {
+        return None;
+    }
+    let rest = value.get(prefix.len()..)?.trim_matches(|c| c == ' ' || c == '\t');
+    (!rest.is_empty()).then_some(rest)
+}
+
+/// The header changes that take the token out of the request.
+pub fn removal(carrier: &Carrier, headers: &[(String, String)], path: &str) -> Removal {
+    match carrier {
+        Carrier::Header(name) => Removal::Remove(name.clone()),
+        Carrier::Cookie(name) => {
+            let kept: Vec<&str> = headers
+                .iter()
+                .filter(|(n, _)| n == "cookie")
+                .flat_map(|(_, v)| v.split(';'))
+                .filter(|pair| {
+                    let k = pair.split_once('=').map_or(*pair, |(k, _)| k).trim();
+                    k != name && !pair.trim().is_empty()
+                })
+                .map(str::trim)
+                .collect();
+            if kept.is_empty() {
+                Removal::Remove("cookie".into())
+            } else {
+                Removal::Set("cookie".into(), kept.join("; "))
+            }
+        }
+        Carrier::Param(name) => {
+            let (base, rest) = match path.split_once('?') {
+                Some((b, r)) => (b, r),
+                None => return Removal::Set(":path".into(), path.to_owned()),
+            };
+            let (query, fragment) = match rest.split_once('#') {
+                Some((q, f)) => (q, Some(f)),
+                None => (rest, None),
+            };
+            let kept: Vec<&str> = query
+                .split('&')
+                .filter(|pair| {
+                    let k = pair.split_once('=').map_or(*pair, |(k, _)| k);
+                    percent_decode(k) != *name
+                })
+                .collect();
+            let mut out = base.to_owned();
+            if !kept.is_empty() && !(kept.len() == 1 && kept.iter().all(|k| k.is_empty())) {
+                out.push('?');
+                out.push_str(&kept.join("&"));
+            }
+            if let Some(f) = fragment {
+                out.push('#');
+                out.push_str(f);
+            }
+            Removal::Set(":path".into(), out)
+        }
+    }
+}
+
+/// RFC 9110 `token` characters, used for header and cookie names.
+pub fn is_token_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes().all(|b| {
+            b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+        })
+}
+
+/// Percent-decodes a query component (`+` is a space, as in forms). Invalid
+/// escapes are kept literally; invalid UTF-8 is replaced, which can only make a
+/// token fail verification, never pass.
+pub fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        match b {
+            b'%' => {
+                let hex = bytes
+                    .get(i + 1..i + 3)
+                    .and_then(|h| std::str::from_utf8(h).ok())
+                    .and_then(|h| u8::from_str_radix(h, 16).ok());
+                match hex {
+                    Some(v) => {
+                        out.push(v);
+                        i += 3;
+                    }
+                    None => {
+                        out.push(b);
+                        i += 1;
+                    }
+                }
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            _ => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn h(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn all() -> Locations {
+        Locations {
+            headers: Locations::default().headers,
+            cookies: vec!["id_token".into()],
+            params: vec!["id_token".into()],
+        }
+    }
+
+    #[test]
+    fn bearer_prefix_is_case_insensitive_and_tolerates_extra_spaces() {
+        for value in ["Bearer abc", "bearer abc", "BEARER   abc", "Bearer abc  "] {
+            let found = all().find(&h(&[("authorization", value)]), "/").unwrap();
+            assert_eq!(found.unwrap().token, "abc", "{value:?}");
+        }
+    }
+
+    #[test]
+    fn other_schemes_and_empty_bearer_are_no_token() {
+        for value in ["Basic dXNlcjpwdw==", "Bearer", "Bearer   ", "Bearerabc"] {
+            let found = all().find(&h(&[("authorization", value)]), "/").unwrap();
+            assert_eq!(found, None, "{value:?}");
+        }
+    }
+
+    #[test]
+    fn two_authorization_headers_are_ambiguous() {
+        let headers = h(&[("authorization", "Bearer a"), ("authorization", "Bearer b")]);
+        assert_eq!(all().find(&headers, "/"), Err(ExtractError::Ambiguous));
+    }
+
+    #[test]
+    fn a_token_in_header_and_cookie_is_ambiguous() {
+        let headers = h(&[("authorization", "Bearer a"), ("cookie", "id_token=b")]);
+        assert_eq!(all().find(&headers, "/"), Err(ExtractError::Ambiguous));
+    }
+
+    #[test]
+    fn a_repeated_query_parameter_is_ambiguous_even_when_encoded() {
+        assert_eq!(
+            all().find(&[], "/p?id_token=a&id%5Ftoken=b"),
+            Err(ExtractError::Ambiguous)
+        );
+    }
+
+    #[test]
+    fn cookie_removal_keeps_the_other_cookies_intact() {
+        let headers = h(&[("cookie", "a=1; id_token=tok; b=\"x y\"")]);
+        let found = all().find(&headers, "/").unwrap().unwrap();
+        assert_eq!(found.token, "tok");
+        assert_eq!(
+            removal(&found.carrier, &headers, "/"),
+            Removal::Set("cookie".into(), "a=1; b=\"x y\"".into())
+        );
+    }
+
+    #[test]
+    fn removing_the_only_cookie_removes_the_header() {
+        let headers = h(&[("cookie", "id_token=tok")]);
+        let found = all().find(&headers, "/").unwrap().unwrap();
+        assert_eq!(
+            removal(&found.carrier, &headers, "/"),
+            Removal::Remove("cookie".into())
+        );
+    }
+
+    #[test]
+    fn query_removal_keeps_the_rest_of_the_query_intact() {
+        let path = "/p/q?x=1&id_token=a.b.c&y=%20z#frag";
+        let found = all().find(&[], path).unwrap().unwrap();
+        assert_eq!(found.token, "a.b.c");
+        assert_eq!(
+            removal(&found.carrier, &[], path),
+            Removal::Set(":path".into(), "/p/q?x=1&y=%20z#frag".into())
+        );
+        let only = "/p?id_token=a.b.c";
+        assert_eq!(
+            removal(&found.carrier, &[], only),
+            Removal::Set(":path".into(), "/p".into())
+        );
+    }
+
+    #[test]
+    fn configuration_rejects_bad_names_with_their_path() {
+        let err = Locations::compile(None, &["bad name".into()], &[], "").unwrap_err();
+        assert_eq!(err.path, "from_cookies[0]");
+        let err =
+            Locations::compile(Some(&[("x y".into(), "".into())]), &[], &[], "p").unwrap_err();
+        assert_eq!(err.path, "p.from_headers[0].name");
+    }
+}

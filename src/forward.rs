@@ -1,0 +1,137 @@
+//! Sanitising identity headers: which client-supplied headers must never
+//! reach an upstream.
+//!
+//! A header is an identity header when its normalised name (ASCII lowercase,
+//! `_` read as `-`, because several upstream stacks treat them alike, see
+//! oauth2-proxy CVE-2025-64484) starts with the filter's owned prefix, equals
+//! a header any provider's contract can emit, or matches the operator's
+//! `strip_headers` list (exact names, or prefixes written as `name-*`).
+//! Sanitising runs on every path, before any other decision.
+
+use std::collections::HashSet;
+
+use crate::error::{index, join, ConfigError};
+use crate::extract::is_token_name;
+
+/// The compiled set of identity header names.
+#[derive(Debug, Clone, Default)]
+pub struct Sanitiser {
+    prefix: String,
+    exact: HashSet<String>,
+    prefixes: Vec<String>,
+}
+
+/// Lowercases and maps `_` to `-`.
+pub fn normalise(name: &str) -> String {
+    name.bytes()
+        .map(|b| match b {
+            b'_' => '-',
+            b => char::from(b.to_ascii_lowercase()),
+        })
+        .collect()
+}
+
+impl Sanitiser {
+    /// Compiles the owned prefix and the operator's list; `path` is where
+    /// `strip_headers` sits in the configuration.
+    pub fn compile(prefix: &str, strip_headers: &[String], path: &str) -> Result<Self, ConfigError> {
+        let mut out = Sanitiser {
+            prefix: normalise(prefix),
+            ..Sanitiser::default()
+        };
+        for (i, entry) in strip_headers.iter().enumerate() {
+            let p = index(&join(path, "strip_headers"), i);
+            let (name, wildcard) = match entry.strip_suffix('*') {
+                Some(stem) => (stem, true),
+                None => (entry.as_str(), false),
+            };
+            if !is_token_name(name) || name.contains('*') {
+                return Err(ConfigError::new(
+                    p,
+                    "not a header name (a trailing * makes a prefix)",
+                ));
+            }
+            if wildcard {
+                out.prefixes.push(normalise(name));
+            } else {
+                out.exact.insert(normalise(name));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Adds a header a contract can emit.
+    pub fn add_emitted(&mut self, name: &str) {
+        self.exact.insert(normalise(name));
+    }
+
+    /// True when a client must not be able to send this header upstream.
+    pub fn is_identity_header(&self, name: &str) -> bool {
+        let norm = normalise(name);
+        (!self.prefix.is_empty() && norm.starts_with(&self.prefix))
+            || self.exact.contains(&norm)
+            || self.prefixes.iter().any(|p| norm.starts_with(p))
+    }
+
+    /// The names (as the client sent them) of every identity header in the
+    /// request, each once.
+    pub fn spoofed(&self, headers: &[(String, String)]) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for (name, _) in headers {
+            if !name.starts_with(':') && self.is_identity_header(name) && !out.contains(name) {
+                out.push(name.clone());
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s() -> Sanitiser {
+        let mut s = Sanitiser::compile(
+            "x-mpass-",
+            &["x-forwarded-user".into(), "x-auth-request-*".into()],
+            "",
+        )
+        .unwrap();
+        s.add_emitted("x-shop-email");
+        s
+    }
+
+    #[test]
+    fn owned_prefix_is_stripped_in_every_case_and_underscore_variant() {
+        for name in ["x-mpass-uid", "X-MPASS-UID", "X_Mpass_Uid", "x_mpass-uid", "x-mpass-"] {
+            assert!(s().is_identity_header(name), "{name}");
+        }
+    }
+
+    #[test]
+    fn operator_names_and_prefixes_and_contract_headers_are_stripped() {
+        for name in [
+            "x-forwarded-user",
+            "X_Forwarded_User",
+            "x-auth-request-email",
+            "X_AUTH_REQUEST_USER",
+            "x-shop-email",
+            "X_Shop_Email",
+        ] {
+            assert!(s().is_identity_header(name), "{name}");
+        }
+    }
+
+    #[test]
+    fn ordinary_headers_are_kept() {
+        for name in ["accept", "x-mpas-uid", "authorization", "cookie", "x-forwarded-for"] {
+            assert!(!s().is_identity_header(name), "{name}");
+        }
+    }
+
+    #[test]
+    fn a_bad_strip_entry_is_a_configuration_error_with_its_path() {
+        let err = Sanitiser::compile("x-mpass-", &["ok".into(), "a*b".into()], "").unwrap_err();
+        assert_eq!(err.path, "strip_headers[1]");
+    }
+}
