@@ -6,3 +6,7 @@
 
 pub mod alg;
 pub mod error;
+pub mod keys;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod mint;
+pub mod verify;
