@@ -624,3 +624,610 @@ impl<'de> Visitor<'de> for StrictVisitor {
         Ok(Value::Object(map))
     }
 }
+
+#[cfg(test)]
+// Tests may panic: a panic is a failed test, not a crashed VM.
+#[allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+mod tests {
+    use super::*;
+    use crate::mint::{load_pem, public_jwk, sign_bytes, sign_compact, sign_raw, SigningKey};
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine as _;
+    use serde_json::json;
+
+    /// Fixed clock: 2026-11-26T12:00:00Z.
+    const NOW: i64 = 1_795_694_400;
+    const MAX: usize = 16 * 1024;
+    const SECRET: &[u8] = b"client-secret-from-provider-config-0123456789";
+    const ISS: &str = "https://mpass-proxy-test.csc.fi";
+
+    fn key_path(name: &str) -> String {
+        format!("{}/tests/keys/{name}", env!("CARGO_MANIFEST_DIR"))
+    }
+
+    fn signing_key(alg: Alg) -> SigningKey {
+        match alg.family() {
+            KeyFamily::Rsa => load_pem(key_path("rsa-a.pem")).unwrap(),
+            KeyFamily::EcP256 => load_pem(key_path("ec-p256.pem")).unwrap(),
+            KeyFamily::Ed25519 => load_pem(key_path("ed25519.pem")).unwrap(),
+            KeyFamily::Hmac => SigningKey::hmac(SECRET.to_vec()),
+        }
+    }
+
+    fn verifying_key(file: &str, alg: Option<Alg>) -> VerifyingKey {
+        let jwk = public_jwk(&load_pem(key_path(file)).unwrap(), Some(file), alg).unwrap();
+        let doc = serde_json::to_vec(&json!({ "keys": [jwk] })).unwrap();
+        let (set, _) = KeySet::parse(&doc, &Alg::ALL).unwrap();
+        set.keys()[0].clone()
+    }
+
+    fn key_file(alg: Alg) -> &'static str {
+        match alg.family() {
+            KeyFamily::Rsa => "rsa-a.pem",
+            KeyFamily::EcP256 => "ec-p256.pem",
+            _ => "ed25519.pem",
+        }
+    }
+
+    fn claims() -> Value {
+        json!({
+            "iss": ISS,
+            "sub": "pairwise-subject",
+            "aud": "client-a",
+            "iat": NOW - 10,
+            "exp": NOW + 3600,
+        })
+    }
+
+    fn mint(alg: Alg, claims: &Value) -> String {
+        let payload = serde_json::to_vec(claims).unwrap();
+        sign_compact(alg, &signing_key(alg), &json!({"kid": "k1"}), &payload).unwrap()
+    }
+
+    fn mint_raw(alg: Alg, header: &str, payload: &str) -> String {
+        sign_raw(
+            alg,
+            &signing_key(alg),
+            header.as_bytes(),
+            payload.as_bytes(),
+        )
+        .unwrap()
+    }
+
+    fn verify(alg: Alg, token: &str) -> Result<(), TokenError> {
+        let t = Untrusted::decode(token, MAX)?;
+        if alg.is_hmac() {
+            t.verify_with_secret(SECRET)
+        } else {
+            t.verify_with_key(&verifying_key(key_file(alg), None))
+        }
+    }
+
+    fn decode_err(token: &str) -> &'static str {
+        Untrusted::decode(token, MAX).unwrap_err().reason()
+    }
+
+    fn parts(token: &str) -> Vec<String> {
+        token.split('.').map(str::to_owned).collect()
+    }
+
+    #[test]
+    fn every_algorithm_round_trips_from_signing_to_verification() {
+        for alg in Alg::ALL {
+            let token = mint(alg, &claims());
+            let t = Untrusted::decode(&token, MAX).unwrap();
+            assert_eq!(t.alg(), alg);
+            assert_eq!(t.kid(), Some("k1"));
+            assert_eq!(t.issuer(), Some(ISS));
+            assert_eq!(t.size(), token.len());
+            assert_eq!(t.signing_input_len(), token.rfind('.').unwrap());
+            assert_eq!(verify(alg, &token), Ok(()), "{alg}");
+        }
+    }
+
+    #[test]
+    fn a_token_signed_by_another_key_has_a_bad_signature() {
+        for alg in [Alg::RS256, Alg::PS512] {
+            let t = Untrusted::decode(&mint(alg, &claims()), MAX).unwrap();
+            let other = verifying_key("rsa-b.pem", None);
+            assert_eq!(t.verify_with_key(&other), Err(TokenError::BadSignature));
+        }
+        let t = Untrusted::decode(&mint(Alg::HS256, &claims()), MAX).unwrap();
+        assert_eq!(
+            t.verify_with_secret(b"another-secret"),
+            Err(TokenError::BadSignature)
+        );
+    }
+
+    #[test]
+    fn a_tampered_payload_has_a_bad_signature() {
+        let mut evil = claims();
+        evil["sub"] = json!("someone-else");
+        let other = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&evil).unwrap());
+        for alg in Alg::ALL {
+            let p = parts(&mint(alg, &claims()));
+            let token = format!("{}.{}.{}", p[0], other, p[2]);
+            assert_eq!(verify(alg, &token), Err(TokenError::BadSignature), "{alg}");
+        }
+    }
+
+    #[test]
+    fn alg_none_in_any_spelling_or_missing_is_an_unsupported_algorithm() {
+        let body = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&claims()).unwrap());
+        let headers = [
+            r#"{"alg":"none"}"#,
+            r#"{"alg":"None"}"#,
+            r#"{"alg":"NONE"}"#,
+            r#"{"alg":""}"#,
+            r#"{"alg":"rs256"}"#,
+            r#"{"alg":null}"#,
+            r#"{"alg":["RS256"]}"#,
+            r#"{"typ":"JWT"}"#,
+        ];
+        for h in headers {
+            let h64 = URL_SAFE_NO_PAD.encode(h);
+            for sig in ["", "AAAA"] {
+                let token = format!("{h64}.{body}.{sig}");
+                assert_eq!(decode_err(&token), "unsupported_algorithm", "{h} {sig:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn hs256_token_signed_with_the_rsa_public_key_is_rejected_by_verify_with_key() {
+        // The classic algorithm-confusion attack: the attacker knows the
+        // public key and uses its bytes, in the forms a careless verifier
+        // might hold, as an HMAC secret.
+        let key = verifying_key("rsa-a.pem", None);
+        let jwk = public_jwk(&load_pem(key_path("rsa-a.pem")).unwrap(), None, None).unwrap();
+        let jwk_bytes = serde_json::to_vec(&jwk).unwrap();
+        let pem_bytes = std::fs::read(key_path("rsa-a.public.pem")).unwrap();
+        let payload = serde_json::to_vec(&claims()).unwrap();
+        for public_bytes in [jwk_bytes, pem_bytes] {
+            let forged = sign_compact(
+                Alg::HS256,
+                &SigningKey::hmac(public_bytes.clone()),
+                &json!({}),
+                &payload,
+            )
+            .unwrap();
+            let t = Untrusted::decode(&forged, MAX).unwrap();
+            assert_eq!(t.verify_with_key(&key), Err(TokenError::UnknownKey));
+            let set = KeySet::from_keys(vec![key.clone()]);
+            assert_eq!(t.verify_with_keyset(&set), Err(TokenError::UnknownKey));
+            // It passes only with that exact byte string as the secret, which
+            // is why HS secrets come only from provider configuration.
+            assert_eq!(t.verify_with_secret(&public_bytes), Ok(()));
+            assert_eq!(t.verify_with_secret(SECRET), Err(TokenError::BadSignature));
+        }
+    }
+
+    #[test]
+    fn a_key_of_another_family_or_declared_alg_is_an_unknown_key() {
+        let rs = Untrusted::decode(&mint(Alg::RS256, &claims()), MAX).unwrap();
+        assert_eq!(
+            rs.verify_with_key(&verifying_key("ec-p256.pem", None)),
+            Err(TokenError::UnknownKey)
+        );
+        assert_eq!(
+            rs.verify_with_key(&verifying_key("rsa-a.pem", Some(Alg::PS256))),
+            Err(TokenError::UnknownKey)
+        );
+        assert_eq!(
+            rs.verify_with_key(&verifying_key("rsa-a.pem", Some(Alg::RS256))),
+            Ok(())
+        );
+        assert_eq!(rs.verify_with_secret(SECRET), Err(TokenError::UnknownKey));
+        let hs = Untrusted::decode(&mint(Alg::HS256, &claims()), MAX).unwrap();
+        assert_eq!(hs.verify_with_secret(b""), Err(TokenError::UnknownKey));
+    }
+
+    #[test]
+    fn keyset_verification_uses_the_kid_and_reports_unknown_or_bad() {
+        let mut a = verifying_key("rsa-a.pem", None);
+        a.kid = Some("k1".into());
+        let mut b = verifying_key("rsa-b.pem", None);
+        b.kid = Some("k2".into());
+        let t = Untrusted::decode(&mint(Alg::RS256, &claims()), MAX).unwrap();
+        let set = KeySet::from_keys(vec![b.clone(), a.clone()]);
+        assert_eq!(
+            t.verify_with_keyset(&set).unwrap().kid.as_deref(),
+            Some("k1")
+        );
+        let only_b = KeySet::from_keys(vec![b.clone()]);
+        assert_eq!(t.verify_with_keyset(&only_b), Err(TokenError::UnknownKey));
+        b.kid = Some("k1".into());
+        let impostor = KeySet::from_keys(vec![b]);
+        assert_eq!(
+            t.verify_with_keyset(&impostor),
+            Err(TokenError::BadSignature)
+        );
+    }
+
+    #[test]
+    fn header_jwk_and_jku_are_never_used_to_find_a_key() {
+        let attacker = load_pem(key_path("rsa-b.pem")).unwrap();
+        let header = json!({
+            "jwk": public_jwk(&attacker, None, None).unwrap(),
+            "jku": "https://attacker.example/jwks",
+            "x5u": "https://attacker.example/cert",
+        });
+        let payload = serde_json::to_vec(&claims()).unwrap();
+        let token = sign_compact(Alg::RS256, &attacker, &header, &payload).unwrap();
+        let t = Untrusted::decode(&token, MAX).unwrap();
+        let ours = KeySet::from_keys(vec![verifying_key("rsa-a.pem", None)]);
+        assert_eq!(t.verify_with_keyset(&ours), Err(TokenError::BadSignature));
+    }
+
+    #[test]
+    fn the_psychic_es256_signature_with_r_and_s_zero_is_rejected() {
+        let p = parts(&mint(Alg::ES256, &claims()));
+        let zero = URL_SAFE_NO_PAD.encode([0u8; 64]);
+        let token = format!("{}.{}.{zero}", p[0], p[1]);
+        assert_eq!(verify(Alg::ES256, &token), Err(TokenError::BadSignature));
+    }
+
+    #[test]
+    fn zero_wrong_length_and_trailing_byte_signatures_are_bad() {
+        for alg in Alg::ALL {
+            let token = mint(alg, &claims());
+            let p = parts(&token);
+            let sig = URL_SAFE_NO_PAD.decode(&p[2]).unwrap();
+            let mut longer = sig.clone();
+            longer.push(0);
+            let variants = [
+                vec![0u8; sig.len()],
+                sig[..sig.len() - 1].to_vec(),
+                longer,
+                vec![0u8],
+            ];
+            for v in variants {
+                let t = format!("{}.{}.{}", p[0], p[1], URL_SAFE_NO_PAD.encode(&v));
+                assert_eq!(
+                    verify(alg, &t),
+                    Err(TokenError::BadSignature),
+                    "{alg} {}",
+                    v.len()
+                );
+            }
+            let empty = format!("{}.{}.", p[0], p[1]);
+            assert_eq!(decode_err(&empty), "malformed", "{alg}");
+        }
+    }
+
+    #[test]
+    fn a_crit_header_is_refused() {
+        let body = serde_json::to_string(&claims()).unwrap();
+        let t = mint_raw(
+            Alg::RS256,
+            r#"{"alg":"RS256","crit":["exp"],"exp":1}"#,
+            &body,
+        );
+        assert_eq!(decode_err(&t), "unsupported_critical_header");
+        let t = mint_raw(
+            Alg::RS256,
+            r#"{"alg":"RS256","b64":false,"crit":["b64"]}"#,
+            &body,
+        );
+        assert_eq!(decode_err(&t), "unsupported_critical_header");
+        let t = mint_raw(Alg::RS256, r#"{"alg":"RS256","crit":[]}"#, &body);
+        assert_eq!(decode_err(&t), "malformed");
+    }
+
+    #[test]
+    fn duplicate_members_in_claims_or_header_are_refused() {
+        let dup_iss = format!(
+            r#"{{"iss":"{ISS}","iss":"https://evil.example","aud":"client-a","exp":{}}}"#,
+            NOW + 60
+        );
+        let t = mint_raw(Alg::RS256, r#"{"alg":"RS256"}"#, &dup_iss);
+        assert_eq!(decode_err(&t), "duplicate_claim");
+        let nested = r#"{"iss":"x","exp":1,"urn:mpass.id:x":{"a":1,"a":2}}"#;
+        let t = mint_raw(Alg::RS256, r#"{"alg":"RS256"}"#, nested);
+        assert_eq!(decode_err(&t), "duplicate_claim");
+        let t = mint_raw(
+            Alg::HS256,
+            r#"{"alg":"HS256","alg":"RS256"}"#,
+            r#"{"exp":1}"#,
+        );
+        assert_eq!(decode_err(&t), "malformed");
+    }
+
+    #[test]
+    fn time_claims_must_be_non_negative_json_integers() {
+        let bad = [
+            json!("1795694400"),
+            json!(1795694400.0),
+            json!(1.5),
+            json!(-1),
+            json!(u64::MAX),
+            json!(MAX_TIME + 1),
+            json!(null),
+            json!([1]),
+        ];
+        for claim in ["exp", "nbf", "iat"] {
+            for value in &bad {
+                let mut c = claims();
+                c[claim] = value.clone();
+                let t = mint(Alg::RS256, &c);
+                assert_eq!(decode_err(&t), "invalid_claim", "{claim}={value}");
+            }
+        }
+        for raw in [r#"{"exp":1e10}"#, r#"{"exp":99999999999999999999}"#] {
+            let t = mint_raw(Alg::RS256, r#"{"alg":"RS256"}"#, raw);
+            assert_eq!(decode_err(&t), "invalid_claim", "{raw}");
+        }
+    }
+
+    #[test]
+    fn iss_aud_azp_and_sub_must_have_their_registered_types() {
+        let bad = [
+            ("iss", json!(5)),
+            ("aud", json!(5)),
+            ("aud", json!(["client-a", 5])),
+            ("aud", json!({"a": 1})),
+            ("azp", json!(["client-a"])),
+            ("sub", json!(42)),
+        ];
+        for (name, value) in bad {
+            let mut c = claims();
+            c[name] = value.clone();
+            assert_eq!(
+                decode_err(&mint(Alg::RS256, &c)),
+                "invalid_claim",
+                "{name}={value}"
+            );
+        }
+    }
+
+    #[test]
+    fn base64_must_be_strict_unpadded_url_safe_and_canonical() {
+        let token = mint(Alg::RS256, &claims());
+        let p = parts(&token);
+        let padded_payload = format!("{}.{}=.{}", p[0], p[1], p[2]);
+        let std_sig = p[2].replace('-', "+").replace('_', "/");
+        assert_ne!(std_sig, p[2], "test signature should contain - or _");
+        let std_alphabet = format!("{}.{}.{std_sig}", p[0], p[1]);
+        let spaced = format!("{}.{} .{}", p[0], p[1], p[2]);
+        let newline = format!("{}\n.{}.{}", p[0], p[1], p[2]);
+        // 256 bytes encode to 342 chars whose last one has 4 unused bits, so
+        // it is one of A, Q, g, w; the next letter sets an unused bit.
+        let mut sig = p[2].clone().into_bytes();
+        let last = sig.last_mut().unwrap();
+        assert!(b"AQgw".contains(last));
+        *last += 1;
+        let non_canonical = format!("{}.{}.{}", p[0], p[1], String::from_utf8(sig).unwrap());
+        for t in [padded_payload, std_alphabet, spaced, newline, non_canonical] {
+            assert_eq!(decode_err(&t), "malformed", "{t}");
+        }
+    }
+
+    #[test]
+    fn only_three_part_compact_tokens_are_accepted() {
+        let token = mint(Alg::RS256, &claims());
+        let p = parts(&token);
+        let cases = [
+            format!("{}.{}", p[0], p[1]),
+            format!("{token}.{}", p[2]),
+            // A JWE has five parts.
+            format!("{}.{}.{}.{}.{}", p[0], p[1], p[2], p[2], p[2]),
+            format!("{token}."),
+            format!(".{}.{}", p[1], p[2]),
+            format!("{}..{}", p[0], p[2]),
+            String::new(),
+        ];
+        for t in cases {
+            assert_eq!(decode_err(&t), "malformed");
+        }
+    }
+
+    #[test]
+    fn header_and_claims_must_be_json_objects() {
+        let cases = [
+            (r#"["RS256"]"#, r#"{"exp":1}"#),
+            (r#"{"alg":"RS256""#, r#"{"exp":1}"#),
+            (r#"{"alg":"RS256","kid":7}"#, r#"{"exp":1}"#),
+            (r#"{"alg":"RS256"}"#, r#"["not","an","object"]"#),
+            (r#"{"alg":"RS256"}"#, "not json"),
+            (r#"{"alg":"RS256","cty":"JWT"}"#, r#"{"exp":1}"#),
+        ];
+        for (h, c) in cases {
+            assert_eq!(
+                decode_err(&mint_raw(Alg::RS256, h, c)),
+                "malformed",
+                "{h} {c}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_oversize_token_is_refused_before_decoding() {
+        let token = mint(Alg::RS256, &claims());
+        assert_eq!(Untrusted::decode(&token, token.len()).map(|_| ()), Ok(()));
+        let err = Untrusted::decode(&token, token.len() - 1).unwrap_err();
+        assert_eq!(err.reason(), "too_large");
+        // Garbage over the limit is too_large, not malformed: nothing was parsed.
+        assert_eq!(decode_err(&"!".repeat(MAX + 1)), "too_large");
+    }
+
+    fn times(exp: Option<i64>, nbf: Option<i64>, iat: Option<i64>) -> Untrusted {
+        let mut c = json!({"iss": ISS});
+        for (name, v) in [("exp", exp), ("nbf", nbf), ("iat", iat)] {
+            if let Some(v) = v {
+                c[name] = json!(v);
+            }
+        }
+        Untrusted::decode(&mint(Alg::HS256, &c), MAX).unwrap()
+    }
+
+    #[test]
+    fn time_checks_follow_the_policy_with_a_fixed_clock() {
+        let policy = TimePolicy {
+            clock_skew_secs: 60,
+            max_lifetime_secs: Some(3600),
+            require_expiration: true,
+        };
+        let ok = Ok(());
+        type Case = (
+            Option<i64>,
+            Option<i64>,
+            Option<i64>,
+            Result<(), TokenError>,
+        );
+        let cases: [Case; 12] = [
+            (Some(NOW + 600), None, Some(NOW), ok),
+            (Some(NOW - 60), None, None, ok),
+            (Some(NOW - 61), None, None, Err(TokenError::Expired)),
+            (None, None, Some(NOW), Err(TokenError::MissingExpiration)),
+            (Some(NOW + 600), Some(NOW + 60), None, ok),
+            (
+                Some(NOW + 600),
+                Some(NOW + 61),
+                None,
+                Err(TokenError::NotYetValid),
+            ),
+            (
+                Some(NOW + 600),
+                None,
+                Some(NOW + 61),
+                Err(TokenError::IssuedInFuture),
+            ),
+            (Some(NOW + 3600), None, Some(NOW), ok),
+            (
+                Some(NOW + 3601),
+                None,
+                Some(NOW),
+                Err(TokenError::LifetimeTooLong),
+            ),
+            (
+                Some(NOW + 3601),
+                None,
+                None,
+                Err(TokenError::LifetimeTooLong),
+            ),
+            (
+                Some(NOW + 3000),
+                None,
+                Some(NOW - 1000),
+                Err(TokenError::LifetimeTooLong),
+            ),
+            (
+                Some(MAX_TIME),
+                Some(0),
+                Some(0),
+                Err(TokenError::LifetimeTooLong),
+            ),
+        ];
+        for (exp, nbf, iat, want) in cases {
+            let got = times(exp, nbf, iat).check_times(&policy, NOW);
+            assert_eq!(got, want, "exp={exp:?} nbf={nbf:?} iat={iat:?}");
+        }
+        let lax = TimePolicy {
+            clock_skew_secs: u64::MAX,
+            max_lifetime_secs: None,
+            require_expiration: false,
+        };
+        assert_eq!(times(None, None, None).check_times(&lax, NOW), Ok(()));
+        assert_eq!(
+            times(Some(0), None, None).check_times(&lax, i64::MAX),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn audience_must_match_and_azp_must_name_the_match_when_aud_has_several() {
+        let want = vec!["client-a".to_owned(), "client-b".to_owned()];
+        let cases = [
+            (json!("client-a"), None, Ok("client-a")),
+            (json!("client-x"), None, Err(TokenError::AudienceMismatch)),
+            (json!(["client-x", "client-b"]), None, Ok("client-b")),
+            (
+                json!(["client-x", "client-b"]),
+                Some("client-b"),
+                Ok("client-b"),
+            ),
+            (
+                json!(["client-a", "client-b"]),
+                Some("client-b"),
+                Ok("client-b"),
+            ),
+            (
+                json!(["client-a", "client-x"]),
+                Some("client-x"),
+                Err(TokenError::AudienceMismatch),
+            ),
+            (json!("client-a"), Some("someone-else"), Ok("client-a")),
+            (json!([]), None, Err(TokenError::AudienceMismatch)),
+        ];
+        for (aud, azp, expected) in cases {
+            let mut c = claims();
+            c["aud"] = aud.clone();
+            if let Some(azp) = azp {
+                c["azp"] = json!(azp);
+            }
+            let t = Untrusted::decode(&mint(Alg::RS256, &c), MAX).unwrap();
+            let got = t.check_audience(&want);
+            assert_eq!(got, expected.map(str::to_owned), "aud={aud} azp={azp:?}");
+        }
+        let mut c = claims();
+        c.as_object_mut().unwrap().remove("aud");
+        let t = Untrusted::decode(&mint(Alg::RS256, &c), MAX).unwrap();
+        assert_eq!(t.check_audience(&want), Err(TokenError::AudienceMismatch));
+    }
+
+    #[test]
+    fn errors_display_without_token_content_and_reasons_are_snake_case() {
+        let all = [
+            TokenError::Malformed,
+            TokenError::TooLarge,
+            TokenError::UnsupportedAlgorithm,
+            TokenError::AlgorithmNotAllowed,
+            TokenError::UnknownIssuer,
+            TokenError::UnknownKey,
+            TokenError::BadSignature,
+            TokenError::Expired,
+            TokenError::NotYetValid,
+            TokenError::IssuedInFuture,
+            TokenError::LifetimeTooLong,
+            TokenError::MissingExpiration,
+            TokenError::AudienceMismatch,
+            TokenError::UnsupportedCriticalHeader,
+            TokenError::DuplicateClaim,
+            TokenError::InvalidClaim,
+        ];
+        for e in all {
+            let shown = e.to_string();
+            assert_eq!(shown, shown.to_lowercase());
+            assert!(!shown.ends_with('.'));
+            assert!(e
+                .reason()
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b == b'_'));
+        }
+        let t = Untrusted::decode(&mint(Alg::RS256, &claims()), MAX).unwrap();
+        assert!(!format!("{t:?}").contains("pairwise-subject"));
+    }
+
+    #[test]
+    fn sign_bytes_and_verify_signature_agree_for_a_raw_signing_input() {
+        // Guards the mint/verify pairing independently of the JWS layout.
+        let key = signing_key(Alg::EdDSA);
+        let sig = sign_bytes(Alg::EdDSA, &key, b"a.b").unwrap();
+        let v = RingVerifier {
+            alg: Alg::EdDSA,
+            _key: PhantomData,
+        };
+        let material = verifying_key("ed25519.pem", None).material;
+        assert!(v.verify_signature(
+            &RingSignature(sig.clone()),
+            &RingKey::Public(&material),
+            b"a.b"
+        ));
+        assert!(!v.verify_signature(&RingSignature(sig), &RingKey::Secret(SECRET), b"a.b"));
+    }
+}
