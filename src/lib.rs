@@ -1,10 +1,14 @@
 //! mpass-guard: verify MPASSid ID tokens in Envoy and release to each service
 //! provider only the attributes its contract allows.
 //!
-//! Everything except [`wasm`] is a pure core with no proxy-wasm types, so the
-//! whole decision is testable natively.
+//! Everything except the `wasm` glue is a pure core with no proxy-wasm types,
+//! so the whole decision is testable natively.
 
 pub mod alg;
 pub mod error;
 pub mod extract;
 pub mod forward;
+pub mod keys;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod mint;
+pub mod verify;

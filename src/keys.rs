@@ -1,0 +1,668 @@
+//! Verification key sets: parsing a JWKS document into checked key material,
+//! and choosing which keys may verify a token with a given `alg` and `kid`.
+//!
+//! No I/O happens here: the glue fetches the JWKS bytes and hands them in.
+//! Parsing is deliberately lenient per key and strict per set: a key we cannot
+//! or must not use is skipped with a warning (so one odd key published by an
+//! identity provider does not take the whole provider down), but a set with no
+//! usable key at all is an error.
+
+use std::fmt;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use ring::digest;
+use serde_json::{Map, Value};
+
+use crate::alg::{Alg, KeyFamily};
+
+/// At most this many entries of a JWKS `keys` array are considered. Real
+/// identity providers publish a handful; a huge set is either a mistake or an
+/// attempt to make every token verification try many keys.
+pub const MAX_KEYS: usize = 64;
+
+/// A `kid` longer than this many bytes is not a key id we will compare against.
+pub const MAX_KID_BYTES: usize = 256;
+
+/// RSA keys below this size are refused (RFC 7518 section 3.3 requires 2048).
+pub const MIN_RSA_BITS: usize = 2048;
+
+/// RSA keys above this size are refused: ring does not verify with them, and
+/// they would make each verification needlessly slow.
+pub const MAX_RSA_BITS: usize = 8192;
+
+/// Public key material in the form ring verifies with.
+#[derive(Clone, PartialEq, Eq)]
+pub enum KeyMaterial {
+    /// An RSA public key: modulus and public exponent, big-endian, without
+    /// leading zero bytes.
+    Rsa {
+        /// Modulus `n`.
+        n: Vec<u8>,
+        /// Public exponent `e`.
+        e: Vec<u8>,
+    },
+    /// A P-256 public point in uncompressed form: `0x04 || x || y` (65 bytes).
+    EcP256 {
+        /// The uncompressed point.
+        point: Vec<u8>,
+    },
+    /// An Ed25519 public key (32 bytes).
+    Ed25519 {
+        /// The public key bytes.
+        public: [u8; 32],
+    },
+}
+
+// Key bytes are public, but a Debug that prints only the shape keeps logs short
+// and keeps the habit of never dumping key or token bytes.
+impl fmt::Debug for KeyMaterial {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            KeyMaterial::Rsa { n, .. } => write!(f, "Rsa({} bits)", rsa_bits(n)),
+            KeyMaterial::EcP256 { .. } => f.write_str("EcP256"),
+            KeyMaterial::Ed25519 { .. } => f.write_str("Ed25519"),
+        }
+    }
+}
+
+impl KeyMaterial {
+    /// The key family this material belongs to.
+    pub fn family(&self) -> KeyFamily {
+        match self {
+            KeyMaterial::Rsa { .. } => KeyFamily::Rsa,
+            KeyMaterial::EcP256 { .. } => KeyFamily::EcP256,
+            KeyMaterial::Ed25519 { .. } => KeyFamily::Ed25519,
+        }
+    }
+}
+
+/// One usable verification key from a JWKS (or built directly).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifyingKey {
+    /// The JWK `kid`, if any.
+    pub kid: Option<String>,
+    /// The JWK `alg`, if declared: then the key verifies only that algorithm.
+    pub alg: Option<Alg>,
+    /// The public key itself.
+    pub material: KeyMaterial,
+}
+
+impl VerifyingKey {
+    /// True if this key may verify a token whose header says `alg`: same key
+    /// family, and the same algorithm if the key declared one.
+    pub fn accepts(&self, alg: Alg) -> bool {
+        self.material.family() == alg.family() && self.alg.map_or(true, |a| a == alg)
+    }
+
+    /// SHA-256 over a canonical, length-prefixed encoding of kid, alg and key
+    /// material. Equal keys have equal fingerprints.
+    pub fn fingerprint(&self) -> [u8; 32] {
+        let mut ctx = digest::Context::new(&digest::SHA256);
+        ctx.update(b"mpass-guard key v1\0");
+        put_field(&mut ctx, self.kid.as_deref().map(str::as_bytes));
+        put_field(&mut ctx, self.alg.map(|a| a.name().as_bytes()));
+        match &self.material {
+            KeyMaterial::Rsa { n, e } => {
+                put_field(&mut ctx, Some(b"RSA"));
+                put_field(&mut ctx, Some(n));
+                put_field(&mut ctx, Some(e));
+            }
+            KeyMaterial::EcP256 { point } => {
+                put_field(&mut ctx, Some(b"EC P-256"));
+                put_field(&mut ctx, Some(point));
+            }
+            KeyMaterial::Ed25519 { public } => {
+                put_field(&mut ctx, Some(b"OKP Ed25519"));
+                put_field(&mut ctx, Some(public));
+            }
+        }
+        finish(ctx)
+    }
+}
+
+/// Feeds one optional field into a digest so that no two different field
+/// sequences encode to the same bytes (tag + 8-byte length + bytes).
+fn put_field(ctx: &mut digest::Context, field: Option<&[u8]>) {
+    match field {
+        None => ctx.update(&[0]),
+        Some(bytes) => {
+            ctx.update(&[1]);
+            ctx.update(&(bytes.len() as u64).to_be_bytes());
+            ctx.update(bytes);
+        }
+    }
+}
+
+fn finish(ctx: digest::Context) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    let d = ctx.finish();
+    for (o, b) in out.iter_mut().zip(d.as_ref()) {
+        *o = *b;
+    }
+    out
+}
+
+/// Why a JWKS document could not be used at all.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JwksError {
+    /// The document is not JSON.
+    NotJson,
+    /// The document is JSON but not an object with a `keys` array.
+    NotAJwks,
+    /// No key in the set is usable with the allowed algorithms.
+    NoUsableKey,
+}
+
+impl fmt::Display for JwksError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            JwksError::NotJson => "jwks is not json",
+            JwksError::NotAJwks => "jwks is not an object with a keys array",
+            JwksError::NoUsableKey => "jwks has no usable signing key for the allowed algorithms",
+        })
+    }
+}
+
+impl std::error::Error for JwksError {}
+
+/// A checked set of verification keys.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KeySet {
+    keys: Vec<VerifyingKey>,
+}
+
+impl KeySet {
+    /// Parses a JWKS document, keeping only keys usable with `allowed`.
+    ///
+    /// Returns the set and one warning per skipped key (the warnings name the
+    /// key by index and `kid`, never by key material). Fails if the document
+    /// is not a JWKS or no key is usable.
+    pub fn parse(json: &[u8], allowed: &[Alg]) -> Result<(KeySet, Vec<String>), JwksError> {
+        let (keys, warnings) = parse_keys(json, allowed)?;
+        if keys.is_empty() {
+            return Err(JwksError::NoUsableKey);
+        }
+        Ok((KeySet { keys }, warnings))
+    }
+
+    /// Builds a set from keys checked elsewhere (tests, statically configured keys).
+    pub fn from_keys(keys: Vec<VerifyingKey>) -> KeySet {
+        KeySet { keys }
+    }
+
+    /// Number of keys.
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// True if the set holds no key.
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    /// The keys, in document order.
+    pub fn keys(&self) -> &[VerifyingKey] {
+        &self.keys
+    }
+
+    /// The `kid`s of the keys that have one, in document order.
+    pub fn kids(&self) -> Vec<&str> {
+        self.keys.iter().filter_map(|k| k.kid.as_deref()).collect()
+    }
+
+    /// SHA-256 over the sorted per-key fingerprints: equal for two sets with
+    /// the same keys whatever their order, for cache invalidation.
+    pub fn fingerprint(&self) -> [u8; 32] {
+        let mut prints: Vec<[u8; 32]> = self.keys.iter().map(VerifyingKey::fingerprint).collect();
+        prints.sort_unstable();
+        let mut ctx = digest::Context::new(&digest::SHA256);
+        ctx.update(b"mpass-guard keyset v1\0");
+        ctx.update(&(prints.len() as u64).to_be_bytes());
+        for p in &prints {
+            ctx.update(p);
+        }
+        finish(ctx)
+    }
+
+    /// The keys that may verify a token with header `alg` and `kid`.
+    ///
+    /// With a `kid`, only keys with exactly that `kid` are candidates: a token
+    /// naming a key we do not have must fail as an unknown key (which may
+    /// prompt a JWKS refresh) rather than be tried against every key. Without
+    /// a `kid`, every key of the algorithm's family is a candidate. In both
+    /// cases a key that declared an `alg` is a candidate only for that alg.
+    /// HMAC algorithms never have candidates: JWKS keys are public.
+    pub fn candidates<'a>(&'a self, alg: Alg, kid: Option<&str>) -> Vec<&'a VerifyingKey> {
+        self.keys
+            .iter()
+            .filter(|k| k.accepts(alg))
+            .filter(|k| match kid {
+                Some(want) => k.kid.as_deref() == Some(want),
+                None => true,
+            })
+            .collect()
+    }
+}
+
+/// Parses a JWKS document into its usable keys and the warnings for skipped
+/// ones, without requiring any key to be usable. [`KeySet::parse`] is this plus
+/// the "at least one key" rule; the glue may call this to log why a set that
+/// failed had no usable key.
+pub fn parse_keys(
+    json: &[u8],
+    allowed: &[Alg],
+) -> Result<(Vec<VerifyingKey>, Vec<String>), JwksError> {
+    let doc: Value = serde_json::from_slice(json).map_err(|_| JwksError::NotJson)?;
+    let entries = doc
+        .as_object()
+        .and_then(|o| o.get("keys"))
+        .and_then(Value::as_array)
+        .ok_or(JwksError::NotAJwks)?;
+
+    let mut keys = Vec::new();
+    let mut warnings = Vec::new();
+    for (i, entry) in entries.iter().enumerate().take(MAX_KEYS) {
+        match parse_jwk(entry, allowed) {
+            Ok(key) => keys.push(key),
+            Err((why, label)) => warnings.push(format!("jwks key {i}{label}: skipped: {why}")),
+        }
+    }
+    if entries.len() > MAX_KEYS {
+        warnings.push(format!(
+            "jwks has {} keys: only the first {MAX_KEYS} were considered",
+            entries.len()
+        ));
+    }
+    Ok((keys, warnings))
+}
+
+/// Returns the key, or (why it is skipped, printable kid label).
+fn parse_jwk(entry: &Value, allowed: &[Alg]) -> Result<VerifyingKey, (String, String)> {
+    let Some(obj) = entry.as_object() else {
+        return Err(("not a json object".into(), String::new()));
+    };
+    let kid = match obj.get("kid") {
+        None => None,
+        Some(Value::String(s)) if s.len() <= MAX_KID_BYTES => Some(s.clone()),
+        Some(Value::String(s)) => {
+            return Err((
+                format!("kid is {} bytes, over {MAX_KID_BYTES}", s.len()),
+                String::new(),
+            ))
+        }
+        Some(_) => return Err(("kid is not a string".into(), String::new())),
+    };
+    // Debug formatting escapes quotes and control characters, so a hostile kid
+    // cannot forge log lines.
+    let label = kid
+        .as_ref()
+        .map_or(String::new(), |k| format!(" (kid {k:?})"));
+    let bail = |why: &str| Err((why.to_owned(), label.clone()));
+
+    let kty = match obj.get("kty") {
+        Some(Value::String(s)) => s.as_str(),
+        _ => return bail("kty missing or not a string"),
+    };
+    if kty == "oct" {
+        // A symmetric key published in a JWKS is public to everyone: never
+        // accept it. HMAC secrets come only from provider configuration.
+        return bail("kty oct: symmetric keys are never taken from a jwks");
+    }
+    match obj.get("use") {
+        None => {}
+        Some(Value::String(u)) if u == "sig" => {}
+        Some(Value::String(_)) => return bail("use is not sig"),
+        Some(_) => return bail("use is not a string"),
+    }
+    if let Some(ops) = obj.get("key_ops") {
+        let verifies = ops
+            .as_array()
+            .is_some_and(|a| a.iter().any(|o| o.as_str() == Some("verify")));
+        if !verifies {
+            return bail("key_ops does not include verify");
+        }
+    }
+    if obj.contains_key("d") || obj.contains_key("p") || obj.contains_key("k") {
+        // A JWKS that publishes private material means the key is compromised;
+        // anyone could sign with it.
+        return bail("contains private key material");
+    }
+
+    let family = match kty {
+        "RSA" => KeyFamily::Rsa,
+        "EC" => KeyFamily::EcP256,
+        "OKP" => KeyFamily::Ed25519,
+        _ => return bail("unsupported kty"),
+    };
+    let alg = match obj.get("alg") {
+        None => None,
+        Some(Value::String(name)) => match Alg::from_name(name) {
+            Some(a) if !allowed.contains(&a) => return bail("alg is not allowed"),
+            Some(a) if a.family() != family => return bail("alg does not fit the key type"),
+            Some(a) => Some(a),
+            None => return bail("unsupported alg"),
+        },
+        Some(_) => return bail("alg is not a string"),
+    };
+    if !allowed.iter().any(|a| a.family() == family) {
+        return bail("no allowed algorithm uses this key type");
+    }
+
+    let material = match family {
+        KeyFamily::Rsa => rsa_material(obj).map_err(|w| (w, label.clone()))?,
+        KeyFamily::EcP256 => ec_material(obj).map_err(|w| (w, label.clone()))?,
+        KeyFamily::Ed25519 => okp_material(obj).map_err(|w| (w, label.clone()))?,
+        KeyFamily::Hmac => return bail("unsupported kty"),
+    };
+    Ok(VerifyingKey { kid, alg, material })
+}
+
+fn member_bytes(obj: &Map<String, Value>, name: &str) -> Result<Vec<u8>, String> {
+    match obj.get(name) {
+        Some(Value::String(s)) => {
+            decode_b64url_strict(s).ok_or_else(|| format!("{name} is not valid base64url"))
+        }
+        Some(_) => Err(format!("{name} is not a string")),
+        None => Err(format!("{name} is missing")),
+    }
+}
+
+fn strip_leading_zeros(bytes: &[u8]) -> Vec<u8> {
+    let start = bytes.iter().position(|b| *b != 0).unwrap_or(bytes.len());
+    bytes.get(start..).unwrap_or_default().to_vec()
+}
+
+fn rsa_bits(n: &[u8]) -> usize {
+    match n.first() {
+        None => 0,
+        Some(top) => (n.len() - 1) * 8 + (8 - top.leading_zeros() as usize),
+    }
+}
+
+fn rsa_material(obj: &Map<String, Value>) -> Result<KeyMaterial, String> {
+    // Some publishers prefix a zero byte (a signed big-endian habit); ring
+    // wants the minimal form, so strip it rather than refuse the key.
+    let n = strip_leading_zeros(&member_bytes(obj, "n")?);
+    let e = strip_leading_zeros(&member_bytes(obj, "e")?);
+    let bits = rsa_bits(&n);
+    if bits < MIN_RSA_BITS {
+        return Err(format!("rsa modulus is {bits} bits, under {MIN_RSA_BITS}"));
+    }
+    if bits > MAX_RSA_BITS {
+        return Err(format!("rsa modulus is {bits} bits, over {MAX_RSA_BITS}"));
+    }
+    // ring accepts odd exponents from 3 up to 2^33 - 1; refuse the rest here
+    // so the key is skipped at load instead of failing every token.
+    let odd = e.last().is_some_and(|b| b & 1 == 1);
+    if e.len() > 4 || !odd || e.as_slice() == [1] {
+        return Err("rsa exponent is not an odd value between 3 and 2^32".into());
+    }
+    Ok(KeyMaterial::Rsa { n, e })
+}
+
+fn ec_material(obj: &Map<String, Value>) -> Result<KeyMaterial, String> {
+    match obj.get("crv").and_then(Value::as_str) {
+        Some("P-256") => {}
+        _ => return Err("unsupported crv for kty EC".into()),
+    }
+    let x = member_bytes(obj, "x")?;
+    let y = member_bytes(obj, "y")?;
+    if x.len() != 32 || y.len() != 32 {
+        return Err("P-256 coordinates are not 32 bytes".into());
+    }
+    let mut point = Vec::with_capacity(65);
+    point.push(0x04);
+    point.extend_from_slice(&x);
+    point.extend_from_slice(&y);
+    Ok(KeyMaterial::EcP256 { point })
+}
+
+fn okp_material(obj: &Map<String, Value>) -> Result<KeyMaterial, String> {
+    match obj.get("crv").and_then(Value::as_str) {
+        Some("Ed25519") => {}
+        _ => return Err("unsupported crv for kty OKP".into()),
+    }
+    let x = member_bytes(obj, "x")?;
+    let public: [u8; 32] = x
+        .as_slice()
+        .try_into()
+        .map_err(|_| "Ed25519 key is not 32 bytes".to_owned())?;
+    Ok(KeyMaterial::Ed25519 { public })
+}
+
+/// Decodes base64url strictly: only the URL-safe alphabet, no padding, no
+/// whitespace, and canonical (unused trailing bits must be zero), so each
+/// byte string has exactly one accepted encoding.
+pub(crate) fn decode_b64url_strict(s: &str) -> Option<Vec<u8>> {
+    let alphabet_ok = s
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if !alphabet_ok {
+        return None;
+    }
+    // URL_SAFE_NO_PAD refuses padding and non-zero trailing bits.
+    URL_SAFE_NO_PAD.decode(s).ok()
+}
+
+#[cfg(test)]
+// Tests may panic: a panic is a failed test, not a crashed VM.
+#[allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+mod tests {
+    use super::*;
+    use crate::mint::{load_pem, public_jwk};
+    use serde_json::json;
+
+    fn key_path(name: &str) -> String {
+        format!("{}/tests/keys/{name}", env!("CARGO_MANIFEST_DIR"))
+    }
+
+    fn jwk(name: &str, kid: &str) -> Value {
+        let key = load_pem(key_path(name)).unwrap();
+        public_jwk(&key, Some(kid), None).unwrap()
+    }
+
+    fn jwks(keys: Vec<Value>) -> Vec<u8> {
+        serde_json::to_vec(&json!({ "keys": keys })).unwrap()
+    }
+
+    const ALL: &[Alg] = &Alg::ALL;
+
+    #[test]
+    fn rsa_ec_and_ed25519_keys_from_a_jwks_are_all_usable() {
+        let doc = jwks(vec![
+            jwk("rsa-a.pem", "a"),
+            jwk("ec-p256.pem", "ec"),
+            jwk("ed25519.pem", "ed"),
+        ]);
+        let (set, warnings) = KeySet::parse(&doc, ALL).unwrap();
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert_eq!(set.len(), 3);
+        assert_eq!(set.kids(), vec!["a", "ec", "ed"]);
+    }
+
+    #[test]
+    fn unusable_keys_are_skipped_with_a_warning_naming_only_the_kid() {
+        let small: Value = serde_json::from_str(
+            &std::fs::read_to_string(key_path("rsa-1024.public.jwk.json")).unwrap(),
+        )
+        .unwrap();
+        let mut enc = jwk("rsa-b.pem", "enc");
+        enc["use"] = json!("enc");
+        let oct = json!({"kty": "oct", "kid": "oct", "k": "c2VjcmV0"});
+        let mut curve = jwk("ec-p256.pem", "p384");
+        curve["crv"] = json!("P-384");
+        let mut not_allowed = jwk("rsa-b.pem", "ps");
+        not_allowed["alg"] = json!("PS256");
+        let mut bad_b64 = jwk("rsa-b.pem", "pad");
+        bad_b64["e"] = json!("AQAB==");
+        let mut wrong_family = jwk("ec-p256.pem", "fam");
+        wrong_family["alg"] = json!("RS256");
+        let cases = [
+            (small, "rsa-1024", "1024 bits"),
+            (enc, "enc", "use is not sig"),
+            (oct, "oct", "symmetric"),
+            (curve, "p384", "unsupported crv"),
+            (not_allowed, "ps", "alg is not allowed"),
+            (bad_b64, "pad", "not valid base64url"),
+            (wrong_family, "fam", "alg does not fit the key type"),
+            (
+                json!({"kty": "OKP", "crv": "X25519", "x": "AA"}),
+                "",
+                "unsupported crv",
+            ),
+            (json!({"kty": "dsa", "kid": "d"}), "d", "unsupported kty"),
+        ];
+        for (bad, kid, why) in cases {
+            let doc = jwks(vec![jwk("rsa-a.pem", "good"), bad]);
+            let (set, warnings) =
+                KeySet::parse(&doc, &[Alg::RS256, Alg::ES256, Alg::EdDSA]).unwrap();
+            assert_eq!(set.kids(), vec!["good"], "{why}");
+            assert_eq!(warnings.len(), 1, "{why}: {warnings:?}");
+            let w = &warnings[0];
+            assert!(w.contains(why), "{w}");
+            if !kid.is_empty() {
+                assert!(w.contains(&format!("{kid:?}")), "{w}");
+            }
+            assert!(
+                !w.contains("AQAB"),
+                "warning must not carry key material: {w}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_key_whose_family_no_allowed_algorithm_uses_is_skipped() {
+        let doc = jwks(vec![jwk("rsa-a.pem", "a"), jwk("ed25519.pem", "ed")]);
+        let (set, warnings) = KeySet::parse(&doc, &[Alg::RS256]).unwrap();
+        assert_eq!(set.kids(), vec!["a"]);
+        assert!(warnings[0].contains("no allowed algorithm"), "{warnings:?}");
+    }
+
+    #[test]
+    fn a_jwks_with_no_usable_key_is_an_error() {
+        let doc = jwks(vec![json!({"kty": "oct", "k": "c2VjcmV0"})]);
+        assert_eq!(KeySet::parse(&doc, ALL), Err(JwksError::NoUsableKey));
+        let doc = jwks(vec![jwk("rsa-a.pem", "a")]);
+        assert_eq!(
+            KeySet::parse(&doc, &[Alg::HS256]),
+            Err(JwksError::NoUsableKey)
+        );
+        assert_eq!(
+            KeySet::parse(b"{\"keys\":[]}", ALL),
+            Err(JwksError::NoUsableKey)
+        );
+    }
+
+    #[test]
+    fn documents_that_are_not_a_jwks_are_errors() {
+        assert_eq!(KeySet::parse(b"not json", ALL), Err(JwksError::NotJson));
+        for doc in [&b"[]"[..], b"{}", b"{\"keys\":{}}", b"\"keys\""] {
+            assert_eq!(KeySet::parse(doc, ALL), Err(JwksError::NotAJwks));
+        }
+    }
+
+    #[test]
+    fn overlong_kid_and_published_private_keys_are_skipped() {
+        let mut long = jwk("rsa-b.pem", "x");
+        long["kid"] = json!("k".repeat(MAX_KID_BYTES + 1));
+        let mut private = jwk("rsa-b.pem", "priv");
+        private["d"] = json!("AQAB");
+        let doc = jwks(vec![jwk("rsa-a.pem", "a"), long, private]);
+        let (set, warnings) = KeySet::parse(&doc, ALL).unwrap();
+        assert_eq!(set.kids(), vec!["a"]);
+        assert!(warnings[0].contains("over 256"), "{warnings:?}");
+        assert!(warnings[1].contains("private"), "{warnings:?}");
+    }
+
+    #[test]
+    fn only_the_first_64_keys_are_considered() {
+        let one = jwk("ed25519.pem", "ed");
+        let doc = jwks(vec![one; MAX_KEYS + 3]);
+        let (set, warnings) = KeySet::parse(&doc, ALL).unwrap();
+        assert_eq!(set.len(), MAX_KEYS);
+        assert!(warnings[0].contains("only the first 64"), "{warnings:?}");
+    }
+
+    #[test]
+    fn a_zero_prefixed_modulus_is_accepted_in_minimal_form() {
+        let mut k = jwk("rsa-a.pem", "a");
+        let n = decode_b64url_strict(k["n"].as_str().unwrap()).unwrap();
+        let mut padded = vec![0u8];
+        padded.extend_from_slice(&n);
+        k["n"] = json!(URL_SAFE_NO_PAD.encode(&padded));
+        let (set, _) = KeySet::parse(&jwks(vec![k]), ALL).unwrap();
+        match &set.keys()[0].material {
+            KeyMaterial::Rsa { n: got, .. } => assert_eq!(got, &n),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn kid_selects_exactly_that_key_and_only_for_its_family_and_declared_alg() {
+        let mut a = jwk("rsa-a.pem", "a");
+        a["alg"] = json!("RS256");
+        let doc = jwks(vec![a, jwk("rsa-b.pem", "b"), jwk("ec-p256.pem", "ec")]);
+        let (set, _) = KeySet::parse(&doc, ALL).unwrap();
+        let kids = |alg, kid| -> Vec<&str> {
+            set.candidates(alg, kid)
+                .iter()
+                .map(|k| k.kid.as_deref().unwrap())
+                .collect()
+        };
+        assert_eq!(kids(Alg::RS256, Some("a")), vec!["a"]);
+        assert!(kids(Alg::PS256, Some("a")).is_empty(), "a declared RS256");
+        assert_eq!(kids(Alg::PS256, Some("b")), vec!["b"]);
+        assert!(kids(Alg::ES256, Some("a")).is_empty(), "wrong family");
+        assert!(kids(Alg::RS256, Some("missing")).is_empty());
+        assert!(kids(Alg::HS256, Some("a")).is_empty());
+    }
+
+    #[test]
+    fn without_kid_every_key_of_the_right_family_is_a_candidate() {
+        let doc = jwks(vec![
+            jwk("rsa-a.pem", "a"),
+            jwk("ec-p256.pem", "ec"),
+            jwk("rsa-b.pem", "b"),
+        ]);
+        let (set, _) = KeySet::parse(&doc, ALL).unwrap();
+        let rsa: Vec<_> = set
+            .candidates(Alg::RS512, None)
+            .iter()
+            .map(|k| k.kid.clone())
+            .collect();
+        assert_eq!(rsa, vec![Some("a".into()), Some("b".into())]);
+        assert_eq!(set.candidates(Alg::ES256, None).len(), 1);
+        assert!(set.candidates(Alg::EdDSA, None).is_empty());
+        assert!(set.candidates(Alg::HS512, None).is_empty());
+    }
+
+    #[test]
+    fn fingerprint_ignores_key_order_but_sees_any_key_change() {
+        let a = jwk("rsa-a.pem", "a");
+        let b = jwk("rsa-b.pem", "b");
+        let (ab, _) = KeySet::parse(&jwks(vec![a.clone(), b.clone()]), ALL).unwrap();
+        let (ba, _) = KeySet::parse(&jwks(vec![b.clone(), a.clone()]), ALL).unwrap();
+        assert_eq!(ab.fingerprint(), ba.fingerprint());
+        let mut renamed = b.clone();
+        renamed["kid"] = json!("b2");
+        let (ab2, _) = KeySet::parse(&jwks(vec![a.clone(), renamed]), ALL).unwrap();
+        assert_ne!(ab.fingerprint(), ab2.fingerprint());
+        let (only_a, _) = KeySet::parse(&jwks(vec![a]), ALL).unwrap();
+        assert_ne!(ab.fingerprint(), only_a.fingerprint());
+        assert_ne!(ab.keys()[0].fingerprint(), ab.keys()[1].fingerprint());
+    }
+
+    #[test]
+    fn strict_base64url_refuses_padding_standard_alphabet_whitespace_and_non_canonical() {
+        assert_eq!(decode_b64url_strict("AQAB"), Some(vec![1, 0, 1]));
+        for bad in ["AQAB=", "AQ==", "a+b/", "AQ AB", "AQAB\n", "AR", "A"] {
+            assert_eq!(decode_b64url_strict(bad), None, "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,1233 @@
+//! Token decoding and checks: strict compact-JWS parsing, signature
+//! verification (ring, plugged into jwt-compact as one [`Algorithm`]), and the
+//! registered-claim checks on time and audience.
+//!
+//! This module knows nothing about providers or configuration: callers pass in
+//! the key, secret, time policy, audiences and clock. Errors are classes
+//! ([`TokenError::reason`]) and never carry token content.
+//!
+//! The intended order for a caller is: [`Untrusted::decode`], pick the key or
+//! secret by issuer and `alg`, [`Untrusted::verify_with_key`] /
+//! [`Untrusted::verify_with_secret`], then [`Untrusted::check_times`] and
+//! [`Untrusted::check_audience`]. Claims read before verification are
+//! attacker-controlled and may only be used to choose the key.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::marker::PhantomData;
+
+use jwt_compact::{Algorithm, AlgorithmExt as _, AlgorithmSignature, Empty, UntrustedToken};
+use ring::signature::{self, RsaPublicKeyComponents, UnparsedPublicKey};
+use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_json::{Map, Number, Value};
+
+use crate::alg::{Alg, KeyFamily};
+use crate::keys::{decode_b64url_strict, KeyMaterial, KeySet, VerifyingKey};
+
+/// The latest time claim we accept: 9999-12-31T23:59:59Z. Real tokens are far
+/// below it, and jwt-compact's own claim parser (chrono) refuses times far
+/// beyond it, so bounding here keeps the two parsers in agreement.
+pub const MAX_TIME: i64 = 253_402_300_799;
+
+/// Why a token was refused. [`TokenError::reason`] gives the class used in
+/// HTTP responses and metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenError {
+    /// Not a well-formed compact JWS with JSON object header and claims.
+    Malformed,
+    /// Larger than the configured limit.
+    TooLarge,
+    /// `alg` missing, not a string, `none`, or not an algorithm we implement.
+    UnsupportedAlgorithm,
+    /// A known algorithm the provider does not allow.
+    AlgorithmNotAllowed,
+    /// The issuer is not a configured provider.
+    UnknownIssuer,
+    /// No key (or secret) that may verify this token.
+    UnknownKey,
+    /// The signature does not verify.
+    BadSignature,
+    /// `exp` has passed.
+    Expired,
+    /// `nbf` is in the future.
+    NotYetValid,
+    /// `iat` is in the future.
+    IssuedInFuture,
+    /// The token lives longer than the policy allows.
+    LifetimeTooLong,
+    /// `exp` is required and absent.
+    MissingExpiration,
+    /// No accepted audience in `aud`, or `azp` disagrees.
+    AudienceMismatch,
+    /// The header has a `crit` list: we understand no extensions.
+    UnsupportedCriticalHeader,
+    /// A JSON member name appears twice in the claims.
+    DuplicateClaim,
+    /// A registered claim has the wrong type or range.
+    InvalidClaim,
+}
+
+impl TokenError {
+    /// Short snake_case class, stable, safe to send to clients.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            TokenError::Malformed => "malformed",
+            TokenError::TooLarge => "too_large",
+            TokenError::UnsupportedAlgorithm => "unsupported_algorithm",
+            TokenError::AlgorithmNotAllowed => "algorithm_not_allowed",
+            TokenError::UnknownIssuer => "unknown_issuer",
+            TokenError::UnknownKey => "unknown_key",
+            TokenError::BadSignature => "bad_signature",
+            TokenError::Expired => "expired",
+            TokenError::NotYetValid => "not_yet_valid",
+            TokenError::IssuedInFuture => "issued_in_future",
+            TokenError::LifetimeTooLong => "lifetime_too_long",
+            TokenError::MissingExpiration => "missing_expiration",
+            TokenError::AudienceMismatch => "audience_mismatch",
+            TokenError::UnsupportedCriticalHeader => "unsupported_critical_header",
+            TokenError::DuplicateClaim => "duplicate_claim",
+            TokenError::InvalidClaim => "invalid_claim",
+        }
+    }
+}
+
+impl fmt::Display for TokenError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            TokenError::Malformed => "malformed token",
+            TokenError::TooLarge => "token too large",
+            TokenError::UnsupportedAlgorithm => "unsupported algorithm",
+            TokenError::AlgorithmNotAllowed => "algorithm not allowed",
+            TokenError::UnknownIssuer => "unknown issuer",
+            TokenError::UnknownKey => "no key can verify this token",
+            TokenError::BadSignature => "bad signature",
+            TokenError::Expired => "token expired",
+            TokenError::NotYetValid => "token not yet valid",
+            TokenError::IssuedInFuture => "token issued in the future",
+            TokenError::LifetimeTooLong => "token lifetime too long",
+            TokenError::MissingExpiration => "token has no expiration",
+            TokenError::AudienceMismatch => "audience mismatch",
+            TokenError::UnsupportedCriticalHeader => "unsupported critical header",
+            TokenError::DuplicateClaim => "duplicate claim",
+            TokenError::InvalidClaim => "invalid claim",
+        })
+    }
+}
+
+impl std::error::Error for TokenError {}
+
+/// Time rules for [`Untrusted::check_times`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimePolicy {
+    /// Tolerated clock difference with the issuer, applied to `exp`, `nbf`, `iat`.
+    pub clock_skew_secs: u64,
+    /// Longest accepted lifetime (`exp - iat`, or `exp - now` without `iat`).
+    pub max_lifetime_secs: Option<u64>,
+    /// Whether a token without `exp` is refused (it should be, for ID tokens).
+    pub require_expiration: bool,
+}
+
+/// A decoded, structurally checked, **not yet verified** token.
+pub struct Untrusted {
+    token: UntrustedToken<'static, Empty>,
+    alg: Alg,
+    kid: Option<String>,
+    claims: Map<String, Value>,
+    exp: Option<i64>,
+    nbf: Option<i64>,
+    iat: Option<i64>,
+    size: usize,
+    signing_input_len: usize,
+}
+
+// Claims stay out of Debug output so a stray `{:?}` cannot log them.
+impl fmt::Debug for Untrusted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Untrusted")
+            .field("alg", &self.alg)
+            .field("kid", &self.kid)
+            .field("size", &self.size)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Untrusted {
+    /// Decodes a compact JWS strictly. Nothing is verified: see the module docs.
+    ///
+    /// The size limit is checked first, before any decoding work.
+    pub fn decode(token: &str, max_bytes: usize) -> Result<Untrusted, TokenError> {
+        if token.len() > max_bytes {
+            return Err(TokenError::TooLarge);
+        }
+        // Compact JWS has exactly three parts; a JWE has five. We never decrypt.
+        let mut parts = token.split('.');
+        let (Some(h64), Some(p64), Some(s64), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(TokenError::Malformed);
+        };
+
+        // The header is read first so that an `alg: none` token (whose
+        // signature part is usually empty) is reported as such.
+        let header_bytes = decode_b64url_strict(h64).ok_or(TokenError::Malformed)?;
+        let header = match parse_strict_object(&header_bytes) {
+            Ok(h) => h,
+            // A duplicated header member (say two `alg`) is the classic parser
+            // differential: refuse it outright.
+            Err(_) => return Err(TokenError::Malformed),
+        };
+        let alg = match header.get("alg") {
+            Some(Value::String(name)) => {
+                Alg::from_name(name).ok_or(TokenError::UnsupportedAlgorithm)?
+            }
+            _ => return Err(TokenError::UnsupportedAlgorithm),
+        };
+        let kid = match header.get("kid") {
+            None => None,
+            Some(Value::String(k)) => Some(k.clone()),
+            Some(_) => return Err(TokenError::Malformed),
+        };
+        match header.get("crit") {
+            None => {}
+            // RFC 7515 4.1.11: every listed extension must be understood, and
+            // we implement none. An empty list is forbidden by the RFC.
+            Some(Value::Array(list)) if !list.is_empty() => {
+                return Err(TokenError::UnsupportedCriticalHeader)
+            }
+            Some(_) => return Err(TokenError::Malformed),
+        }
+        // `jku`, `x5u`, `x5c` and `jwk` are deliberately never read: keys come
+        // only from configuration and the provider's configured JWKS, never
+        // from the token that the key is meant to check.
+
+        if p64.is_empty() || s64.is_empty() {
+            return Err(TokenError::Malformed);
+        }
+        let payload = decode_b64url_strict(p64).ok_or(TokenError::Malformed)?;
+        if decode_b64url_strict(s64).is_none() {
+            return Err(TokenError::Malformed);
+        }
+        let claims = match parse_strict_object(&payload) {
+            Ok(c) => c,
+            Err(StrictError::Duplicate) => return Err(TokenError::DuplicateClaim),
+            Err(_) => return Err(TokenError::Malformed),
+        };
+        let exp = time_claim(&claims, "exp")?;
+        let nbf = time_claim(&claims, "nbf")?;
+        let iat = time_claim(&claims, "iat")?;
+        for name in ["iss", "sub", "azp"] {
+            if claims.get(name).is_some_and(|v| !v.is_string()) {
+                return Err(TokenError::InvalidClaim);
+            }
+        }
+        match claims.get("aud") {
+            None | Some(Value::String(_)) => {}
+            Some(Value::Array(items)) if items.iter().all(Value::is_string) => {}
+            Some(_) => return Err(TokenError::InvalidClaim),
+        }
+
+        // jwt-compact parses the same bytes again and becomes the owner of
+        // header, signed data and signature for the Validator. Our strict
+        // checks above ran first, so anything it would disagree on is refused.
+        let untrusted = UntrustedToken::<Empty>::new(token)
+            .map_err(|_| TokenError::Malformed)?
+            .into_owned();
+        if untrusted.algorithm() != alg.name() {
+            return Err(TokenError::Malformed);
+        }
+        Ok(Untrusted {
+            token: untrusted,
+            alg,
+            kid,
+            claims,
+            exp,
+            nbf,
+            iat,
+            size: token.len(),
+            signing_input_len: h64.len() + 1 + p64.len(),
+        })
+    }
+
+    /// The header `alg`.
+    pub fn alg(&self) -> Alg {
+        self.alg
+    }
+
+    /// The header `kid`.
+    pub fn kid(&self) -> Option<&str> {
+        self.kid.as_deref()
+    }
+
+    /// The `iss` claim (unverified until a signature check passes).
+    pub fn issuer(&self) -> Option<&str> {
+        self.claims.get("iss").and_then(Value::as_str)
+    }
+
+    /// The `sub` claim.
+    pub fn subject(&self) -> Option<&str> {
+        self.claims.get("sub").and_then(Value::as_str)
+    }
+
+    /// The `azp` claim.
+    pub fn azp(&self) -> Option<&str> {
+        self.claims.get("azp").and_then(Value::as_str)
+    }
+
+    /// The `aud` values (a single string counts as one).
+    pub fn audiences(&self) -> Vec<&str> {
+        match self.claims.get("aud") {
+            Some(Value::String(a)) => vec![a.as_str()],
+            Some(Value::Array(items)) => items.iter().filter_map(Value::as_str).collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// All claims, parsed strictly (no duplicate names at any depth).
+    pub fn claims(&self) -> &Map<String, Value> {
+        &self.claims
+    }
+
+    /// `exp`, seconds since the epoch.
+    pub fn exp(&self) -> Option<i64> {
+        self.exp
+    }
+
+    /// `nbf`, seconds since the epoch.
+    pub fn nbf(&self) -> Option<i64> {
+        self.nbf
+    }
+
+    /// `iat`, seconds since the epoch.
+    pub fn iat(&self) -> Option<i64> {
+        self.iat
+    }
+
+    /// Size of the whole token in bytes.
+    pub fn size(&self) -> usize {
+        self.size
+    }
+
+    /// Length of the JWS signing input (`header.payload`) in bytes.
+    pub fn signing_input_len(&self) -> usize {
+        self.signing_input_len
+    }
+
+    /// Verifies the signature with a public key (RS*, PS*, ES256, EdDSA).
+    ///
+    /// An HMAC token is refused with `unknown_key` without looking at the
+    /// key: a public key is public, so "verifying" an HS* token with its bytes
+    /// as the secret would let anyone forge tokens (algorithm confusion). A
+    /// key of another family, or one that declared a different `alg`, is
+    /// likewise `unknown_key`: it cannot have made this signature, and the
+    /// caller chose the wrong key. Only a real signature check failing is
+    /// `bad_signature`.
+    pub fn verify_with_key(&self, key: &VerifyingKey) -> Result<(), TokenError> {
+        if self.alg.is_hmac() || !key.accepts(self.alg) {
+            return Err(TokenError::UnknownKey);
+        }
+        self.validate(&RingKey::Public(&key.material))
+    }
+
+    /// Verifies an HS256/384/512 token with a provider's client secret
+    /// (constant-time comparison in ring).
+    ///
+    /// The secret must come from provider configuration only. Any byte string
+    /// passes here if the token was made with it, including the bytes of a
+    /// public key: that is why a secret is never derived from a JWKS or a
+    /// certificate. Non-HMAC tokens and an empty secret are `unknown_key`.
+    pub fn verify_with_secret(&self, secret: &[u8]) -> Result<(), TokenError> {
+        if !self.alg.is_hmac() || secret.is_empty() {
+            return Err(TokenError::UnknownKey);
+        }
+        self.validate(&RingKey::Secret(secret))
+    }
+
+    /// Verifies against the candidate keys of a key set (by `alg` and `kid`),
+    /// returning the key that verified. No candidate is `unknown_key`; if
+    /// candidates exist but none verifies, `bad_signature`.
+    pub fn verify_with_keyset<'a>(&self, set: &'a KeySet) -> Result<&'a VerifyingKey, TokenError> {
+        if self.alg.is_hmac() {
+            return Err(TokenError::UnknownKey);
+        }
+        let candidates = set.candidates(self.alg, self.kid());
+        if candidates.is_empty() {
+            return Err(TokenError::UnknownKey);
+        }
+        candidates
+            .into_iter()
+            .find(|k| self.verify_with_key(k).is_ok())
+            .ok_or(TokenError::BadSignature)
+    }
+
+    fn validate(&self, key: &RingKey<'_>) -> Result<(), TokenError> {
+        let verifier = RingVerifier {
+            alg: self.alg,
+            _key: PhantomData,
+        };
+        match verifier.validator::<Empty>(key).validate(&self.token) {
+            Ok(_) => Ok(()),
+            Err(jwt_compact::ValidationError::MalformedClaims(_)) => Err(TokenError::InvalidClaim),
+            Err(_) => Err(TokenError::BadSignature),
+        }
+    }
+
+    /// Checks `exp`, `nbf`, `iat` and lifetime against `now` (seconds since the epoch).
+    pub fn check_times(&self, policy: &TimePolicy, now: i64) -> Result<(), TokenError> {
+        // i128 so that no combination of i64 times and u64 policy overflows.
+        let now = i128::from(now);
+        let skew = i128::from(policy.clock_skew_secs);
+        match self.exp {
+            None if policy.require_expiration => return Err(TokenError::MissingExpiration),
+            Some(exp) if now > i128::from(exp) + skew => return Err(TokenError::Expired),
+            _ => {}
+        }
+        if self.nbf.is_some_and(|nbf| i128::from(nbf) > now + skew) {
+            return Err(TokenError::NotYetValid);
+        }
+        if self.iat.is_some_and(|iat| i128::from(iat) > now + skew) {
+            return Err(TokenError::IssuedInFuture);
+        }
+        if let (Some(max), Some(exp)) = (policy.max_lifetime_secs, self.exp) {
+            let start = self.iat.map_or(now, i128::from);
+            if i128::from(exp) - start > i128::from(max) {
+                return Err(TokenError::LifetimeTooLong);
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks that `aud` holds one of `audiences` and returns the match.
+    ///
+    /// With several `aud` values and an `azp`, the match must be `azp`
+    /// (OpenID Connect Core 3.1.3.7): the token was issued to that party.
+    pub fn check_audience(&self, audiences: &[String]) -> Result<String, TokenError> {
+        let token_auds = self.audiences();
+        let accepted = |a: &str| audiences.iter().any(|want| want == a);
+        let azp = match (token_auds.len() > 1, self.azp()) {
+            (true, Some(azp)) => Some(azp),
+            _ => None,
+        };
+        token_auds
+            .into_iter()
+            .find(|a| accepted(a) && azp.map_or(true, |azp| azp == *a))
+            .map(str::to_owned)
+            .ok_or(TokenError::AudienceMismatch)
+    }
+}
+
+/// A registered time claim: absent, or a non-negative JSON integer up to
+/// [`MAX_TIME`]. Strings, floats (`1.0`, `1e9`) and negatives are refused
+/// rather than coerced, so every verifier in the chain reads the same time.
+fn time_claim(claims: &Map<String, Value>, name: &str) -> Result<Option<i64>, TokenError> {
+    match claims.get(name) {
+        None => Ok(None),
+        Some(Value::Number(n)) if !n.is_f64() => match n.as_i64() {
+            Some(t) if (0..=MAX_TIME).contains(&t) => Ok(Some(t)),
+            _ => Err(TokenError::InvalidClaim),
+        },
+        Some(_) => Err(TokenError::InvalidClaim),
+    }
+}
+
+// ---- ring as a jwt-compact Algorithm -------------------------------------
+
+/// What a [`RingVerifier`] verifies with: a public key or an HMAC secret.
+enum RingKey<'k> {
+    Public(&'k KeyMaterial),
+    Secret(&'k [u8]),
+}
+
+/// Uninhabited: jwt-compact is used only to verify; minting lives in `mint`.
+enum NoSigning {}
+
+/// Signature bytes as decoded by jwt-compact; the length check per algorithm
+/// happens in `verify_signature`, because the algorithm is chosen at run time.
+struct RingSignature(Vec<u8>);
+
+impl AlgorithmSignature for RingSignature {
+    fn try_from_slice(slice: &[u8]) -> anyhow::Result<Self> {
+        Ok(RingSignature(slice.to_vec()))
+    }
+
+    fn as_bytes(&self) -> Cow<'_, [u8]> {
+        Cow::Borrowed(&self.0)
+    }
+}
+
+/// One jwt-compact [`Algorithm`] for every [`Alg`], backed by ring. Its
+/// `name()` is the header `alg` it was built for, so jwt-compact's Validator
+/// refuses any token whose header names another algorithm.
+struct RingVerifier<'k> {
+    alg: Alg,
+    _key: PhantomData<&'k ()>,
+}
+
+impl<'k> Algorithm for RingVerifier<'k> {
+    type SigningKey = NoSigning;
+    type VerifyingKey = RingKey<'k>;
+    type Signature = RingSignature;
+
+    fn name(&self) -> Cow<'static, str> {
+        Cow::Borrowed(self.alg.name())
+    }
+
+    fn sign(&self, signing_key: &NoSigning, _message: &[u8]) -> RingSignature {
+        match *signing_key {}
+    }
+
+    /// False whenever the algorithm and the key disagree, whatever the bytes.
+    fn verify_signature(&self, sig: &RingSignature, key: &RingKey<'k>, message: &[u8]) -> bool {
+        let sig = sig.0.as_slice();
+        match (self.alg.family(), key) {
+            (KeyFamily::Rsa, RingKey::Public(KeyMaterial::Rsa { n, e })) => {
+                let params = match self.alg {
+                    Alg::RS256 => &signature::RSA_PKCS1_2048_8192_SHA256,
+                    Alg::RS384 => &signature::RSA_PKCS1_2048_8192_SHA384,
+                    Alg::RS512 => &signature::RSA_PKCS1_2048_8192_SHA512,
+                    Alg::PS256 => &signature::RSA_PSS_2048_8192_SHA256,
+                    Alg::PS384 => &signature::RSA_PSS_2048_8192_SHA384,
+                    Alg::PS512 => &signature::RSA_PSS_2048_8192_SHA512,
+                    _ => return false,
+                };
+                // An RSA signature is exactly as long as the modulus.
+                sig.len() == n.len()
+                    && RsaPublicKeyComponents {
+                        n: n.as_slice(),
+                        e: e.as_slice(),
+                    }
+                    .verify(params, message, sig)
+                    .is_ok()
+            }
+            // JWS ES256 is the fixed 64-byte r||s form, never DER. ring
+            // refuses r = 0 or s = 0 (the "psychic signature" bug).
+            (KeyFamily::EcP256, RingKey::Public(KeyMaterial::EcP256 { point })) => {
+                sig.len() == 64
+                    && UnparsedPublicKey::new(&signature::ECDSA_P256_SHA256_FIXED, point)
+                        .verify(message, sig)
+                        .is_ok()
+            }
+            (KeyFamily::Ed25519, RingKey::Public(KeyMaterial::Ed25519 { public })) => {
+                sig.len() == 64
+                    && UnparsedPublicKey::new(&signature::ED25519, public)
+                        .verify(message, sig)
+                        .is_ok()
+            }
+            (KeyFamily::Hmac, RingKey::Secret(secret)) => {
+                let h = match self.alg {
+                    Alg::HS256 => ring::hmac::HMAC_SHA256,
+                    Alg::HS384 => ring::hmac::HMAC_SHA384,
+                    Alg::HS512 => ring::hmac::HMAC_SHA512,
+                    _ => return false,
+                };
+                // ring::hmac::verify compares in constant time.
+                !secret.is_empty()
+                    && ring::hmac::verify(&ring::hmac::Key::new(h, secret), message, sig).is_ok()
+            }
+            _ => false,
+        }
+    }
+}
+
+// ---- strict JSON ----------------------------------------------------------
+
+#[derive(Debug, PartialEq, Eq)]
+enum StrictError {
+    NotJson,
+    NotObject,
+    Duplicate,
+}
+
+/// Parses a JSON object, refusing duplicate member names at any depth.
+/// serde_json alone keeps the last duplicate silently; another verifier in
+/// the chain might keep the first, and then the two would disagree on, say,
+/// who the issuer is.
+fn parse_strict_object(bytes: &[u8]) -> Result<Map<String, Value>, StrictError> {
+    match serde_json::from_slice::<StrictValue>(bytes) {
+        Ok(StrictValue(Value::Object(map))) => Ok(map),
+        Ok(_) => Err(StrictError::NotObject),
+        // Our visitor accepts every JSON shape, so the only data-category
+        // error it can raise is the duplicate-name one.
+        Err(e) if e.classify() == serde_json::error::Category::Data => Err(StrictError::Duplicate),
+        Err(_) => Err(StrictError::NotJson),
+    }
+}
+
+struct StrictValue(Value);
+
+impl<'de> Deserialize<'de> for StrictValue {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(StrictVisitor).map(StrictValue)
+    }
+}
+
+struct StrictVisitor;
+
+impl<'de> Visitor<'de> for StrictVisitor {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a json value without duplicate member names")
+    }
+
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::Number(v.into()))
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::Number(v.into()))
+    }
+
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Value, E> {
+        Number::from_f64(v)
+            .map(Value::Number)
+            .ok_or_else(|| E::custom("non-finite number"))
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_owned()))
+    }
+
+    fn visit_string<E: de::Error>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_none<E: de::Error>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(StrictValue(v)) = seq.next_element()? {
+            items.push(v);
+        }
+        Ok(Value::Array(items))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<Value, A::Error> {
+        let mut map = Map::new();
+        while let Some(name) = access.next_key::<String>()? {
+            if map.contains_key(&name) {
+                // The name itself stays out of the error: it is token content.
+                return Err(de::Error::custom("duplicate member name"));
+            }
+            let StrictValue(v) = access.next_value()?;
+            map.insert(name, v);
+        }
+        Ok(Value::Object(map))
+    }
+}
+
+#[cfg(test)]
+// Tests may panic: a panic is a failed test, not a crashed VM.
+#[allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+mod tests {
+    use super::*;
+    use crate::mint::{load_pem, public_jwk, sign_bytes, sign_compact, sign_raw, SigningKey};
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine as _;
+    use serde_json::json;
+
+    /// Fixed clock: 2026-11-26T12:00:00Z.
+    const NOW: i64 = 1_795_694_400;
+    const MAX: usize = 16 * 1024;
+    const SECRET: &[u8] = b"client-secret-from-provider-config-0123456789";
+    const ISS: &str = "https://mpass-proxy-test.csc.fi";
+
+    fn key_path(name: &str) -> String {
+        format!("{}/tests/keys/{name}", env!("CARGO_MANIFEST_DIR"))
+    }
+
+    fn signing_key(alg: Alg) -> SigningKey {
+        match alg.family() {
+            KeyFamily::Rsa => load_pem(key_path("rsa-a.pem")).unwrap(),
+            KeyFamily::EcP256 => load_pem(key_path("ec-p256.pem")).unwrap(),
+            KeyFamily::Ed25519 => load_pem(key_path("ed25519.pem")).unwrap(),
+            KeyFamily::Hmac => SigningKey::hmac(SECRET.to_vec()),
+        }
+    }
+
+    fn verifying_key(file: &str, alg: Option<Alg>) -> VerifyingKey {
+        let jwk = public_jwk(&load_pem(key_path(file)).unwrap(), Some(file), alg).unwrap();
+        let doc = serde_json::to_vec(&json!({ "keys": [jwk] })).unwrap();
+        let (set, _) = KeySet::parse(&doc, &Alg::ALL).unwrap();
+        set.keys()[0].clone()
+    }
+
+    fn key_file(alg: Alg) -> &'static str {
+        match alg.family() {
+            KeyFamily::Rsa => "rsa-a.pem",
+            KeyFamily::EcP256 => "ec-p256.pem",
+            _ => "ed25519.pem",
+        }
+    }
+
+    fn claims() -> Value {
+        json!({
+            "iss": ISS,
+            "sub": "pairwise-subject",
+            "aud": "client-a",
+            "iat": NOW - 10,
+            "exp": NOW + 3600,
+        })
+    }
+
+    fn mint(alg: Alg, claims: &Value) -> String {
+        let payload = serde_json::to_vec(claims).unwrap();
+        sign_compact(alg, &signing_key(alg), &json!({"kid": "k1"}), &payload).unwrap()
+    }
+
+    fn mint_raw(alg: Alg, header: &str, payload: &str) -> String {
+        sign_raw(
+            alg,
+            &signing_key(alg),
+            header.as_bytes(),
+            payload.as_bytes(),
+        )
+        .unwrap()
+    }
+
+    fn verify(alg: Alg, token: &str) -> Result<(), TokenError> {
+        let t = Untrusted::decode(token, MAX)?;
+        if alg.is_hmac() {
+            t.verify_with_secret(SECRET)
+        } else {
+            t.verify_with_key(&verifying_key(key_file(alg), None))
+        }
+    }
+
+    fn decode_err(token: &str) -> &'static str {
+        Untrusted::decode(token, MAX).unwrap_err().reason()
+    }
+
+    fn parts(token: &str) -> Vec<String> {
+        token.split('.').map(str::to_owned).collect()
+    }
+
+    #[test]
+    fn every_algorithm_round_trips_from_signing_to_verification() {
+        for alg in Alg::ALL {
+            let token = mint(alg, &claims());
+            let t = Untrusted::decode(&token, MAX).unwrap();
+            assert_eq!(t.alg(), alg);
+            assert_eq!(t.kid(), Some("k1"));
+            assert_eq!(t.issuer(), Some(ISS));
+            assert_eq!(t.size(), token.len());
+            assert_eq!(t.signing_input_len(), token.rfind('.').unwrap());
+            assert_eq!(verify(alg, &token), Ok(()), "{alg}");
+        }
+    }
+
+    #[test]
+    fn a_token_signed_by_another_key_has_a_bad_signature() {
+        for alg in [Alg::RS256, Alg::PS512] {
+            let t = Untrusted::decode(&mint(alg, &claims()), MAX).unwrap();
+            let other = verifying_key("rsa-b.pem", None);
+            assert_eq!(t.verify_with_key(&other), Err(TokenError::BadSignature));
+        }
+        let t = Untrusted::decode(&mint(Alg::HS256, &claims()), MAX).unwrap();
+        assert_eq!(
+            t.verify_with_secret(b"another-secret"),
+            Err(TokenError::BadSignature)
+        );
+    }
+
+    #[test]
+    fn a_tampered_payload_has_a_bad_signature() {
+        let mut evil = claims();
+        evil["sub"] = json!("someone-else");
+        let other = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&evil).unwrap());
+        for alg in Alg::ALL {
+            let p = parts(&mint(alg, &claims()));
+            let token = format!("{}.{}.{}", p[0], other, p[2]);
+            assert_eq!(verify(alg, &token), Err(TokenError::BadSignature), "{alg}");
+        }
+    }
+
+    #[test]
+    fn alg_none_in_any_spelling_or_missing_is_an_unsupported_algorithm() {
+        let body = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&claims()).unwrap());
+        let headers = [
+            r#"{"alg":"none"}"#,
+            r#"{"alg":"None"}"#,
+            r#"{"alg":"NONE"}"#,
+            r#"{"alg":""}"#,
+            r#"{"alg":"rs256"}"#,
+            r#"{"alg":null}"#,
+            r#"{"alg":["RS256"]}"#,
+            r#"{"typ":"JWT"}"#,
+        ];
+        for h in headers {
+            let h64 = URL_SAFE_NO_PAD.encode(h);
+            for sig in ["", "AAAA"] {
+                let token = format!("{h64}.{body}.{sig}");
+                assert_eq!(decode_err(&token), "unsupported_algorithm", "{h} {sig:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn hs256_token_signed_with_the_rsa_public_key_is_rejected_by_verify_with_key() {
+        // The classic algorithm-confusion attack: the attacker knows the
+        // public key and uses its bytes, in the forms a careless verifier
+        // might hold, as an HMAC secret.
+        let key = verifying_key("rsa-a.pem", None);
+        let jwk = public_jwk(&load_pem(key_path("rsa-a.pem")).unwrap(), None, None).unwrap();
+        let jwk_bytes = serde_json::to_vec(&jwk).unwrap();
+        let pem_bytes = std::fs::read(key_path("rsa-a.public.pem")).unwrap();
+        let payload = serde_json::to_vec(&claims()).unwrap();
+        for public_bytes in [jwk_bytes, pem_bytes] {
+            let forged = sign_compact(
+                Alg::HS256,
+                &SigningKey::hmac(public_bytes.clone()),
+                &json!({}),
+                &payload,
+            )
+            .unwrap();
+            let t = Untrusted::decode(&forged, MAX).unwrap();
+            assert_eq!(t.verify_with_key(&key), Err(TokenError::UnknownKey));
+            let set = KeySet::from_keys(vec![key.clone()]);
+            assert_eq!(t.verify_with_keyset(&set), Err(TokenError::UnknownKey));
+            // It passes only with that exact byte string as the secret, which
+            // is why HS secrets come only from provider configuration.
+            assert_eq!(t.verify_with_secret(&public_bytes), Ok(()));
+            assert_eq!(t.verify_with_secret(SECRET), Err(TokenError::BadSignature));
+        }
+    }
+
+    #[test]
+    fn a_key_of_another_family_or_declared_alg_is_an_unknown_key() {
+        let rs = Untrusted::decode(&mint(Alg::RS256, &claims()), MAX).unwrap();
+        assert_eq!(
+            rs.verify_with_key(&verifying_key("ec-p256.pem", None)),
+            Err(TokenError::UnknownKey)
+        );
+        assert_eq!(
+            rs.verify_with_key(&verifying_key("rsa-a.pem", Some(Alg::PS256))),
+            Err(TokenError::UnknownKey)
+        );
+        assert_eq!(
+            rs.verify_with_key(&verifying_key("rsa-a.pem", Some(Alg::RS256))),
+            Ok(())
+        );
+        assert_eq!(rs.verify_with_secret(SECRET), Err(TokenError::UnknownKey));
+        let hs = Untrusted::decode(&mint(Alg::HS256, &claims()), MAX).unwrap();
+        assert_eq!(hs.verify_with_secret(b""), Err(TokenError::UnknownKey));
+    }
+
+    #[test]
+    fn keyset_verification_uses_the_kid_and_reports_unknown_or_bad() {
+        let mut a = verifying_key("rsa-a.pem", None);
+        a.kid = Some("k1".into());
+        let mut b = verifying_key("rsa-b.pem", None);
+        b.kid = Some("k2".into());
+        let t = Untrusted::decode(&mint(Alg::RS256, &claims()), MAX).unwrap();
+        let set = KeySet::from_keys(vec![b.clone(), a.clone()]);
+        assert_eq!(
+            t.verify_with_keyset(&set).unwrap().kid.as_deref(),
+            Some("k1")
+        );
+        let only_b = KeySet::from_keys(vec![b.clone()]);
+        assert_eq!(t.verify_with_keyset(&only_b), Err(TokenError::UnknownKey));
+        b.kid = Some("k1".into());
+        let impostor = KeySet::from_keys(vec![b]);
+        assert_eq!(
+            t.verify_with_keyset(&impostor),
+            Err(TokenError::BadSignature)
+        );
+    }
+
+    #[test]
+    fn header_jwk_and_jku_are_never_used_to_find_a_key() {
+        let attacker = load_pem(key_path("rsa-b.pem")).unwrap();
+        let header = json!({
+            "jwk": public_jwk(&attacker, None, None).unwrap(),
+            "jku": "https://attacker.example/jwks",
+            "x5u": "https://attacker.example/cert",
+        });
+        let payload = serde_json::to_vec(&claims()).unwrap();
+        let token = sign_compact(Alg::RS256, &attacker, &header, &payload).unwrap();
+        let t = Untrusted::decode(&token, MAX).unwrap();
+        let ours = KeySet::from_keys(vec![verifying_key("rsa-a.pem", None)]);
+        assert_eq!(t.verify_with_keyset(&ours), Err(TokenError::BadSignature));
+    }
+
+    #[test]
+    fn the_psychic_es256_signature_with_r_and_s_zero_is_rejected() {
+        let p = parts(&mint(Alg::ES256, &claims()));
+        let zero = URL_SAFE_NO_PAD.encode([0u8; 64]);
+        let token = format!("{}.{}.{zero}", p[0], p[1]);
+        assert_eq!(verify(Alg::ES256, &token), Err(TokenError::BadSignature));
+    }
+
+    #[test]
+    fn zero_wrong_length_and_trailing_byte_signatures_are_bad() {
+        for alg in Alg::ALL {
+            let token = mint(alg, &claims());
+            let p = parts(&token);
+            let sig = URL_SAFE_NO_PAD.decode(&p[2]).unwrap();
+            let mut longer = sig.clone();
+            longer.push(0);
+            let variants = [
+                vec![0u8; sig.len()],
+                sig[..sig.len() - 1].to_vec(),
+                longer,
+                vec![0u8],
+            ];
+            for v in variants {
+                let t = format!("{}.{}.{}", p[0], p[1], URL_SAFE_NO_PAD.encode(&v));
+                assert_eq!(
+                    verify(alg, &t),
+                    Err(TokenError::BadSignature),
+                    "{alg} {}",
+                    v.len()
+                );
+            }
+            let empty = format!("{}.{}.", p[0], p[1]);
+            assert_eq!(decode_err(&empty), "malformed", "{alg}");
+        }
+    }
+
+    #[test]
+    fn a_crit_header_is_refused() {
+        let body = serde_json::to_string(&claims()).unwrap();
+        let t = mint_raw(
+            Alg::RS256,
+            r#"{"alg":"RS256","crit":["exp"],"exp":1}"#,
+            &body,
+        );
+        assert_eq!(decode_err(&t), "unsupported_critical_header");
+        let t = mint_raw(
+            Alg::RS256,
+            r#"{"alg":"RS256","b64":false,"crit":["b64"]}"#,
+            &body,
+        );
+        assert_eq!(decode_err(&t), "unsupported_critical_header");
+        let t = mint_raw(Alg::RS256, r#"{"alg":"RS256","crit":[]}"#, &body);
+        assert_eq!(decode_err(&t), "malformed");
+    }
+
+    #[test]
+    fn duplicate_members_in_claims_or_header_are_refused() {
+        let dup_iss = format!(
+            r#"{{"iss":"{ISS}","iss":"https://evil.example","aud":"client-a","exp":{}}}"#,
+            NOW + 60
+        );
+        let t = mint_raw(Alg::RS256, r#"{"alg":"RS256"}"#, &dup_iss);
+        assert_eq!(decode_err(&t), "duplicate_claim");
+        let nested = r#"{"iss":"x","exp":1,"urn:mpass.id:x":{"a":1,"a":2}}"#;
+        let t = mint_raw(Alg::RS256, r#"{"alg":"RS256"}"#, nested);
+        assert_eq!(decode_err(&t), "duplicate_claim");
+        let t = mint_raw(
+            Alg::HS256,
+            r#"{"alg":"HS256","alg":"RS256"}"#,
+            r#"{"exp":1}"#,
+        );
+        assert_eq!(decode_err(&t), "malformed");
+    }
+
+    #[test]
+    fn time_claims_must_be_non_negative_json_integers() {
+        let bad = [
+            json!("1795694400"),
+            json!(1795694400.0),
+            json!(1.5),
+            json!(-1),
+            json!(u64::MAX),
+            json!(MAX_TIME + 1),
+            json!(null),
+            json!([1]),
+        ];
+        for claim in ["exp", "nbf", "iat"] {
+            for value in &bad {
+                let mut c = claims();
+                c[claim] = value.clone();
+                let t = mint(Alg::RS256, &c);
+                assert_eq!(decode_err(&t), "invalid_claim", "{claim}={value}");
+            }
+        }
+        for raw in [r#"{"exp":1e10}"#, r#"{"exp":99999999999999999999}"#] {
+            let t = mint_raw(Alg::RS256, r#"{"alg":"RS256"}"#, raw);
+            assert_eq!(decode_err(&t), "invalid_claim", "{raw}");
+        }
+    }
+
+    #[test]
+    fn iss_aud_azp_and_sub_must_have_their_registered_types() {
+        let bad = [
+            ("iss", json!(5)),
+            ("aud", json!(5)),
+            ("aud", json!(["client-a", 5])),
+            ("aud", json!({"a": 1})),
+            ("azp", json!(["client-a"])),
+            ("sub", json!(42)),
+        ];
+        for (name, value) in bad {
+            let mut c = claims();
+            c[name] = value.clone();
+            assert_eq!(
+                decode_err(&mint(Alg::RS256, &c)),
+                "invalid_claim",
+                "{name}={value}"
+            );
+        }
+    }
+
+    #[test]
+    fn base64_must_be_strict_unpadded_url_safe_and_canonical() {
+        let token = mint(Alg::RS256, &claims());
+        let p = parts(&token);
+        let padded_payload = format!("{}.{}=.{}", p[0], p[1], p[2]);
+        let std_sig = p[2].replace('-', "+").replace('_', "/");
+        assert_ne!(std_sig, p[2], "test signature should contain - or _");
+        let std_alphabet = format!("{}.{}.{std_sig}", p[0], p[1]);
+        let spaced = format!("{}.{} .{}", p[0], p[1], p[2]);
+        let newline = format!("{}\n.{}.{}", p[0], p[1], p[2]);
+        // 256 bytes encode to 342 chars whose last one has 4 unused bits, so
+        // it is one of A, Q, g, w; the next letter sets an unused bit.
+        let mut sig = p[2].clone().into_bytes();
+        let last = sig.last_mut().unwrap();
+        assert!(b"AQgw".contains(last));
+        *last += 1;
+        let non_canonical = format!("{}.{}.{}", p[0], p[1], String::from_utf8(sig).unwrap());
+        for t in [padded_payload, std_alphabet, spaced, newline, non_canonical] {
+            assert_eq!(decode_err(&t), "malformed", "{t}");
+        }
+    }
+
+    #[test]
+    fn only_three_part_compact_tokens_are_accepted() {
+        let token = mint(Alg::RS256, &claims());
+        let p = parts(&token);
+        let cases = [
+            format!("{}.{}", p[0], p[1]),
+            format!("{token}.{}", p[2]),
+            // A JWE has five parts.
+            format!("{}.{}.{}.{}.{}", p[0], p[1], p[2], p[2], p[2]),
+            format!("{token}."),
+            format!(".{}.{}", p[1], p[2]),
+            format!("{}..{}", p[0], p[2]),
+            String::new(),
+        ];
+        for t in cases {
+            assert_eq!(decode_err(&t), "malformed");
+        }
+    }
+
+    #[test]
+    fn header_and_claims_must_be_json_objects() {
+        let cases = [
+            (r#"["RS256"]"#, r#"{"exp":1}"#),
+            (r#"{"alg":"RS256""#, r#"{"exp":1}"#),
+            (r#"{"alg":"RS256","kid":7}"#, r#"{"exp":1}"#),
+            (r#"{"alg":"RS256"}"#, r#"["not","an","object"]"#),
+            (r#"{"alg":"RS256"}"#, "not json"),
+            (r#"{"alg":"RS256","cty":"JWT"}"#, r#"{"exp":1}"#),
+        ];
+        for (h, c) in cases {
+            assert_eq!(
+                decode_err(&mint_raw(Alg::RS256, h, c)),
+                "malformed",
+                "{h} {c}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_oversize_token_is_refused_before_decoding() {
+        let token = mint(Alg::RS256, &claims());
+        assert_eq!(Untrusted::decode(&token, token.len()).map(|_| ()), Ok(()));
+        let err = Untrusted::decode(&token, token.len() - 1).unwrap_err();
+        assert_eq!(err.reason(), "too_large");
+        // Garbage over the limit is too_large, not malformed: nothing was parsed.
+        assert_eq!(decode_err(&"!".repeat(MAX + 1)), "too_large");
+    }
+
+    fn times(exp: Option<i64>, nbf: Option<i64>, iat: Option<i64>) -> Untrusted {
+        let mut c = json!({"iss": ISS});
+        for (name, v) in [("exp", exp), ("nbf", nbf), ("iat", iat)] {
+            if let Some(v) = v {
+                c[name] = json!(v);
+            }
+        }
+        Untrusted::decode(&mint(Alg::HS256, &c), MAX).unwrap()
+    }
+
+    #[test]
+    fn time_checks_follow_the_policy_with_a_fixed_clock() {
+        let policy = TimePolicy {
+            clock_skew_secs: 60,
+            max_lifetime_secs: Some(3600),
+            require_expiration: true,
+        };
+        let ok = Ok(());
+        type Case = (
+            Option<i64>,
+            Option<i64>,
+            Option<i64>,
+            Result<(), TokenError>,
+        );
+        let cases: [Case; 12] = [
+            (Some(NOW + 600), None, Some(NOW), ok),
+            (Some(NOW - 60), None, None, ok),
+            (Some(NOW - 61), None, None, Err(TokenError::Expired)),
+            (None, None, Some(NOW), Err(TokenError::MissingExpiration)),
+            (Some(NOW + 600), Some(NOW + 60), None, ok),
+            (
+                Some(NOW + 600),
+                Some(NOW + 61),
+                None,
+                Err(TokenError::NotYetValid),
+            ),
+            (
+                Some(NOW + 600),
+                None,
+                Some(NOW + 61),
+                Err(TokenError::IssuedInFuture),
+            ),
+            (Some(NOW + 3600), None, Some(NOW), ok),
+            (
+                Some(NOW + 3601),
+                None,
+                Some(NOW),
+                Err(TokenError::LifetimeTooLong),
+            ),
+            (
+                Some(NOW + 3601),
+                None,
+                None,
+                Err(TokenError::LifetimeTooLong),
+            ),
+            (
+                Some(NOW + 3000),
+                None,
+                Some(NOW - 1000),
+                Err(TokenError::LifetimeTooLong),
+            ),
+            (
+                Some(MAX_TIME),
+                Some(0),
+                Some(0),
+                Err(TokenError::LifetimeTooLong),
+            ),
+        ];
+        for (exp, nbf, iat, want) in cases {
+            let got = times(exp, nbf, iat).check_times(&policy, NOW);
+            assert_eq!(got, want, "exp={exp:?} nbf={nbf:?} iat={iat:?}");
+        }
+        let lax = TimePolicy {
+            clock_skew_secs: u64::MAX,
+            max_lifetime_secs: None,
+            require_expiration: false,
+        };
+        assert_eq!(times(None, None, None).check_times(&lax, NOW), Ok(()));
+        assert_eq!(
+            times(Some(0), None, None).check_times(&lax, i64::MAX),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn audience_must_match_and_azp_must_name_the_match_when_aud_has_several() {
+        let want = vec!["client-a".to_owned(), "client-b".to_owned()];
+        let cases = [
+            (json!("client-a"), None, Ok("client-a")),
+            (json!("client-x"), None, Err(TokenError::AudienceMismatch)),
+            (json!(["client-x", "client-b"]), None, Ok("client-b")),
+            (
+                json!(["client-x", "client-b"]),
+                Some("client-b"),
+                Ok("client-b"),
+            ),
+            (
+                json!(["client-a", "client-b"]),
+                Some("client-b"),
+                Ok("client-b"),
+            ),
+            (
+                json!(["client-a", "client-x"]),
+                Some("client-x"),
+                Err(TokenError::AudienceMismatch),
+            ),
+            (json!("client-a"), Some("someone-else"), Ok("client-a")),
+            (json!([]), None, Err(TokenError::AudienceMismatch)),
+        ];
+        for (aud, azp, expected) in cases {
+            let mut c = claims();
+            c["aud"] = aud.clone();
+            if let Some(azp) = azp {
+                c["azp"] = json!(azp);
+            }
+            let t = Untrusted::decode(&mint(Alg::RS256, &c), MAX).unwrap();
+            let got = t.check_audience(&want);
+            assert_eq!(got, expected.map(str::to_owned), "aud={aud} azp={azp:?}");
+        }
+        let mut c = claims();
+        c.as_object_mut().unwrap().remove("aud");
+        let t = Untrusted::decode(&mint(Alg::RS256, &c), MAX).unwrap();
+        assert_eq!(t.check_audience(&want), Err(TokenError::AudienceMismatch));
+    }
+
+    #[test]
+    fn errors_display_without_token_content_and_reasons_are_snake_case() {
+        let all = [
+            TokenError::Malformed,
+            TokenError::TooLarge,
+            TokenError::UnsupportedAlgorithm,
+            TokenError::AlgorithmNotAllowed,
+            TokenError::UnknownIssuer,
+            TokenError::UnknownKey,
+            TokenError::BadSignature,
+            TokenError::Expired,
+            TokenError::NotYetValid,
+            TokenError::IssuedInFuture,
+            TokenError::LifetimeTooLong,
+            TokenError::MissingExpiration,
+            TokenError::AudienceMismatch,
+            TokenError::UnsupportedCriticalHeader,
+            TokenError::DuplicateClaim,
+            TokenError::InvalidClaim,
+        ];
+        for e in all {
+            let shown = e.to_string();
+            assert_eq!(shown, shown.to_lowercase());
+            assert!(!shown.ends_with('.'));
+            assert!(e
+                .reason()
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b == b'_'));
+        }
+        let t = Untrusted::decode(&mint(Alg::RS256, &claims()), MAX).unwrap();
+        assert!(!format!("{t:?}").contains("pairwise-subject"));
+    }
+
+    #[test]
+    fn sign_bytes_and_verify_signature_agree_for_a_raw_signing_input() {
+        // Guards the mint/verify pairing independently of the JWS layout.
+        let key = signing_key(Alg::EdDSA);
+        let sig = sign_bytes(Alg::EdDSA, &key, b"a.b").unwrap();
+        let v = RingVerifier {
+            alg: Alg::EdDSA,
+            _key: PhantomData,
+        };
+        let material = verifying_key("ed25519.pem", None).material;
+        assert!(v.verify_signature(
+            &RingSignature(sig.clone()),
+            &RingKey::Public(&material),
+            b"a.b"
+        ));
+        assert!(!v.verify_signature(&RingSignature(sig), &RingKey::Secret(SECRET), b"a.b"));
+    }
+}
