@@ -29,6 +29,8 @@ setup: toolchain clang venv
 
 toolchain:
 	@rustup target list --installed | grep -qx wasm32-wasip1 || rustup target add wasm32-wasip1
+	@cargo clippy --version >/dev/null 2>&1 || rustup component add clippy
+	@cargo fmt --version >/dev/null 2>&1 || rustup component add rustfmt
 
 # ring needs a C compiler that targets wasm32: clang. Install it only when missing.
 clang:
