@@ -478,12 +478,18 @@ class Envoy:
         return send(self.port, path, headers, **kw)
 
 
-def envoy_validate(config: Path, timeout: float = 60.0) -> subprocess.CompletedProcess:
-    """``envoy --mode validate -c CONFIG`` from the repo root (paths in configs are repo-relative)."""
+def envoy_validate(config: Path, env: Mapping[str, str] | None = None,
+                   timeout: float = 60.0) -> subprocess.CompletedProcess:
+    """``envoy --mode validate -c CONFIG`` from the repo root (paths in configs are repo-relative).
+
+    Validate mode loads the Wasm module and runs the plugin's configure step, so
+    a plugin config the filter refuses fails here too.
+    """
     require_envoy()
     return subprocess.run(
         [str(ENVOY_BIN), "--mode", "validate", "-c", str(config), "--disable-hot-restart"],
         cwd=REPO, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout,
+        env={**os.environ, **(env or {})},
     )
 
 
