@@ -1,0 +1,80 @@
+# mpass-guard: set-up, build, tests and demo.
+#
+#   make setup   toolchain target, clang (for ring on wasm32), .venv with pinned Envoy + pytest
+#   make build   the Wasm filter and the native CLI
+#   make test    setup + build + cargo test + clippy + fmt + real-Envoy end-to-end tests
+#   make run     setup + build + demo (Envoy on 127.0.0.1:10000, upstream on :8080)
+#   make clean   remove build outputs and the virtualenv
+
+SHELL := /usr/bin/env bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := test
+
+PYTHON ?= python3
+VENV := .venv
+VENV_PY := $(VENV)/bin/python
+ENVOY := $(VENV)/bin/envoy
+REQUIREMENTS := requirements.txt
+VENV_STAMP := $(VENV)/.stamp-requirements
+
+WASM := target/wasm32-wasip1/release/mpass_guard.wasm
+CLI := target/release/mpass-guard
+
+# sudo only when not already root (CI and this machine run as root).
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: setup toolchain clang venv build wasm cli test cargo-test clippy fmt e2e run clean
+
+setup: toolchain clang venv
+
+toolchain:
+	@rustup target list --installed | grep -qx wasm32-wasip1 || rustup target add wasm32-wasip1
+	@cargo clippy --version >/dev/null 2>&1 || rustup component add clippy
+	@cargo fmt --version >/dev/null 2>&1 || rustup component add rustfmt
+
+# ring needs a C compiler that targets wasm32: clang. Install it only when missing.
+clang:
+	@if ! command -v clang >/dev/null 2>&1; then \
+		echo "clang not found: installing it with apt-get"; \
+		$(SUDO) apt-get update; \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y clang; \
+	fi
+
+venv: $(VENV_STAMP)
+
+# Rebuilt only when the pinned requirements change; the stamp keeps it fast.
+$(VENV_STAMP): $(REQUIREMENTS)
+	@[ -x $(VENV_PY) ] || $(PYTHON) -m venv $(VENV)
+	$(VENV_PY) -m pip install --quiet --disable-pip-version-check -r $(REQUIREMENTS)
+	@$(ENVOY) --version >/dev/null
+	@touch $@
+
+build: wasm cli
+
+wasm: toolchain clang
+	cargo build --release --target wasm32-wasip1 --lib
+
+cli:
+	cargo build --release --bin mpass-guard
+
+test: setup build cargo-test clippy fmt e2e
+
+cargo-test:
+	cargo test
+
+clippy:
+	cargo clippy --all-targets -- -D warnings
+
+fmt:
+	cargo fmt --check
+
+# A missing Envoy, Wasm or CLI fails the run (the harness checks; nothing is skipped).
+e2e: $(VENV_STAMP)
+	$(VENV_PY) -m pytest tests/e2e -p no:cacheprovider
+
+run: setup build
+	$(VENV_PY) scripts/demo.py
+
+clean:
+	cargo clean
+	rm -rf $(VENV) build
