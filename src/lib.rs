@@ -5,4 +5,7 @@
 //! whole decision is testable natively.
 
 pub mod alg;
+pub mod claims;
+pub mod contract;
 pub mod error;
+pub mod render;
