@@ -34,11 +34,21 @@ const HEX_UPPER: &[u8; 16] = b"0123456789ABCDEF";
 const HEX_LOWER: &[u8; 16] = b"0123456789abcdef";
 
 fn hex_digit(n: u8) -> char {
-    char::from(HEX_UPPER.get(usize::from(n & 0x0f)).copied().unwrap_or(b'0'))
+    char::from(
+        HEX_UPPER
+            .get(usize::from(n & 0x0f))
+            .copied()
+            .unwrap_or(b'0'),
+    )
 }
 
 fn hex_digit_lower(n: u8) -> char {
-    char::from(HEX_LOWER.get(usize::from(n & 0x0f)).copied().unwrap_or(b'0'))
+    char::from(
+        HEX_LOWER
+            .get(usize::from(n & 0x0f))
+            .copied()
+            .unwrap_or(b'0'),
+    )
 }
 
 /// Percent-encodes one value (RFC 3986 unreserved characters kept).
