@@ -1,6 +1,14 @@
 //! Contracts applied to the sample MPASSid claim sets: the exact headers each
 //! kind of service receives, the denials, and the load-time errors.
 
+// An integration test is a test crate: a failed expectation should panic.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
 use mpass_guard::contract::{reason, CompileContext, Contract, ContractConfig, Denial, Release};
 use mpass_guard::render;
 use serde_json::{json, Map, Value};
@@ -110,7 +118,13 @@ fn legacy_lms(organisations: &[&str], form: &str) -> Contract {
 fn released_headers_are_exactly_what_each_contract_allows() {
     let teacher_rehtori =
         "1.2.246.562.10.00000000004;04647;;Rehtori;6;1.2.246.562.10.00000000005;1.2.246.562.10.00000000006";
-    let cases: Vec<(&str, Contract, Map<String, Value>, BTreeMap<String, Vec<String>>)> = vec![
+    type Case = (
+        &'static str,
+        Contract,
+        Map<String, Value>,
+        BTreeMap<String, Vec<String>>,
+    );
+    let cases: Vec<Case> = vec![
         (
             "webshop never sees a learners email",
             webshop(),
