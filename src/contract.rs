@@ -638,7 +638,9 @@ impl Contract {
             if rule.role_mask != 0 && rule.role_mask & scope.held == 0 {
                 continue;
             }
-            let kept = self.filter(rule.attr, values, &scope);
+            let mut kept = self.filter(rule.attr, values, &scope);
+            // An empty value says nothing; an empty header would read as "present".
+            kept.retain(|v| !v.is_empty());
             let Some(first) = kept.first() else { continue };
             let value = if rule.attr.multi {
                 render::encode_multi(&kept)

@@ -305,6 +305,41 @@ fn requests_are_denied_for_the_stated_reason_only() {
 }
 
 #[test]
+fn empty_values_are_withheld_not_sent_as_empty_headers() {
+    let contract =
+        compile(json!({"organisations": ["*"], "release": {"uid": {}, "given_name": {}}}));
+    let release = contract
+        .apply(&with(fixture("learner"), "given_name", json!("")))
+        .expect("released");
+    assert_eq!(release.released, ["urn:mpass.id:uid"]);
+    assert!(release.withheld.contains(&"given_name"));
+}
+
+#[test]
+fn header_injection_in_a_claim_value_stays_inside_the_value() {
+    let contract =
+        compile(json!({"organisations": ["*"], "release": {"given_name": {}, "role": {}}}));
+    let claims = with(
+        with(
+            fixture("learner"),
+            "given_name",
+            json!("Aino\r\nx-admin: 1\u{0}"),
+        ),
+        "urn:mpass.id:role",
+        json!(["1.2.246.562.10.1;30076;9F\r\n;Oppilas;1;1.2.246.562.10.2;"]),
+    );
+    let release = contract.apply(&claims).expect("released");
+    assert_eq!(release.headers.len(), 2);
+    for (_, v) in &release.headers {
+        assert!(!v.bytes().any(|b| b < 0x20 || b == 0x7f), "{v:?}");
+    }
+    assert_eq!(
+        decoded(&release)["x-mpass-given-name"],
+        ["Aino\r\nx-admin: 1\u{0}"]
+    );
+}
+
+#[test]
 fn legacy_crypt_id_is_never_released_and_is_reported_as_withheld() {
     let release = legacy_lms(&["*"], "both")
         .apply(&fixture("legacy"))
