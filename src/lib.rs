@@ -5,10 +5,13 @@
 //! so the whole decision is testable natively.
 
 pub mod alg;
+pub mod claims;
+pub mod contract;
 pub mod error;
 pub mod extract;
 pub mod forward;
 pub mod keys;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod mint;
+pub mod render;
 pub mod verify;

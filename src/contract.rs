@@ -1,0 +1,898 @@
+//! Provider contracts: what each service provider may receive, checked at
+//! load time and applied value by value at request time.
+//!
+//! A contract is written as JSON ([`ContractConfig`], under
+//! `providers.<id>.contract`) and compiled once into a [`Contract`]: names
+//! are resolved against the catalogue, header names are built and checked,
+//! organisations go into a lookup set and the contract version is hashed.
+//! [`Contract::apply`] then only filters and renders.
+//!
+//! # Wire format
+//!
+//! ```json
+//! {
+//!   "organisations": ["1.2.246.562.10.00000000001", "30076"],
+//!   "identifier_form": "oid",
+//!   "allow_test_learner_id": false,
+//!   "required": ["uid"],
+//!   "release": {
+//!     "uid": {},
+//!     "learner_id": {"purpose": "linking course results"},
+//!     "email": {"purpose": "payment receipts", "only_roles": [2, 3, 4, 5, 6]},
+//!     "given_name": {"header": "x-shop-first-name"}
+//!   },
+//!   "payload_header": "x-mpass-claims",
+//!   "forward_token": false
+//! }
+//! ```
+//!
+//! | field | default | meaning |
+//! |---|---|---|
+//! | `organisations` | required | OPH organisation OIDs (`1.2.246.562.10.*`, test branch `1.2.246.562.99.*`), 5-digit TK school codes, or exactly `["*"]` |
+//! | `identifier_form` | `"oid"` | which school id form the service receives: `oid`, `tk`, `both` |
+//! | `allow_test_learner_id` | `false` | accept `1.2.246.562.98.*` learner numbers |
+//! | `required` | `[]` | attributes that must be released, or the request is denied |
+//! | `release` | `{}` | attribute name → rule; an empty contract is a pure gate |
+//! | `release.*.purpose` | none | why; mandatory for sensitive attributes; recorded for audit |
+//! | `release.*.only_roles` | any role | role codes 1-6; the attribute is withheld unless a permitted role has one |
+//! | `release.*.header` | prefix + catalogue suffix | custom header name |
+//! | `payload_header` | none | header carrying all released claims as base64url JSON |
+//! | `forward_token` | `false` | whether the engine passes the token on (warns: a token is wider than any contract) |
+//!
+//! # Decisions at request time
+//!
+//! Deny by default, in this order: a malformed learner number
+//! (`invalid_learner_id`) or a test learner number the contract does not
+//! allow (`test_identity_not_allowed`), whether or not the learner number is
+//! released; no role in a permitted organisation while organisations is not
+//! `*` (`organisation_not_permitted`); a required attribute with nothing left
+//! to release after filtering (`missing_required_attribute`). Stricter than
+//! "present in the token" on purpose: a service that requires an attribute
+//! relies on receiving it.
+//!
+//! Values are filtered one by one. A role is permitted when its provider
+//! OID, school TK code or school OID is listed. A school or charge value is
+//! permitted when its school id is listed or belongs to a permitted role; a
+//! provider info when the provider is listed or provides a permitted role;
+//! the original issuer when it is listed or is the provider or school of a
+//! permitted role. Values that cannot be parsed (role strings of neither 4
+//! nor 7 fields, values without a school id) are dropped: what cannot be
+//! attributed to an organisation cannot be shown to be permitted. The 2019
+//! single-organisation attributes (school, group, municipality) are released
+//! only when every role in the token is permitted, and the 2019 school code
+//! only when permitted, because they cannot be tied to one role.
+
+use crate::claims::{
+    self, classify_learner_id, is_oid, is_organisation_oid, is_tk_code, normalise, parse_role,
+    Attribute, LearnerIdKind, Normalised, OrgScope, ValueType, CATALOGUE, LEARNER_ID_ATTRIBUTE,
+    ROLE_ATTRIBUTE, SCHOOL_CODE_ATTRIBUTE,
+};
+use crate::error::{index, join, ConfigError};
+use crate::render;
+use serde::de::{MapAccess, Visitor};
+use serde::{Deserialize, Deserializer};
+use serde_json::{Map, Value};
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::sync::Arc;
+
+/// Which form of school identifier a service receives.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IdentifierForm {
+    /// OPH organisation OIDs only (TK codes are being given up).
+    #[default]
+    Oid,
+    /// Statistics Finland (TK) codes only, for legacy services.
+    Tk,
+    /// Both, as data model 1.4 sends them.
+    Both,
+}
+
+impl IdentifierForm {
+    fn as_str(self) -> &'static str {
+        match self {
+            IdentifierForm::Oid => "oid",
+            IdentifierForm::Tk => "tk",
+            IdentifierForm::Both => "both",
+        }
+    }
+}
+
+/// How one attribute is released (the value under `release.<name>`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReleaseRule {
+    /// Why the service receives it; mandatory for sensitive attributes.
+    #[serde(default)]
+    pub purpose: Option<String>,
+    /// Release only to users holding one of these role codes (1-6) in a
+    /// permitted organisation.
+    #[serde(default)]
+    pub only_roles: Option<Vec<i64>>,
+    /// A custom header name instead of the prefixed default.
+    #[serde(default)]
+    pub header: Option<String>,
+}
+
+/// The `release` object, in the order written. Deserialisation rejects a
+/// name written twice (a plain map would silently keep the last one).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReleaseList(pub Vec<(String, ReleaseRule)>);
+
+impl<'de> Deserialize<'de> for ReleaseList {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = ReleaseList;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an object of attribute names to release rules")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<ReleaseList, A::Error> {
+                let mut out: Vec<(String, ReleaseRule)> = Vec::new();
+                while let Some(name) = m.next_key::<String>()? {
+                    if out.iter().any(|(n, _)| *n == name) {
+                        return Err(serde::de::Error::custom(format!(
+                            "attribute `{name}` is listed twice in release"
+                        )));
+                    }
+                    let rule = m.next_value::<ReleaseRule>()?;
+                    out.push((name, rule));
+                }
+                Ok(ReleaseList(out))
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+/// The JSON under `providers.<id>.contract`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ContractConfig {
+    /// Permitted organisations, or exactly `["*"]`.
+    pub organisations: Vec<String>,
+    /// Which school id form the service receives (default `oid`).
+    #[serde(default)]
+    pub identifier_form: IdentifierForm,
+    /// Whether test learner numbers are accepted (default `false`).
+    #[serde(default)]
+    pub allow_test_learner_id: bool,
+    /// Attributes that must be released.
+    #[serde(default)]
+    pub required: Vec<String>,
+    /// Attribute name (canonical, alias or 2019) → rule.
+    #[serde(default)]
+    pub release: ReleaseList,
+    /// Optional header carrying every released claim as base64url JSON.
+    #[serde(default)]
+    pub payload_header: Option<String>,
+    /// Whether the token itself is forwarded upstream (default `false`).
+    #[serde(default)]
+    pub forward_token: bool,
+}
+
+/// What compilation needs from the surrounding configuration.
+#[derive(Debug, Clone, Copy)]
+pub struct CompileContext<'a> {
+    /// Prefix of default header names, e.g. `x-mpass-`.
+    pub header_prefix: &'a str,
+    /// Claim or attribute names the operator adds to the never-releasable
+    /// list (any name of a catalogue attribute bans that attribute).
+    pub extra_never_release: &'a [String],
+}
+
+/// Why a request is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Denial {
+    /// One of the [`reason`] constants.
+    pub reason: &'static str,
+    /// The canonical attribute name concerned, never its value.
+    pub attribute: Option<&'static str>,
+}
+
+/// Denial reasons.
+pub mod reason {
+    /// No role in a permitted organisation.
+    pub const ORGANISATION_NOT_PERMITTED: &str = "organisation_not_permitted";
+    /// A test learner number and the contract does not allow them.
+    pub const TEST_IDENTITY_NOT_ALLOWED: &str = "test_identity_not_allowed";
+    /// The learner number is not a learner number.
+    pub const INVALID_LEARNER_ID: &str = "invalid_learner_id";
+    /// A required attribute has nothing to release.
+    pub const MISSING_REQUIRED_ATTRIBUTE: &str = "missing_required_attribute";
+}
+
+/// Summary entry in [`Release::withheld`] for claims on a never-releasable list.
+pub const WITHHELD_NEVER_RELEASABLE: &str = "never_releasable";
+/// Summary entry in [`Release::withheld`] for claims outside the catalogue.
+pub const WITHHELD_OTHER: &str = "other";
+
+/// What the upstream receives for one request.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Release {
+    /// Header name and encoded value, in catalogue order, payload last.
+    pub headers: Vec<(String, String)>,
+    /// Canonical names of the released attributes.
+    pub released: Vec<&'static str>,
+    /// Canonical names of attributes present but not released (including
+    /// wrongly typed ones), then [`WITHHELD_NEVER_RELEASABLE`] and
+    /// [`WITHHELD_OTHER`] as summaries. Protocol claims are not listed.
+    pub withheld: Vec<&'static str>,
+    /// The stated purpose of each released attribute that has one.
+    pub purposes: Vec<(&'static str, Arc<str>)>,
+}
+
+#[derive(Debug, Clone)]
+struct Rule {
+    attr: &'static Attribute,
+    header: String,
+    purpose: Option<Arc<str>>,
+    /// Bit `1 << code` per permitted role code; 0 means any role.
+    role_mask: u8,
+}
+
+/// A compiled, checked contract.
+#[derive(Debug, Clone)]
+pub struct Contract {
+    any_organisation: bool,
+    organisations: HashSet<String>,
+    identifier_form: IdentifierForm,
+    allow_test_learner_id: bool,
+    required: Vec<&'static Attribute>,
+    /// In catalogue order.
+    rules: Vec<Rule>,
+    payload_header: Option<String>,
+    forward_token: bool,
+    version: String,
+}
+
+/// Headers that must never carry an attribute: credentials, hop-by-hop and
+/// framing headers, and routing headers upstreams trust.
+const FORBIDDEN_HEADERS: &[&str] = &[
+    "authorization",
+    "proxy-authorization",
+    "www-authenticate",
+    "proxy-authenticate",
+    "cookie",
+    "set-cookie",
+    "host",
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "trailers",
+    "transfer-encoding",
+    "upgrade",
+    "content-length",
+    "content-type",
+    "content-encoding",
+    "expect",
+    "forwarded",
+    "via",
+    "x-real-ip",
+    "x-request-id",
+];
+
+/// Prefixes owned by the proxy or by standards that upstreams trust.
+const FORBIDDEN_PREFIXES: &[&str] = &["x-envoy-", "x-forwarded-", "proxy-"];
+
+fn is_header_token_char(b: u8) -> bool {
+    b.is_ascii_lowercase()
+        || b.is_ascii_digit()
+        || matches!(
+            b,
+            b'!' | b'#'
+                | b'$'
+                | b'%'
+                | b'&'
+                | b'\''
+                | b'*'
+                | b'+'
+                | b'-'
+                | b'.'
+                | b'^'
+                | b'_'
+                | b'`'
+                | b'|'
+                | b'~'
+        )
+}
+
+/// Checks a header name an attribute may be written to.
+fn check_header_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("header name must not be empty".into());
+    }
+    if name.starts_with(':') {
+        return Err(format!(
+            "`{name}` is a pseudo-header and cannot carry an attribute"
+        ));
+    }
+    if !name.bytes().all(is_header_token_char) {
+        return Err(format!(
+            "header name `{}` must be lowercase token characters (a-z 0-9 !#$%&'*+-.^_`|~)",
+            name.escape_debug()
+        ));
+    }
+    if FORBIDDEN_HEADERS.contains(&name) || FORBIDDEN_PREFIXES.iter().any(|p| name.starts_with(p)) {
+        return Err(format!(
+            "`{name}` is a credential, hop-by-hop or proxy header and cannot carry an attribute"
+        ));
+    }
+    Ok(())
+}
+
+/// A member path; names with characters beyond `[A-Za-z0-9_]` are quoted so
+/// the dots of `urn:mpass.id:role` are not read as path separators.
+fn member(parent: &str, name: &str) -> String {
+    if !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+        join(parent, name)
+    } else {
+        format!("{parent}[{}]", Value::String(name.to_owned()))
+    }
+}
+
+fn resolve_banned(extra: &[String]) -> (HashSet<usize>, Vec<String>) {
+    let mut attrs = HashSet::new();
+    let mut names = Vec::new();
+    for n in extra {
+        match claims::lookup(n) {
+            Some((a, _)) => {
+                attrs.insert(a.index);
+            }
+            None => names.push(n.clone()),
+        }
+    }
+    (attrs, names)
+}
+
+impl Contract {
+    /// Compiles and checks a contract. `path` is the field path of the
+    /// contract (e.g. `providers.studeo.contract`), used in every error.
+    /// Returns the contract and load-time warnings.
+    pub fn compile(
+        wire: &ContractConfig,
+        path: &str,
+        ctx: &CompileContext<'_>,
+    ) -> Result<(Contract, Vec<String>), ConfigError> {
+        let mut warnings = Vec::new();
+
+        // Organisations.
+        let org_path = join(path, "organisations");
+        if wire.organisations.is_empty() {
+            return Err(ConfigError::new(
+                org_path,
+                "must list at least one organisation, or \"*\" for every organisation",
+            ));
+        }
+        let any_organisation = wire.organisations.iter().any(|o| o == "*");
+        let mut organisations = HashSet::new();
+        for (i, o) in wire.organisations.iter().enumerate() {
+            let p = index(&org_path, i);
+            if o == "*" {
+                if wire.organisations.len() > 1 {
+                    return Err(ConfigError::new(p, "\"*\" must be the only organisation"));
+                }
+                continue;
+            }
+            if !(is_organisation_oid(o) || is_tk_code(o)) {
+                return Err(ConfigError::new(
+                    p,
+                    "must be an OPH organisation OID (1.2.246.562.10.* or 1.2.246.562.99.*), a 5-digit Statistics Finland school code, or \"*\"",
+                ));
+            }
+            if !organisations.insert(o.clone()) {
+                warnings.push(format!("{p}: organisation `{o}` is listed twice"));
+            }
+        }
+
+        // Release rules.
+        let (banned_attrs, banned_names) = resolve_banned(ctx.extra_never_release);
+        let release_path = join(path, "release");
+        let mut rules: Vec<Rule> = Vec::new();
+        let mut written_as: HashMap<usize, &str> = HashMap::new();
+        let mut headers: HashMap<String, String> = HashMap::new();
+        for (name, rule) in &wire.release.0 {
+            let p = member(&release_path, name);
+            let never = claims::is_never_releasable(name)
+                || banned_names.iter().any(|b| b.eq_ignore_ascii_case(name));
+            if never {
+                return Err(ConfigError::new(
+                    p,
+                    format!("attribute `{name}` is never releasable ({path})"),
+                ));
+            }
+            let attr = match claims::lookup(name) {
+                Some((a, _)) => a,
+                None => {
+                    return Err(ConfigError::new(
+                        p,
+                        format!("unknown attribute `{name}` ({path}); use a catalogue name such as `uid`, `role` or `school_info`"),
+                    ))
+                }
+            };
+            if banned_attrs.contains(&attr.index) {
+                return Err(ConfigError::new(
+                    p,
+                    format!("attribute `{name}` is never releasable by operator policy ({path})"),
+                ));
+            }
+            if let Some(first) = written_as.insert(attr.index, name) {
+                return Err(ConfigError::new(
+                    p,
+                    format!(
+                        "attribute `{name}` is `{}`, already released as `{first}`",
+                        attr.name
+                    ),
+                ));
+            }
+            let purpose = match &rule.purpose {
+                Some(s) if s.trim().is_empty() => {
+                    return Err(ConfigError::new(
+                        join(&p, "purpose"),
+                        "purpose must not be empty",
+                    ))
+                }
+                Some(s) if s.chars().any(char::is_control) => {
+                    return Err(ConfigError::new(
+                        join(&p, "purpose"),
+                        "purpose must not contain control characters",
+                    ))
+                }
+                Some(s) => Some(Arc::<str>::from(s.trim())),
+                None if attr.sensitive => {
+                    return Err(ConfigError::new(
+                        p,
+                        format!(
+                        "attribute `{name}` is sensitive and needs a non-empty purpose ({path})"
+                    ),
+                    ))
+                }
+                None => None,
+            };
+            let mut role_mask = 0u8;
+            if let Some(codes) = &rule.only_roles {
+                let rp = join(&p, "only_roles");
+                if codes.is_empty() {
+                    return Err(ConfigError::new(
+                        rp,
+                        "must list at least one role code 1-6 (omit it to allow every role)",
+                    ));
+                }
+                for (i, c) in codes.iter().enumerate() {
+                    match u8::try_from(*c) {
+                        Ok(c @ 1..=6) => role_mask |= 1 << c,
+                        _ => {
+                            return Err(ConfigError::new(
+                                index(&rp, i),
+                                format!("role code {c} is not one of 1-6"),
+                            ))
+                        }
+                    }
+                }
+            }
+            let (header, hp) = match &rule.header {
+                Some(h) => (h.clone(), join(&p, "header")),
+                None => (
+                    format!("{}{}", ctx.header_prefix, attr.header_suffix),
+                    p.clone(),
+                ),
+            };
+            check_header_name(&header).map_err(|m| ConfigError::new(hp.clone(), m))?;
+            if let Some(other) = headers.insert(header.clone(), hp.clone()) {
+                return Err(ConfigError::new(
+                    hp,
+                    format!("header `{header}` is already used by {other}"),
+                ));
+            }
+            rules.push(Rule {
+                attr,
+                header,
+                purpose,
+                role_mask,
+            });
+        }
+        rules.sort_by_key(|r| r.attr.index);
+
+        if let Some(h) = &wire.payload_header {
+            let hp = join(path, "payload_header");
+            check_header_name(h).map_err(|m| ConfigError::new(hp.clone(), m))?;
+            if let Some(other) = headers.insert(h.clone(), hp.clone()) {
+                return Err(ConfigError::new(
+                    hp,
+                    format!("header `{h}` is already used by {other}"),
+                ));
+            }
+        }
+
+        // Required attributes.
+        let req_path = join(path, "required");
+        let mut required: Vec<&'static Attribute> = Vec::new();
+        for (i, name) in wire.required.iter().enumerate() {
+            let p = index(&req_path, i);
+            let Some((attr, _)) = claims::lookup(name) else {
+                return Err(ConfigError::new(
+                    p,
+                    format!("unknown attribute `{name}` ({path})"),
+                ));
+            };
+            let Some(rule) = rules.iter().find(|r| r.attr.index == attr.index) else {
+                return Err(ConfigError::new(
+                    p,
+                    format!("required attribute `{name}` is not in release ({path})"),
+                ));
+            };
+            if rule.role_mask != 0 {
+                // A role-conditional attribute is withheld, never denied;
+                // requiring it would silently turn it into an access rule.
+                return Err(ConfigError::new(
+                    p,
+                    format!("required attribute `{name}` cannot have only_roles"),
+                ));
+            }
+            if required.iter().any(|a| a.index == attr.index) {
+                return Err(ConfigError::new(
+                    p,
+                    format!("attribute `{name}` is required twice"),
+                ));
+            }
+            required.push(attr);
+        }
+
+        if wire.forward_token {
+            let missing = CATALOGUE.len() - rules.len();
+            warnings.push(format!(
+                "{}: forward_token is true but the contract does not release {missing} catalogue attributes; the token carries whatever MPASSid sent, including claims no contract may release",
+                join(path, "forward_token")
+            ));
+        }
+
+        let mut contract = Contract {
+            any_organisation,
+            organisations,
+            identifier_form: wire.identifier_form,
+            allow_test_learner_id: wire.allow_test_learner_id,
+            required,
+            rules,
+            payload_header: wire.payload_header.clone(),
+            forward_token: wire.forward_token,
+            version: String::new(),
+        };
+        contract.version = contract.compute_version();
+        Ok((contract, warnings))
+    }
+
+    /// Canonical serialisation: arrays only (never maps, whose order could
+    /// depend on serde_json features), organisations sorted, rules in
+    /// catalogue order, names canonical. Hashed with SHA-256.
+    fn compute_version(&self) -> String {
+        let mut orgs: Vec<&str> = self.organisations.iter().map(String::as_str).collect();
+        orgs.sort_unstable();
+        let rules: Vec<Value> = self
+            .rules
+            .iter()
+            .map(|r| {
+                let codes: Vec<u8> = (1..=6).filter(|c| r.role_mask & (1 << c) != 0).collect();
+                serde_json::json!([r.attr.name, r.header, r.purpose.as_deref(), codes])
+            })
+            .collect();
+        let required: Vec<&str> = self.required.iter().map(|a| a.name).collect();
+        let canonical = serde_json::json!([
+            "mpass-guard-contract/1",
+            self.any_organisation,
+            orgs,
+            self.identifier_form.as_str(),
+            self.allow_test_learner_id,
+            required,
+            rules,
+            self.payload_header,
+            self.forward_token,
+        ]);
+        let digest = ring::digest::digest(&ring::digest::SHA256, canonical.to_string().as_bytes());
+        digest
+            .as_ref()
+            .iter()
+            .take(8)
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
+    /// Every header this contract can emit, so the sanitiser can remove
+    /// them from the client's request first.
+    pub fn header_names(&self) -> impl Iterator<Item = &str> + '_ {
+        self.rules
+            .iter()
+            .map(|r| r.header.as_str())
+            .chain(self.payload_header.as_deref())
+    }
+
+    /// The contract version: the first 16 hex digits of a SHA-256 over its
+    /// canonical form, for the audit log.
+    pub fn version(&self) -> &str {
+        &self.version
+    }
+
+    /// Whether the token itself is forwarded upstream.
+    pub fn forwards_token(&self) -> bool {
+        self.forward_token
+    }
+
+    /// Decides what the upstream receives for these (verified) claims.
+    pub fn apply(&self, claims: &Map<String, Value>) -> Result<Release, Denial> {
+        self.apply_normalised(&normalise(claims))
+    }
+
+    /// [`Contract::apply`] for claims already normalised.
+    pub fn apply_normalised(&self, n: &Normalised) -> Result<Release, Denial> {
+        self.check_learner_id(n)?;
+        let scope = self.organisation_scope(n)?;
+
+        let mut release = Release::default();
+        let mut payload = Map::new();
+        for rule in &self.rules {
+            let Some(values) = n.get(rule.attr) else {
+                continue;
+            };
+            if rule.role_mask != 0 && rule.role_mask & scope.held == 0 {
+                continue;
+            }
+            let mut kept = self.filter(rule.attr, values, &scope);
+            // An empty value says nothing; an empty header would read as "present".
+            kept.retain(|v| !v.is_empty());
+            let Some(first) = kept.first() else { continue };
+            let value = if rule.attr.multi {
+                render::encode_multi(&kept)
+            } else {
+                render::encode_single(first)
+            };
+            if self.payload_header.is_some() {
+                let v = match (rule.attr.value_type, rule.attr.multi) {
+                    (ValueType::Bool, _) => Value::Bool(first == "true"),
+                    (ValueType::Text, true) => Value::from(kept.clone()),
+                    (ValueType::Text, false) => Value::String(first.clone()),
+                };
+                payload.insert(rule.attr.name.to_owned(), v);
+            }
+            release.headers.push((rule.header.clone(), value));
+            release.released.push(rule.attr.name);
+            if let Some(p) = &rule.purpose {
+                release.purposes.push((rule.attr.name, Arc::clone(p)));
+            }
+        }
+
+        for attr in &self.required {
+            if !release.released.contains(&attr.name) {
+                return Err(Denial {
+                    reason: reason::MISSING_REQUIRED_ATTRIBUTE,
+                    attribute: Some(attr.name),
+                });
+            }
+        }
+
+        if let Some(h) = &self.payload_header {
+            release
+                .headers
+                .push((h.clone(), render::encode_payload(&payload)));
+        }
+        for attr in n.present() {
+            if !release.released.contains(&attr.name) {
+                release.withheld.push(attr.name);
+            }
+        }
+        release.withheld.extend(n.invalid.iter().copied());
+        if n.never_releasable > 0 {
+            release.withheld.push(WITHHELD_NEVER_RELEASABLE);
+        }
+        if n.other > 0 {
+            release.withheld.push(WITHHELD_OTHER);
+        }
+        Ok(release)
+    }
+
+    fn check_learner_id(&self, n: &Normalised) -> Result<(), Denial> {
+        let deny = |reason| {
+            Err(Denial {
+                reason,
+                attribute: Some(LEARNER_ID_ATTRIBUTE.name),
+            })
+        };
+        // A learner number of the wrong JSON type is as malformed as a bad string.
+        if n.invalid.contains(&LEARNER_ID_ATTRIBUTE.name) {
+            return deny(reason::INVALID_LEARNER_ID);
+        }
+        let Some(id) = n.get(LEARNER_ID_ATTRIBUTE).and_then(<[String]>::first) else {
+            return Ok(());
+        };
+        match classify_learner_id(id) {
+            LearnerIdKind::Real => Ok(()),
+            LearnerIdKind::Test if self.allow_test_learner_id => Ok(()),
+            LearnerIdKind::Test => deny(reason::TEST_IDENTITY_NOT_ALLOWED),
+            LearnerIdKind::Malformed => deny(reason::INVALID_LEARNER_ID),
+        }
+    }
+
+    fn listed(&self, id: &str) -> bool {
+        !id.is_empty() && self.organisations.contains(id)
+    }
+
+    fn organisation_scope<'n>(&self, n: &'n Normalised) -> Result<Scope<'n>, Denial> {
+        let mut scope = Scope {
+            all_roles_permitted: true,
+            ..Scope::default()
+        };
+        for s in n.get(ROLE_ATTRIBUTE).unwrap_or_default() {
+            let permitted = parse_role(s).filter(|r| {
+                self.any_organisation
+                    || self.listed(r.provider)
+                    || self.listed(r.school_tk)
+                    || self.listed(r.school_oid)
+            });
+            match permitted {
+                Some(r) => {
+                    if let Some(c) = r.code {
+                        scope.held |= 1 << c;
+                    }
+                    scope.providers.push(r.provider);
+                    scope.schools.push(r.school_tk);
+                    scope.schools.push(r.school_oid);
+                    scope.roles.push(s);
+                }
+                None => scope.all_roles_permitted = false,
+            }
+        }
+        if !self.any_organisation && scope.roles.is_empty() {
+            return Err(Denial {
+                reason: reason::ORGANISATION_NOT_PERMITTED,
+                attribute: None,
+            });
+        }
+        scope.schools.retain(|s| !s.is_empty());
+        scope.providers.retain(|s| !s.is_empty());
+        // A 2019 school code outside the contract makes the other 2019
+        // organisation attributes unattributable too.
+        if let Some(code) = n.get(SCHOOL_CODE_ATTRIBUTE).and_then(<[String]>::first) {
+            if !self.school_permitted(code, &scope) {
+                scope.all_roles_permitted = false;
+            }
+        }
+        Ok(scope)
+    }
+
+    fn school_permitted(&self, id: &str, scope: &Scope<'_>) -> bool {
+        self.any_organisation || self.listed(id) || scope.schools.contains(&id)
+    }
+
+    fn provider_permitted(&self, id: &str, scope: &Scope<'_>) -> bool {
+        self.any_organisation || self.listed(id) || scope.providers.contains(&id)
+    }
+
+    /// Whether a school id has a form this contract sends.
+    fn form_kept(&self, id: &str) -> bool {
+        match self.identifier_form {
+            IdentifierForm::Both => is_tk_code(id) || is_oid(id),
+            IdentifierForm::Oid => is_oid(id),
+            IdentifierForm::Tk => is_tk_code(id),
+        }
+    }
+
+    fn filter(&self, attr: &Attribute, values: &[String], scope: &Scope<'_>) -> Vec<String> {
+        match attr.scope {
+            OrgScope::Person => values.to_vec(),
+            OrgScope::Role => scope.roles.iter().map(|s| self.role_in_form(s)).collect(),
+            OrgScope::SchoolInfo => values
+                .iter()
+                .filter(|v| {
+                    v.split_once(';').is_some_and(|(id, _)| {
+                        self.form_kept(id) && self.school_permitted(id, scope)
+                    })
+                })
+                .cloned()
+                .collect(),
+            OrgScope::Charge => values
+                .iter()
+                .filter(|v| {
+                    v.split_once(';').is_some_and(|(flag, id)| {
+                        (flag == "0" || flag == "1")
+                            && self.form_kept(id)
+                            && self.school_permitted(id, scope)
+                    })
+                })
+                .cloned()
+                .collect(),
+            OrgScope::ProviderInfo => values
+                .iter()
+                .filter(|v| {
+                    v.split_once(';')
+                        .is_some_and(|(id, _)| is_oid(id) && self.provider_permitted(id, scope))
+                })
+                .cloned()
+                .collect(),
+            OrgScope::Issuer => values
+                .iter()
+                .filter(|id| {
+                    is_oid(id)
+                        && (self.provider_permitted(id, scope) || self.school_permitted(id, scope))
+                })
+                .cloned()
+                .collect(),
+            OrgScope::LegacySchoolCode => values
+                .iter()
+                .filter(|id| {
+                    is_tk_code(id)
+                        && self.identifier_form != IdentifierForm::Oid
+                        && self.school_permitted(id, scope)
+                })
+                .cloned()
+                .collect(),
+            OrgScope::LegacyOrganisation if scope.all_roles_permitted => values.to_vec(),
+            OrgScope::LegacyOrganisation => Vec::new(),
+        }
+    }
+
+    /// Blanks the school id field the service does not receive. Splitting
+    /// and re-joining on `;` keeps every other field byte for byte.
+    fn role_in_form(&self, role: &str) -> String {
+        let blank = match (self.identifier_form, role.split(';').count()) {
+            (IdentifierForm::Both, _) => None,
+            (IdentifierForm::Oid, _) => Some(1),
+            (IdentifierForm::Tk, 7) => Some(5),
+            (IdentifierForm::Tk, _) => None,
+        };
+        match blank {
+            None => role.to_owned(),
+            Some(b) => role
+                .split(';')
+                .enumerate()
+                .map(|(i, f)| if i == b { "" } else { f })
+                .collect::<Vec<_>>()
+                .join(";"),
+        }
+    }
+}
+
+/// Per-request organisation facts derived from the permitted roles.
+#[derive(Debug, Default)]
+struct Scope<'n> {
+    /// Role strings in permitted organisations.
+    roles: Vec<&'n str>,
+    /// Bit `1 << code` per role code held in a permitted organisation.
+    held: u8,
+    /// School ids (TK and OID) of permitted roles.
+    schools: Vec<&'n str>,
+    /// Provider ids of permitted roles.
+    providers: Vec<&'n str>,
+    /// Whether every role in the token (and the 2019 school code) is permitted.
+    all_roles_permitted: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_names_are_checked() {
+        assert!(check_header_name("x-mpass-uid").is_ok());
+        for bad in [
+            "",
+            ":path",
+            "X-Upper",
+            "a b",
+            "a\r\nb",
+            "cookie",
+            "host",
+            "x-envoy-original-path",
+            "x-forwarded-for",
+            "te",
+        ] {
+            assert!(check_header_name(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn member_paths_quote_dotted_names() {
+        assert_eq!(member("r", "uid"), "r.uid");
+        assert_eq!(member("r", "urn:mpass.id:role"), "r[\"urn:mpass.id:role\"]");
+    }
+}
