@@ -64,6 +64,7 @@ cargo-test:
 
 clippy:
 	cargo clippy --all-targets -- -D warnings
+	cargo clippy --release --target wasm32-wasip1 --lib -- -D warnings
 
 fmt:
 	cargo fmt --check

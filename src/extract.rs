@@ -93,7 +93,10 @@ impl Locations {
                     let p = index(&join(path, "from_headers"), i);
                     let lower = name.to_ascii_lowercase();
                     if !is_token_name(&lower) || lower.starts_with(':') {
-                        return Err(ConfigError::new(join(&p, "name"), "not a valid header name"));
+                        return Err(ConfigError::new(
+                            join(&p, "name"),
+                            "not a valid header name",
+                        ));
                     }
                     if prefix.bytes().any(|b| b.is_ascii_control()) {
                         return Err(ConfigError::new(
@@ -118,7 +121,10 @@ impl Locations {
             out.cookies.push(c.clone());
         }
         for (i, q) in params.iter().enumerate() {
-            if q.is_empty() || q.bytes().any(|b| b.is_ascii_control() || b == b'&' || b == b'=') {
+            if q.is_empty()
+                || q.bytes()
+                    .any(|b| b.is_ascii_control() || b == b'&' || b == b'=')
+            {
                 return Err(ConfigError::new(
                     index(&join(path, "from_params"), i),
                     "not a valid query parameter name",
@@ -155,6 +161,12 @@ impl Locations {
                     continue;
                 }
                 if let Some(token) = strip_prefix(value, &loc.value_prefix) {
+                    // Envoy joins repeated inline headers (Authorization is
+                    // one) with ','; a JWS never contains ',' or spaces, so
+                    // either means several credentials in one value.
+                    if token.contains([',', ' ', '\t']) {
+                        return Err(ExtractError::Ambiguous);
+                    }
                     put(Found {
                         token: token.to_owned(),
                         carrier: Carrier::Header(loc.name.clone()),
@@ -207,7 +219,9 @@ fn strip_prefix<'a>(value: &'a str, prefix: &str) -> Option<&'a str> {
     if !head.eq_ignore_ascii_case(prefix) {
         return None;
     }
-    let rest = value.get(prefix.len()..)?.trim_matches(|c| c == ' ' || c == '\t');
+    let rest = value
+        .get(prefix.len()..)?
+        .trim_matches(|c| c == ' ' || c == '\t');
     (!rest.is_empty()).then_some(rest)
 }
 
@@ -245,11 +259,11 @@ pub fn removal(carrier: &Carrier, headers: &[(String, String)], path: &str) -> R
                 .split('&')
                 .filter(|pair| {
                     let k = pair.split_once('=').map_or(*pair, |(k, _)| k);
-                    percent_decode(k) != *name
+                    !pair.is_empty() && percent_decode(k) != *name
                 })
                 .collect();
             let mut out = base.to_owned();
-            if !kept.is_empty() && !(kept.len() == 1 && kept.iter().all(|k| k.is_empty())) {
+            if !kept.is_empty() {
                 out.push('?');
                 out.push_str(&kept.join("&"));
             }
@@ -265,9 +279,8 @@ pub fn removal(carrier: &Carrier, headers: &[(String, String)], path: &str) -> R
 /// RFC 9110 `token` characters, used for header and cookie names.
 pub fn is_token_name(s: &str) -> bool {
     !s.is_empty()
-        && s.bytes().all(|b| {
-            b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
-        })
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
 /// Percent-decodes a query component (`+` is a space, as in forms). Invalid
@@ -346,6 +359,12 @@ mod tests {
     #[test]
     fn two_authorization_headers_are_ambiguous() {
         let headers = h(&[("authorization", "Bearer a"), ("authorization", "Bearer b")]);
+        assert_eq!(all().find(&headers, "/"), Err(ExtractError::Ambiguous));
+    }
+
+    #[test]
+    fn authorization_headers_joined_by_the_proxy_are_ambiguous() {
+        let headers = h(&[("authorization", "Bearer a,Bearer b")]);
         assert_eq!(all().find(&headers, "/"), Err(ExtractError::Ambiguous));
     }
 

@@ -34,7 +34,11 @@ pub fn normalise(name: &str) -> String {
 impl Sanitiser {
     /// Compiles the owned prefix and the operator's list; `path` is where
     /// `strip_headers` sits in the configuration.
-    pub fn compile(prefix: &str, strip_headers: &[String], path: &str) -> Result<Self, ConfigError> {
+    pub fn compile(
+        prefix: &str,
+        strip_headers: &[String],
+        path: &str,
+    ) -> Result<Self, ConfigError> {
         let mut out = Sanitiser {
             prefix: normalise(prefix),
             ..Sanitiser::default()
@@ -103,7 +107,13 @@ mod tests {
 
     #[test]
     fn owned_prefix_is_stripped_in_every_case_and_underscore_variant() {
-        for name in ["x-mpass-uid", "X-MPASS-UID", "X_Mpass_Uid", "x_mpass-uid", "x-mpass-"] {
+        for name in [
+            "x-mpass-uid",
+            "X-MPASS-UID",
+            "X_Mpass_Uid",
+            "x_mpass-uid",
+            "x-mpass-",
+        ] {
             assert!(s().is_identity_header(name), "{name}");
         }
     }
@@ -124,7 +134,13 @@ mod tests {
 
     #[test]
     fn ordinary_headers_are_kept() {
-        for name in ["accept", "x-mpas-uid", "authorization", "cookie", "x-forwarded-for"] {
+        for name in [
+            "accept",
+            "x-mpas-uid",
+            "authorization",
+            "cookie",
+            "x-forwarded-for",
+        ] {
             assert!(!s().is_identity_header(name), "{name}");
         }
     }

@@ -92,7 +92,7 @@ impl VerifyingKey {
     /// True if this key may verify a token whose header says `alg`: same key
     /// family, and the same algorithm if the key declared one.
     pub fn accepts(&self, alg: Alg) -> bool {
-        self.material.family() == alg.family() && self.alg.map_or(true, |a| a == alg)
+        self.material.family() == alg.family() && self.alg.is_none_or(|a| a == alg)
     }
 
     /// SHA-256 over a canonical, length-prefixed encoding of kid, alg and key

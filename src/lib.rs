@@ -6,12 +6,18 @@
 
 pub mod alg;
 pub mod claims;
+pub mod config;
 pub mod contract;
+pub mod engine;
 pub mod error;
 pub mod extract;
 pub mod forward;
+pub mod jwks;
 pub mod keys;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod mint;
 pub mod render;
 pub mod verify;
+
+#[cfg(target_arch = "wasm32")]
+mod wasm;

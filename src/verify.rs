@@ -409,7 +409,7 @@ impl Untrusted {
         };
         token_auds
             .into_iter()
-            .find(|a| accepted(a) && azp.map_or(true, |azp| azp == *a))
+            .find(|a| accepted(a) && azp.is_none_or(|azp| azp == *a))
             .map(str::to_owned)
             .ok_or(TokenError::AudienceMismatch)
     }

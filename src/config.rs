@@ -1,0 +1,859 @@
+//! The plugin configuration: its JSON wire format and its compilation into a
+//! checked runtime object.
+//!
+//! Every check happens here, at load: a configuration that compiles cannot
+//! fail at request time. Errors name the field path
+//! (`providers.studeo.audiences[0]`). Unknown fields are errors. Field names
+//! follow Envoy's `jwt_authn` where they mean the same thing.
+
+use std::collections::{BTreeMap, HashMap};
+use std::rc::Rc;
+
+use serde::Deserialize;
+
+use crate::alg::Alg;
+use crate::contract::{CompileContext, Contract, ContractConfig};
+use crate::error::{index, join, ConfigError};
+use crate::extract::Locations;
+use crate::forward::Sanitiser;
+use crate::jwks::{FetchPolicy, Source, Target};
+use crate::keys::KeySet;
+use crate::verify::TimePolicy;
+
+/// Default upper bound on a token's size, checked before any decoding.
+pub const DEFAULT_MAX_TOKEN_BYTES: usize = 16 * 1024;
+/// Default clock skew, as in `jwt_authn`.
+pub const DEFAULT_CLOCK_SKEW_SECONDS: u64 = 60;
+/// Default maximum token lifetime (`exp - iat`): one day. MPASSid issues
+/// one-hour ID tokens; anything living longer than a day is suspicious.
+pub const DEFAULT_MAX_LIFETIME_SECONDS: u64 = 86_400;
+/// The header prefix mpass-guard owns.
+pub const DEFAULT_HEADER_PREFIX: &str = "x-mpass-";
+
+// ---------------------------------------------------------------- wire format
+
+/// The plugin configuration as JSON.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginConfig {
+    pub issuers: Vec<IssuerConfig>,
+    #[serde(default)]
+    pub from_headers: Option<Vec<HeaderConfig>>,
+    #[serde(default)]
+    pub from_cookies: Vec<String>,
+    #[serde(default)]
+    pub from_params: Vec<String>,
+    #[serde(default)]
+    pub header_prefix: Option<String>,
+    #[serde(default)]
+    pub strip_headers: Vec<String>,
+    #[serde(default)]
+    pub never_release: Vec<String>,
+    #[serde(default)]
+    pub max_token_bytes: Option<usize>,
+    #[serde(default)]
+    pub realm: Option<String>,
+    #[serde(default)]
+    pub audit: Option<AuditConfig>,
+    pub providers: BTreeMap<String, ProviderConfig>,
+}
+
+/// One trusted issuer.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IssuerConfig {
+    pub issuer: String,
+    #[serde(default)]
+    pub local_jwks: Option<DataSource>,
+    #[serde(default)]
+    pub remote_jwks: Option<RemoteJwksConfig>,
+    #[serde(default)]
+    pub discovery: Option<DiscoveryConfig>,
+    #[serde(default)]
+    pub key_fetch: Option<KeyFetchConfig>,
+    #[serde(default)]
+    pub allowed_algorithms: Option<Vec<String>>,
+    #[serde(default)]
+    pub clock_skew_seconds: Option<u64>,
+    #[serde(default)]
+    pub max_lifetime_seconds: Option<u64>,
+    #[serde(default)]
+    pub require_expiration: Option<bool>,
+}
+
+/// Envoy's `DataSource`, inline forms only (a Wasm VM cannot read files).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataSource {
+    pub inline_string: String,
+}
+
+/// Envoy's `HttpUri`: where to fetch, through which cluster.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpUri {
+    pub uri: String,
+    pub cluster: String,
+    #[serde(default)]
+    pub timeout: Option<String>,
+}
+
+/// `jwt_authn`'s `remote_jwks`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RemoteJwksConfig {
+    pub http_uri: HttpUri,
+    #[serde(default)]
+    pub cache_duration: Option<String>,
+}
+
+/// OpenID Connect discovery from the issuer URL.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DiscoveryConfig {
+    /// The Envoy cluster that reaches the issuer (TLS is the cluster's business).
+    pub cluster: String,
+    #[serde(default)]
+    pub timeout: Option<String>,
+    #[serde(default)]
+    pub cache_duration: Option<String>,
+}
+
+/// How remote keys behave over time.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyFetchConfig {
+    #[serde(default)]
+    pub initial_wait: Option<String>,
+    #[serde(default)]
+    pub refetch_interval: Option<String>,
+    #[serde(default)]
+    pub max_stale: Option<String>,
+    #[serde(default)]
+    pub backoff_initial: Option<String>,
+    #[serde(default)]
+    pub backoff_max: Option<String>,
+    #[serde(default)]
+    pub max_response_bytes: Option<usize>,
+}
+
+/// A header that may carry the token.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeaderConfig {
+    pub name: String,
+    #[serde(default)]
+    pub value_prefix: String,
+}
+
+/// Audit settings.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditConfig {
+    /// Environment variable (from `vm_config.environment_variables`) holding
+    /// the key for the keyed pseudonym of `sub`.
+    #[serde(default)]
+    pub pseudonym_key_env: Option<String>,
+}
+
+/// One service provider.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderConfig {
+    pub audiences: Vec<String>,
+    #[serde(rename = "match")]
+    pub matching: MatchConfig,
+    #[serde(default)]
+    pub hs_secret_env: Option<String>,
+    #[serde(default)]
+    pub forward: bool,
+    #[serde(default)]
+    pub contract: Option<ContractConfig>,
+}
+
+/// How requests are matched to a provider.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct MatchConfig {
+    #[serde(default)]
+    pub authorities: Vec<String>,
+    #[serde(default)]
+    pub path_prefixes: Vec<String>,
+    #[serde(default)]
+    pub route_names: Vec<String>,
+}
+
+// ------------------------------------------------------------ compiled form
+
+/// Where a checked issuer's keys come from.
+#[derive(Debug)]
+pub enum IssuerKeys {
+    /// Inline keys, fixed for the life of the configuration.
+    Local(Rc<KeySet>),
+    /// Keys fetched through an Envoy cluster; their state lives in a
+    /// [`KeyStore`](crate::jwks::KeyStore).
+    Remote {
+        cluster: String,
+        source: Source,
+        policy: FetchPolicy,
+    },
+}
+
+/// A checked issuer.
+#[derive(Debug)]
+pub struct Issuer {
+    pub issuer: String,
+    pub allowed: Vec<Alg>,
+    pub time: TimePolicy,
+    pub keys: IssuerKeys,
+}
+
+/// A checked provider.
+#[derive(Debug)]
+pub struct Provider {
+    pub id: String,
+    pub audiences: Vec<String>,
+    /// The client secret for HS* ID tokens, from the VM's environment.
+    pub hs_secret: Option<Vec<u8>>,
+    /// Keep the token in the request after verification.
+    pub forward: bool,
+    pub contract: Contract,
+}
+
+/// The whole compiled configuration.
+#[derive(Debug)]
+pub struct Config {
+    pub issuers: Vec<Issuer>,
+    issuer_index: HashMap<String, usize>,
+    pub providers: Vec<Provider>,
+    pub matcher: Matcher,
+    pub locations: Locations,
+    pub sanitiser: Sanitiser,
+    pub max_token_bytes: usize,
+    pub realm: String,
+    pub header_prefix: String,
+    /// Key for the audit pseudonym of `sub`; `None` leaves it out.
+    pub pseudonym_key: Option<Vec<u8>>,
+    /// Load-time warnings, logged by the glue.
+    pub warnings: Vec<String>,
+}
+
+impl Config {
+    /// Parses and compiles `json`. `env` reads the VM's environment.
+    pub fn load(json: &[u8], env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+        let de = &mut serde_json::Deserializer::from_slice(json);
+        let wire: PluginConfig = serde_path_to_error::deserialize(de).map_err(|e| {
+            let path = e.path().to_string();
+            let path = if path == "." { String::new() } else { path };
+            ConfigError::new(path, strip_position(&e.inner().to_string()))
+        })?;
+        compile(wire, env)
+    }
+
+    /// The issuer with exactly this `iss`, and its index.
+    pub fn issuer(&self, iss: &str) -> Option<(usize, &Issuer)> {
+        let i = *self.issuer_index.get(iss)?;
+        Some((i, self.issuers.get(i)?))
+    }
+}
+
+/// serde_json appends "at line 1 column 7"; the path says more.
+fn strip_position(msg: &str) -> String {
+    match msg.rfind(" at line ") {
+        Some(i) => msg.get(..i).unwrap_or(msg).to_owned(),
+        None => msg.to_owned(),
+    }
+}
+
+fn compile(
+    wire: PluginConfig,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Config, ConfigError> {
+    let mut warnings = Vec::new();
+
+    if wire.issuers.is_empty() {
+        return Err(ConfigError::new(
+            "issuers",
+            "at least one issuer is required",
+        ));
+    }
+    let mut issuers = Vec::new();
+    let mut issuer_index = HashMap::new();
+    for (i, ic) in wire.issuers.iter().enumerate() {
+        let path = index("issuers", i);
+        let issuer = compile_issuer(ic, &path, &mut warnings)?;
+        if issuer_index.insert(issuer.issuer.clone(), i).is_some() {
+            return Err(ConfigError::new(
+                join(&path, "issuer"),
+                "issuer listed twice",
+            ));
+        }
+        issuers.push(issuer);
+    }
+
+    let header_prefix = wire
+        .header_prefix
+        .clone()
+        .unwrap_or_else(|| DEFAULT_HEADER_PREFIX.to_owned())
+        .to_ascii_lowercase();
+    if header_prefix.len() < 3
+        || !crate::extract::is_token_name(&header_prefix)
+        || !header_prefix.ends_with('-')
+    {
+        return Err(ConfigError::new(
+            "header_prefix",
+            "must be a header-name prefix of at least 3 characters ending in '-'",
+        ));
+    }
+
+    let headers: Option<Vec<(String, String)>> = wire.from_headers.as_ref().map(|hs| {
+        hs.iter()
+            .map(|h| (h.name.clone(), h.value_prefix.clone()))
+            .collect()
+    });
+    let locations = Locations::compile(
+        headers.as_deref(),
+        &wire.from_cookies,
+        &wire.from_params,
+        "",
+    )?;
+    let mut sanitiser = Sanitiser::compile(&header_prefix, &wire.strip_headers, "")?;
+
+    let max_token_bytes = wire.max_token_bytes.unwrap_or(DEFAULT_MAX_TOKEN_BYTES);
+    if !(256..=1024 * 1024).contains(&max_token_bytes) {
+        return Err(ConfigError::new(
+            "max_token_bytes",
+            "must be between 256 and 1048576",
+        ));
+    }
+    let realm = wire
+        .realm
+        .clone()
+        .unwrap_or_else(|| "mpass-guard".to_owned());
+    if realm.is_empty()
+        || realm
+            .bytes()
+            .any(|b| b == b'"' || b == b'\\' || !(0x20..0x7f).contains(&b))
+    {
+        return Err(ConfigError::new(
+            "realm",
+            "must be non-empty printable ASCII without quotes or backslashes",
+        ));
+    }
+
+    for (i, name) in wire.never_release.iter().enumerate() {
+        if name.trim().is_empty() {
+            return Err(ConfigError::new(
+                index("never_release", i),
+                "must not be empty",
+            ));
+        }
+    }
+    let ctx = CompileContext {
+        header_prefix: &header_prefix,
+        extra_never_release: &wire.never_release,
+    };
+
+    if wire.providers.is_empty() {
+        return Err(ConfigError::new(
+            "providers",
+            "at least one provider is required",
+        ));
+    }
+    let mut providers = Vec::new();
+    let mut matcher = MatcherBuilder::default();
+    for (id, pc) in &wire.providers {
+        let path = join("providers", id);
+        if id.is_empty()
+            || !id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        {
+            return Err(ConfigError::new(
+                path,
+                "provider ids use letters, digits, '-', '_' and '.' only (they appear in stats names)",
+            ));
+        }
+        if pc.audiences.is_empty() {
+            return Err(ConfigError::new(
+                join(&path, "audiences"),
+                "at least one audience is required",
+            ));
+        }
+        for (i, a) in pc.audiences.iter().enumerate() {
+            if a.is_empty() {
+                return Err(ConfigError::new(
+                    index(&join(&path, "audiences"), i),
+                    "must not be empty",
+                ));
+            }
+        }
+        let hs_secret = match &pc.hs_secret_env {
+            None => None,
+            Some(var) => {
+                let p = join(&path, "hs_secret_env");
+                let value = env(var).ok_or_else(|| {
+                    ConfigError::new(
+                        p.clone(),
+                        format!("environment variable {var} is not set in the VM"),
+                    )
+                })?;
+                if value.is_empty() {
+                    return Err(ConfigError::new(p, "the secret is empty"));
+                }
+                if value.len() < 32 {
+                    // RFC 7518 section 3.2 wants at least 256 bits; the
+                    // secret is issued by MPASSid, so warn rather than refuse.
+                    warnings.push(format!(
+                        "{p}: the client secret is shorter than 32 bytes (RFC 7518 section 3.2)"
+                    ));
+                }
+                Some(value.into_bytes())
+            }
+        };
+        let contract_path = join(&path, "contract");
+        let (contract, contract_warnings) = match &pc.contract {
+            Some(c) => Contract::compile(c, &contract_path, &ctx)?,
+            // No contract: verification only, nothing released.
+            None => Contract::compile(&release_nothing(), &contract_path, &ctx)?,
+        };
+        warnings.extend(contract_warnings);
+        for name in contract.header_names() {
+            sanitiser.add_emitted(name);
+        }
+        let pi = providers.len();
+        matcher.add(&pc.matching, pi, &join(&path, "match"))?;
+        providers.push(Provider {
+            id: id.clone(),
+            audiences: pc.audiences.clone(),
+            hs_secret,
+            forward: pc.forward || contract.forwards_token(),
+            contract,
+        });
+    }
+
+    let pseudonym_key = match wire
+        .audit
+        .as_ref()
+        .and_then(|a| a.pseudonym_key_env.as_ref())
+    {
+        None => {
+            warnings.push(
+                "audit.pseudonym_key_env is not set: audit lines carry no subject pseudonym".into(),
+            );
+            None
+        }
+        Some(var) => {
+            let value = env(var).ok_or_else(|| {
+                ConfigError::new(
+                    "audit.pseudonym_key_env",
+                    format!("environment variable {var} is not set in the VM"),
+                )
+            })?;
+            if value.len() < 16 {
+                return Err(ConfigError::new(
+                    "audit.pseudonym_key_env",
+                    "the pseudonym key must be at least 16 bytes",
+                ));
+            }
+            Some(value.into_bytes())
+        }
+    };
+
+    Ok(Config {
+        issuers,
+        issuer_index,
+        providers,
+        matcher: matcher.build(),
+        locations,
+        sanitiser,
+        max_token_bytes,
+        realm,
+        header_prefix,
+        pseudonym_key,
+        warnings,
+    })
+}
+
+fn compile_issuer(
+    ic: &IssuerConfig,
+    path: &str,
+    warnings: &mut Vec<String>,
+) -> Result<Issuer, ConfigError> {
+    // OpenID Connect Core 1.0 section 2: the issuer is a case-sensitive URL
+    // with no query or fragment. Plain http is accepted for loopback tests.
+    let is_url = (ic.issuer.starts_with("https://") || ic.issuer.starts_with("http://"))
+        && Target::parse(&ic.issuer).is_some()
+        && !ic.issuer.contains(['?', '#']);
+    if !is_url {
+        return Err(ConfigError::new(
+            join(path, "issuer"),
+            "must be an https URL without query or fragment, as MPASSid's issuers are",
+        ));
+    }
+    let mut allowed = Vec::new();
+    match &ic.allowed_algorithms {
+        None => allowed.push(Alg::RS256),
+        Some(list) => {
+            let p = join(path, "allowed_algorithms");
+            if list.is_empty() {
+                return Err(ConfigError::new(p, "must list at least one algorithm"));
+            }
+            for (i, name) in list.iter().enumerate() {
+                let alg = Alg::from_name(name).ok_or_else(|| {
+                    let msg = if name.eq_ignore_ascii_case("none") {
+                        "unsigned tokens are never accepted".to_owned()
+                    } else {
+                        format!("unsupported algorithm {name:?}")
+                    };
+                    ConfigError::new(index(&p, i), msg)
+                })?;
+                if !allowed.contains(&alg) {
+                    allowed.push(alg);
+                }
+            }
+        }
+    }
+    let time = TimePolicy {
+        clock_skew_secs: ic.clock_skew_seconds.unwrap_or(DEFAULT_CLOCK_SKEW_SECONDS),
+        max_lifetime_secs: Some(
+            ic.max_lifetime_seconds
+                .unwrap_or(DEFAULT_MAX_LIFETIME_SECONDS),
+        ),
+        require_expiration: ic.require_expiration.unwrap_or(true),
+    };
+    if time.clock_skew_secs > 600 {
+        return Err(ConfigError::new(
+            join(path, "clock_skew_seconds"),
+            "must be at most 600",
+        ));
+    }
+    let needs_jwks = allowed.iter().any(|a| !a.is_hmac());
+    let sources = usize::from(ic.local_jwks.is_some())
+        + usize::from(ic.remote_jwks.is_some())
+        + usize::from(ic.discovery.is_some());
+    if sources > 1 {
+        return Err(ConfigError::new(
+            path,
+            "give only one of local_jwks, remote_jwks, discovery",
+        ));
+    }
+    if ic.key_fetch.is_some() && ic.local_jwks.is_some() {
+        return Err(ConfigError::new(
+            join(path, "key_fetch"),
+            "applies only to remote_jwks or discovery",
+        ));
+    }
+    let keys = if let Some(src) = &ic.local_jwks {
+        let (set, skipped) = KeySet::parse(src.inline_string.as_bytes(), &allowed)
+            .map_err(|e| ConfigError::new(join(path, "local_jwks.inline_string"), e.to_string()))?;
+        for w in skipped {
+            warnings.push(format!("{}: {w}", join(path, "local_jwks")));
+        }
+        IssuerKeys::Local(Rc::new(set))
+    } else if let Some(remote) = &ic.remote_jwks {
+        let p = join(path, "remote_jwks");
+        let hp = join(&p, "http_uri");
+        let target = Target::parse(&remote.http_uri.uri)
+            .ok_or_else(|| ConfigError::new(join(&hp, "uri"), "not an http(s) URL"))?;
+        let mut policy = fetch_policy(ic.key_fetch.as_ref(), &join(path, "key_fetch"))?;
+        set_duration(
+            &mut policy.timeout_ms,
+            remote.http_uri.timeout.as_deref(),
+            &join(&hp, "timeout"),
+        )?;
+        set_duration(
+            &mut policy.cache_duration_ms,
+            remote.cache_duration.as_deref(),
+            &join(&p, "cache_duration"),
+        )?;
+        IssuerKeys::Remote {
+            cluster: cluster_name(&remote.http_uri.cluster, &join(&hp, "cluster"))?,
+            source: Source::Jwks(target),
+            policy,
+        }
+    } else if let Some(d) = &ic.discovery {
+        let p = join(path, "discovery");
+        let well_known = Target::parse(&format!(
+            "{}/.well-known/openid-configuration",
+            ic.issuer.trim_end_matches('/')
+        ))
+        .ok_or_else(|| {
+            ConfigError::new(
+                join(path, "issuer"),
+                "discovery needs an http(s) issuer URL",
+            )
+        })?;
+        let mut policy = fetch_policy(ic.key_fetch.as_ref(), &join(path, "key_fetch"))?;
+        set_duration(
+            &mut policy.timeout_ms,
+            d.timeout.as_deref(),
+            &join(&p, "timeout"),
+        )?;
+        set_duration(
+            &mut policy.cache_duration_ms,
+            d.cache_duration.as_deref(),
+            &join(&p, "cache_duration"),
+        )?;
+        IssuerKeys::Remote {
+            cluster: cluster_name(&d.cluster, &join(&p, "cluster"))?,
+            source: Source::Discovery { well_known },
+            policy,
+        }
+    } else if needs_jwks {
+        return Err(ConfigError::new(
+            path,
+            "a key source is required: local_jwks, remote_jwks or discovery",
+        ));
+    } else {
+        IssuerKeys::Local(Rc::new(KeySet::from_keys(Vec::new())))
+    };
+    Ok(Issuer {
+        issuer: ic.issuer.clone(),
+        allowed,
+        time,
+        keys,
+    })
+}
+
+/// The contract of a provider that has none: every organisation, no attribute.
+fn release_nothing() -> ContractConfig {
+    ContractConfig {
+        organisations: vec!["*".to_owned()],
+        identifier_form: Default::default(),
+        allow_test_learner_id: false,
+        required: Vec::new(),
+        release: Default::default(),
+        payload_header: None,
+        forward_token: false,
+    }
+}
+
+fn cluster_name(name: &str, path: &str) -> Result<String, ConfigError> {
+    if name.is_empty()
+        || name
+            .bytes()
+            .any(|b| b.is_ascii_whitespace() || b.is_ascii_control())
+    {
+        return Err(ConfigError::new(path, "must name an Envoy cluster"));
+    }
+    Ok(name.to_owned())
+}
+
+fn fetch_policy(kf: Option<&KeyFetchConfig>, path: &str) -> Result<FetchPolicy, ConfigError> {
+    let mut p = FetchPolicy::default();
+    let Some(kf) = kf else {
+        return Ok(p);
+    };
+    set_duration(
+        &mut p.initial_wait_ms,
+        kf.initial_wait.as_deref(),
+        &join(path, "initial_wait"),
+    )?;
+    set_duration(
+        &mut p.refetch_interval_ms,
+        kf.refetch_interval.as_deref(),
+        &join(path, "refetch_interval"),
+    )?;
+    set_duration(
+        &mut p.max_stale_ms,
+        kf.max_stale.as_deref(),
+        &join(path, "max_stale"),
+    )?;
+    set_duration(
+        &mut p.backoff_initial_ms,
+        kf.backoff_initial.as_deref(),
+        &join(path, "backoff_initial"),
+    )?;
+    set_duration(
+        &mut p.backoff_max_ms,
+        kf.backoff_max.as_deref(),
+        &join(path, "backoff_max"),
+    )?;
+    if let Some(n) = kf.max_response_bytes {
+        if !(1024..=16 * 1024 * 1024).contains(&n) {
+            return Err(ConfigError::new(
+                join(path, "max_response_bytes"),
+                "must be between 1024 and 16777216",
+            ));
+        }
+        p.max_response_bytes = n;
+    }
+    if p.initial_wait_ms > 60_000 {
+        return Err(ConfigError::new(
+            join(path, "initial_wait"),
+            "must be at most 60s",
+        ));
+    }
+    if p.backoff_initial_ms == 0 || p.backoff_max_ms < p.backoff_initial_ms {
+        return Err(ConfigError::new(
+            join(path, "backoff_max"),
+            "backoff_initial must be positive and at most backoff_max",
+        ));
+    }
+    Ok(p)
+}
+
+fn set_duration(slot: &mut u64, raw: Option<&str>, path: &str) -> Result<(), ConfigError> {
+    if let Some(raw) = raw {
+        *slot = parse_duration_ms(raw)
+            .ok_or_else(|| ConfigError::new(path, "not a duration (e.g. \"1.5s\", \"250ms\")"))?;
+    }
+    Ok(())
+}
+
+/// Parses a protobuf-JSON duration (`"1.5s"`) or milliseconds (`"250ms"`).
+pub fn parse_duration_ms(raw: &str) -> Option<u64> {
+    let (number, scale) = if let Some(n) = raw.strip_suffix("ms") {
+        (n, 1.0)
+    } else {
+        (raw.strip_suffix('s')?, 1000.0)
+    };
+    if number.is_empty() || !number.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+        return None;
+    }
+    let value: f64 = number.parse().ok()?;
+    let ms = (value * scale).round();
+    (ms.is_finite() && (0.0..=1e13).contains(&ms)).then_some(ms as u64)
+}
+
+// ------------------------------------------------------------------ matching
+
+/// Finds the provider a request goes to. Precedence: Envoy route name, then
+/// authority with the longest path prefix, then any authority with the
+/// longest path prefix. Lookups are hash lookups, one per distinct prefix
+/// length, so the cost does not grow with the number of providers.
+#[derive(Debug, Default)]
+pub struct Matcher {
+    by_route: HashMap<String, usize>,
+    /// authority ("" for any) -> path prefix ("" for any) -> provider.
+    by_authority: HashMap<String, HashMap<String, usize>>,
+    /// Distinct prefix lengths, longest first.
+    lengths: Vec<usize>,
+    /// Whether any provider matches on route names (saves a host call).
+    pub uses_route_names: bool,
+}
+
+#[derive(Default)]
+struct MatcherBuilder {
+    m: Matcher,
+}
+
+impl MatcherBuilder {
+    fn add(&mut self, mc: &MatchConfig, provider: usize, path: &str) -> Result<(), ConfigError> {
+        if mc.authorities.is_empty() && mc.path_prefixes.is_empty() && mc.route_names.is_empty() {
+            return Err(ConfigError::new(
+                path,
+                "give at least one of authorities, path_prefixes, route_names",
+            ));
+        }
+        for (i, r) in mc.route_names.iter().enumerate() {
+            let p = index(&join(path, "route_names"), i);
+            if r.is_empty() {
+                return Err(ConfigError::new(p, "must not be empty"));
+            }
+            if self.m.by_route.insert(r.clone(), provider).is_some() {
+                return Err(ConfigError::new(
+                    p,
+                    "route name already used by another provider",
+                ));
+            }
+            self.m.uses_route_names = true;
+        }
+        if mc.authorities.is_empty() && mc.path_prefixes.is_empty() {
+            return Ok(());
+        }
+        let mut authorities = Vec::new();
+        for (i, a) in mc.authorities.iter().enumerate() {
+            let norm = normalise_authority(a);
+            if norm.is_empty()
+                || norm
+                    .bytes()
+                    .any(|b| b.is_ascii_whitespace() || b.is_ascii_control() || b == b'/')
+            {
+                return Err(ConfigError::new(
+                    index(&join(path, "authorities"), i),
+                    "not a host[:port]",
+                ));
+            }
+            authorities.push((norm, i));
+        }
+        if authorities.is_empty() {
+            authorities.push((String::new(), 0));
+        }
+        let mut prefixes = Vec::new();
+        for (i, p) in mc.path_prefixes.iter().enumerate() {
+            if !p.starts_with('/') || p.contains('?') || p.contains('#') {
+                return Err(ConfigError::new(
+                    index(&join(path, "path_prefixes"), i),
+                    "must start with '/' and hold no query or fragment",
+                ));
+            }
+            prefixes.push((p.clone(), i));
+        }
+        if prefixes.is_empty() {
+            prefixes.push((String::new(), 0));
+        }
+        for (a, ai) in &authorities {
+            for (p, pi) in &prefixes {
+                let slot = self.m.by_authority.entry(a.clone()).or_default();
+                if slot.insert(p.clone(), provider).is_some() {
+                    let at = if mc.path_prefixes.is_empty() {
+                        index(&join(path, "authorities"), *ai)
+                    } else {
+                        index(&join(path, "path_prefixes"), *pi)
+                    };
+                    return Err(ConfigError::new(
+                        at,
+                        "another provider already matches this authority and path",
+                    ));
+                }
+                if !self.m.lengths.contains(&p.len()) {
+                    self.m.lengths.push(p.len());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn build(mut self) -> Matcher {
+        self.m.lengths.sort_unstable_by(|a, b| b.cmp(a));
+        self.m
+    }
+}
+
+impl Matcher {
+    /// The provider for a request, if any. `path` may carry a query.
+    pub fn find(&self, authority: &str, path: &str, route_name: Option<&str>) -> Option<usize> {
+        if let Some(r) = route_name.and_then(|r| self.by_route.get(r)) {
+            return Some(*r);
+        }
+        let path = path.split(['?', '#']).next().unwrap_or_default();
+        let authority = normalise_authority(authority);
+        for auth in [authority.as_str(), ""] {
+            if let Some(prefixes) = self.by_authority.get(auth) {
+                for &len in &self.lengths {
+                    if let Some(p) = path.get(..len).and_then(|p| prefixes.get(p)) {
+                        return Some(*p);
+                    }
+                }
+            }
+        }
+        None
+    }
+}
+
+/// Lowercases, drops a trailing dot and the default ports 80 and 443.
+pub fn normalise_authority(a: &str) -> String {
+    let mut s = a.trim().to_ascii_lowercase();
+    for port in [":80", ":443"] {
+        if let Some(stripped) = s.strip_suffix(port) {
+            s = stripped.to_owned();
+            break;
+        }
+    }
+    if let Some(stripped) = s.strip_suffix('.') {
+        s = stripped.to_owned();
+    }
+    s
+}

@@ -1,0 +1,416 @@
+//! The whole per-request decision, pure: `Engine::handle(request, now)`
+//! returns what to do with the request; the glue only carries it out.
+//!
+//! Order matters and is fixed: sanitise client identity headers first (on
+//! every path), then match the provider, then extract, verify, apply the
+//! contract, and only then add released headers.
+
+use std::fmt::Write as _;
+
+use ring::hmac;
+
+use crate::config::{Config, IssuerKeys, Provider};
+use crate::contract::Release;
+use crate::extract::{removal, ExtractError, Removal};
+use crate::jwks::{Availability, KeyStore};
+use crate::verify::{TokenError, Untrusted};
+
+/// The parts of a request the decision needs. Header names are lowercase, as
+/// Envoy passes them; pseudo-headers (`:authority`, `:path`) are included.
+#[derive(Debug, Clone, Copy)]
+pub struct Request<'a> {
+    pub headers: &'a [(String, String)],
+    /// Envoy's `xds.route_name`, when a provider matches on route names.
+    pub route_name: Option<&'a str>,
+}
+
+/// A local reply instead of forwarding.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+/// What the glue does with the request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    /// Headers to remove (every occurrence), applied first.
+    pub remove: Vec<String>,
+    /// Headers to set (replacing), applied after the removals.
+    pub set: Vec<(String, String)>,
+    /// `Some` to answer locally; the request never reaches the upstream.
+    pub respond: Option<Response>,
+    /// The audit record, for requests that matched a provider.
+    pub audit: Option<Audit>,
+    /// `Some(issuer index)`: park the request until that issuer's keys
+    /// change or the wait ends, then decide again with `resumed` set.
+    pub wait: Option<usize>,
+    /// Counter names to increment (without the `mpass_guard.` prefix).
+    pub counters: Vec<String>,
+}
+
+/// One audit record: no token, no claim value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Audit {
+    pub provider: String,
+    pub allowed: bool,
+    pub status: u16,
+    pub reason: &'static str,
+    pub released: Vec<&'static str>,
+    pub withheld: Vec<&'static str>,
+    pub purposes: Vec<(&'static str, std::sync::Arc<str>)>,
+    pub contract_version: String,
+    /// Keyed pseudonym of `iss` + `sub`, when a key is configured and the
+    /// token was verified.
+    pub subject: Option<String>,
+}
+
+impl Audit {
+    /// The JSON log line.
+    pub fn to_json(&self, now: i64) -> String {
+        let purposes: serde_json::Map<String, serde_json::Value> = self
+            .purposes
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), serde_json::Value::String(v.to_string())))
+            .collect();
+        serde_json::json!({
+            "type": "mpass_guard.audit",
+            "time": now,
+            "provider": self.provider,
+            "decision": if self.allowed { "allow" } else { "deny" },
+            "status": self.status,
+            "reason": self.reason,
+            "released": self.released,
+            "withheld": self.withheld,
+            "purposes": purposes,
+            "contract_version": self.contract_version,
+            "subject": self.subject,
+        })
+        .to_string()
+    }
+}
+
+/// The engine: the compiled configuration and nothing else.
+#[derive(Debug)]
+pub struct Engine {
+    pub config: Config,
+    pseudonym_key: Option<hmac::Key>,
+}
+
+/// Per-request context for verification.
+struct Ctx<'a> {
+    now_ms: u64,
+    keys: &'a mut KeyStore,
+    resumed: bool,
+}
+
+/// Why a request was refused, before it is rendered.
+enum Refusal {
+    /// Not a refusal yet: wait for this issuer's keys.
+    Wait(usize),
+    Missing,
+    KeysUnavailable,
+    Token(&'static str),
+    Forbidden(&'static str),
+    Contract(&'static str),
+}
+
+impl Engine {
+    /// Wraps a compiled configuration.
+    pub fn new(config: Config) -> Engine {
+        let pseudonym_key = config
+            .pseudonym_key
+            .as_ref()
+            .map(|k| hmac::Key::new(hmac::HMAC_SHA256, k));
+        Engine {
+            config,
+            pseudonym_key,
+        }
+    }
+
+    /// Decides what happens to one request. `now_ms` is Unix milliseconds
+    /// from the host clock; `keys` is this VM's remote key state; `resumed`
+    /// is set when a parked request is decided again (it must not wait twice).
+    pub fn handle(
+        &self,
+        req: &Request<'_>,
+        now_ms: u64,
+        keys: &mut KeyStore,
+        resumed: bool,
+    ) -> Decision {
+        let cfg = &self.config;
+        let mut decision = Decision {
+            remove: cfg.sanitiser.spoofed(req.headers),
+            set: Vec::new(),
+            respond: None,
+            audit: None,
+            wait: None,
+            counters: Vec::new(),
+        };
+        if !decision.remove.is_empty() {
+            decision.counters.push("spoofed_headers_removed".into());
+        }
+        let authority = header(req.headers, ":authority")
+            .or_else(|| header(req.headers, "host"))
+            .unwrap_or_default();
+        let path = header(req.headers, ":path").unwrap_or("/");
+        let Some(provider) = cfg
+            .matcher
+            .find(authority, path, req.route_name)
+            .and_then(|i| cfg.providers.get(i))
+        else {
+            decision.counters.push("unmatched".into());
+            return decision;
+        };
+
+        let ctx = Ctx {
+            now_ms,
+            keys,
+            resumed,
+        };
+        match self.admit(provider, req, path, ctx) {
+            Ok((release, token_removal, subject)) => {
+                if let Some(r) = token_removal {
+                    match r {
+                        Removal::Remove(name) => decision.remove.push(name),
+                        Removal::Set(name, value) => decision.set.push((name, value)),
+                    }
+                }
+                decision.set.extend(release.headers.iter().cloned());
+                decision
+                    .counters
+                    .push(format!("provider.{}.allowed", provider.id));
+                for a in &release.released {
+                    decision.counters.push(format!(
+                        "provider.{}.released.{}",
+                        provider.id,
+                        counter_name(a)
+                    ));
+                }
+                for a in &release.withheld {
+                    decision.counters.push(format!(
+                        "provider.{}.withheld.{}",
+                        provider.id,
+                        counter_name(a)
+                    ));
+                }
+                decision.audit = Some(Audit {
+                    provider: provider.id.clone(),
+                    allowed: true,
+                    status: 200,
+                    reason: "ok",
+                    released: release.released.clone(),
+                    withheld: release.withheld.clone(),
+                    purposes: release.purposes.clone(),
+                    contract_version: provider.contract.version().to_owned(),
+                    subject,
+                });
+            }
+            Err((Refusal::Wait(issuer), _)) => {
+                decision.wait = Some(issuer);
+            }
+            Err((refusal, subject)) => {
+                let response = self.render(&refusal);
+                let reason = match refusal {
+                    Refusal::Missing => "missing_token",
+                    Refusal::KeysUnavailable | Refusal::Wait(_) => "keys_unavailable",
+                    Refusal::Token(r) | Refusal::Forbidden(r) | Refusal::Contract(r) => r,
+                };
+                decision
+                    .counters
+                    .push(format!("provider.{}.denied.{}", provider.id, reason));
+                decision.audit = Some(Audit {
+                    provider: provider.id.clone(),
+                    allowed: false,
+                    status: response.status,
+                    reason,
+                    released: Vec::new(),
+                    withheld: Vec::new(),
+                    purposes: Vec::new(),
+                    contract_version: provider.contract.version().to_owned(),
+                    subject,
+                });
+                decision.respond = Some(response);
+            }
+        }
+        decision
+    }
+
+    /// Extracts, verifies and applies the contract.
+    #[allow(clippy::type_complexity)]
+    fn admit(
+        &self,
+        provider: &Provider,
+        req: &Request<'_>,
+        path: &str,
+        ctx: Ctx<'_>,
+    ) -> Result<(Release, Option<Removal>, Option<String>), (Refusal, Option<String>)> {
+        let cfg = &self.config;
+        let found = match cfg.locations.find(req.headers, path) {
+            Ok(Some(found)) => found,
+            Ok(None) => return Err((Refusal::Missing, None)),
+            Err(ExtractError::Ambiguous) => return Err((Refusal::Token("ambiguous_token"), None)),
+        };
+        let token = self
+            .verify(provider, &found.token, ctx)
+            .map_err(|e| (e, None))?;
+        let subject = self.pseudonym(&token);
+        let release = provider
+            .contract
+            .apply(token.claims())
+            .map_err(|d| (Refusal::Contract(d.reason), subject.clone()))?;
+        let token_removal = (!provider.forward).then(|| removal(&found.carrier, req.headers, path));
+        Ok((release, token_removal, subject))
+    }
+
+    /// Verifies signature, issuer, algorithm, times and audience.
+    fn verify(&self, provider: &Provider, token: &str, ctx: Ctx<'_>) -> Result<Untrusted, Refusal> {
+        let refuse = |e: TokenError| match e {
+            TokenError::AudienceMismatch => Refusal::Forbidden(e.reason()),
+            e => Refusal::Token(e.reason()),
+        };
+        let untrusted = Untrusted::decode(token, self.config.max_token_bytes).map_err(refuse)?;
+        let (index, issuer) = untrusted
+            .issuer()
+            .and_then(|iss| self.config.issuer(iss))
+            .ok_or(Refusal::Token(TokenError::UnknownIssuer.reason()))?;
+        let alg = untrusted.alg();
+        if !issuer.allowed.contains(&alg) {
+            return Err(refuse(TokenError::AlgorithmNotAllowed));
+        }
+        if alg.is_hmac() {
+            // HS* tokens are checked only with this provider's own client
+            // secret, never with anything from a JWKS (key confusion).
+            let secret = provider
+                .hs_secret
+                .as_deref()
+                .ok_or(refuse(TokenError::UnknownKey))?;
+            untrusted.verify_with_secret(secret).map_err(refuse)?;
+        } else {
+            let keys = match &issuer.keys {
+                IssuerKeys::Local(keys) => std::rc::Rc::clone(keys),
+                IssuerKeys::Remote { .. } => {
+                    let remote = ctx.keys.get_mut(index).ok_or(Refusal::KeysUnavailable)?;
+                    match remote.availability(ctx.now_ms) {
+                        Availability::Ready(keys) => keys,
+                        // A key outage is not the user's fault: 503, never 401.
+                        Availability::Unavailable if ctx.resumed => {
+                            return Err(Refusal::KeysUnavailable)
+                        }
+                        Availability::Unavailable => {
+                            remote.wake(ctx.now_ms);
+                            return Err(Refusal::Wait(index));
+                        }
+                    }
+                }
+            };
+            match untrusted.verify_with_keyset(&keys) {
+                Ok(_) => {}
+                Err(TokenError::UnknownKey) if !ctx.resumed => {
+                    // Maybe the issuer rotated: one coalesced, rate-limited
+                    // refetch, then decide again.
+                    let refetch = ctx
+                        .keys
+                        .get_mut(index)
+                        .is_some_and(|remote| remote.request_kid_refetch(ctx.now_ms));
+                    return Err(if refetch {
+                        Refusal::Wait(index)
+                    } else {
+                        refuse(TokenError::UnknownKey)
+                    });
+                }
+                Err(e) => return Err(refuse(e)),
+            }
+        }
+        let now = i64::try_from(ctx.now_ms / 1000).unwrap_or(i64::MAX);
+        untrusted.check_times(&issuer.time, now).map_err(refuse)?;
+        untrusted
+            .check_audience(&provider.audiences)
+            .map_err(refuse)?;
+        Ok(untrusted)
+    }
+
+    fn pseudonym(&self, token: &Untrusted) -> Option<String> {
+        let key = self.pseudonym_key.as_ref()?;
+        let sub = token.claims().get("sub")?.as_str()?;
+        let mut ctx = hmac::Context::with_key(key);
+        ctx.update(token.issuer().unwrap_or_default().as_bytes());
+        ctx.update(b"\0");
+        ctx.update(sub.as_bytes());
+        let tag = ctx.sign();
+        let mut out = String::with_capacity(32);
+        for b in tag.as_ref().iter().take(16) {
+            let _ = write!(out, "{b:02x}");
+        }
+        Some(out)
+    }
+
+    fn render(&self, refusal: &Refusal) -> Response {
+        let realm = &self.config.realm;
+        let (status, challenge, body) = match refusal {
+            Refusal::KeysUnavailable | Refusal::Wait(_) => (
+                503,
+                None,
+                r#"{"error":"temporarily_unavailable","reason":"keys_unavailable"}"#.to_owned(),
+            ),
+            Refusal::Missing => (
+                401,
+                Some(format!("Bearer realm=\"{realm}\"")),
+                r#"{"error":"missing_token"}"#.to_owned(),
+            ),
+            Refusal::Token(reason) => (
+                401,
+                Some(format!(
+                    "Bearer realm=\"{realm}\", error=\"invalid_token\", error_description=\"{reason}\""
+                )),
+                format!(r#"{{"error":"invalid_token","reason":"{reason}"}}"#),
+            ),
+            Refusal::Forbidden(reason) => (
+                403,
+                None,
+                format!(r#"{{"error":"forbidden","reason":"{reason}"}}"#),
+            ),
+            Refusal::Contract(reason) => (
+                403,
+                None,
+                format!(r#"{{"error":"contract_violation","reason":"{reason}"}}"#),
+            ),
+        };
+        let mut headers = vec![
+            ("content-type".to_owned(), "application/json".to_owned()),
+            ("cache-control".to_owned(), "no-store".to_owned()),
+        ];
+        if let Some(c) = challenge {
+            headers.push(("www-authenticate".to_owned(), c));
+        }
+        if status == 503 {
+            headers.push(("retry-after".to_owned(), "5".to_owned()));
+        }
+        Response {
+            status,
+            headers,
+            body,
+        }
+    }
+}
+
+/// The first value of a header.
+fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
+}
+
+/// A stats-safe name for an attribute: its alias, where it has one.
+fn counter_name(attribute: &str) -> String {
+    crate::claims::lookup(attribute)
+        .map(|(a, _)| a.alias.to_owned())
+        .unwrap_or_else(|| {
+            attribute
+                .chars()
+                .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+                .collect()
+        })
+}

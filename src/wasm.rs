@@ -1,0 +1,495 @@
+//! The proxy-wasm glue: host calls only, no business rules.
+//!
+//! It reads the request headers, asks [`Engine::handle`] for a decision and
+//! carries it out: remove, then set, then either continue or answer locally.
+//! Remote key sets are fetched by the root context (timer, `dispatch_http_call`
+//! through the configured cluster); requests that must wait for keys are
+//! parked and decided again from the root context once the keys change or
+//! their wait ends.
+//!
+//! Host calls go through `proxy_wasm::hostcalls` (which return `Result`)
+//! rather than the SDK's trait helpers (which unwrap), so a host error never
+//! becomes a trap. Header values are read as bytes: the SDK's string map
+//! reader panics on a non-UTF-8 value, which a client controls.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::time::{Duration, UNIX_EPOCH};
+
+use proxy_wasm::hostcalls;
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, MetricType};
+
+use crate::config::Config;
+use crate::engine::{Decision, Engine, Request};
+use crate::jwks::{Fetched, KeyStore, Step};
+
+const METRIC_PREFIX: &str = "mpass_guard.";
+/// Timer granularity for fetch scheduling and parked-request deadlines.
+const TICK: Duration = Duration::from_millis(100);
+
+proxy_wasm::main! {{
+    proxy_wasm::set_log_level(LogLevel::Info);
+    std::panic::set_hook(Box::new(|info| {
+        // Location only: a panic message could quote data it was handling.
+        let place = info
+            .location()
+            .map(|l| format!("{}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        let _ = hostcalls::log(LogLevel::Critical, &format!("mpass-guard: panic at {place}"));
+    }));
+    proxy_wasm::set_root_context(|context_id| -> Box<dyn RootContext> {
+        Box::new(Root { context_id, ..Root::default() })
+    });
+}}
+
+fn log(level: LogLevel, msg: &str) {
+    let _ = hostcalls::log(level, msg);
+}
+
+fn now_ms() -> u64 {
+    hostcalls::get_current_time()
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+/// Counter and gauge ids, defined lazily: with many providers most
+/// combinations of provider, outcome and attribute never occur.
+#[derive(Default)]
+struct Metrics {
+    ids: RefCell<HashMap<String, u32>>,
+}
+
+impl Metrics {
+    fn id(&self, name: &str, kind: MetricType) -> Option<u32> {
+        let mut ids = self.ids.borrow_mut();
+        if let Some(id) = ids.get(name) {
+            return Some(*id);
+        }
+        let id = hostcalls::define_metric(kind, &format!("{METRIC_PREFIX}{name}")).ok()?;
+        ids.insert(name.to_owned(), id);
+        Some(id)
+    }
+
+    fn increment(&self, name: &str) {
+        if let Some(id) = self.id(name, MetricType::Counter) {
+            let _ = hostcalls::increment_metric(id, 1);
+        }
+    }
+
+    fn gauge(&self, name: &str, value: u64) {
+        if let Some(id) = self.id(name, MetricType::Gauge) {
+            let _ = hostcalls::record_metric(id, value);
+        }
+    }
+}
+
+/// A request parked until its issuer's keys are ready or `deadline_ms`.
+struct Parked {
+    context_id: u32,
+    issuer: usize,
+    deadline_ms: u64,
+}
+
+/// State shared by the root context and every HTTP context of one VM.
+struct Shared {
+    engine: Rc<Engine>,
+    keys: RefCell<KeyStore>,
+    parked: RefCell<Vec<Parked>>,
+    metrics: Metrics,
+}
+
+impl Shared {
+    /// Decides for the current effective HTTP context and carries it out.
+    /// Returns `None` when the request was parked.
+    fn run(&self, context_id: u32, resumed: bool) -> Option<Action> {
+        let headers: Vec<(String, String)> =
+            match hostcalls::get_map_bytes(MapType::HttpRequestHeaders) {
+                Ok(list) => list
+                    .into_iter()
+                    .map(|(n, v)| (n, String::from_utf8_lossy(&v).into_owned()))
+                    .collect(),
+                Err(_) => {
+                    respond(500, &[], br#"{"error":"internal"}"#);
+                    return Some(Action::Pause);
+                }
+            };
+        let route_name = if self.engine.config.matcher.uses_route_names {
+            hostcalls::get_property(vec!["xds", "route_name"])
+                .ok()
+                .flatten()
+                .and_then(|b| String::from_utf8(b).ok())
+        } else {
+            None
+        };
+        let now = now_ms();
+        let decision = {
+            let mut keys = self.keys.borrow_mut();
+            self.engine.handle(
+                &Request {
+                    headers: &headers,
+                    route_name: route_name.as_deref(),
+                },
+                now,
+                &mut keys,
+                resumed,
+            )
+        };
+        if let Some(issuer) = decision.wait {
+            let wait = self
+                .keys
+                .borrow()
+                .issuers
+                .get(issuer)
+                .and_then(Option::as_ref)
+                .map_or(0, |r| r.policy.initial_wait_ms);
+            self.parked.borrow_mut().push(Parked {
+                context_id,
+                issuer,
+                deadline_ms: now.saturating_add(wait),
+            });
+            return None;
+        }
+        Some(self.carry_out(decision, now))
+    }
+
+    fn carry_out(&self, decision: Decision, now: u64) -> Action {
+        for name in &decision.counters {
+            self.metrics.increment(name);
+        }
+        if let Some(audit) = &decision.audit {
+            log(
+                LogLevel::Info,
+                &audit.to_json(i64::try_from(now / 1000).unwrap_or(0)),
+            );
+        }
+        if let Some(resp) = &decision.respond {
+            let headers: Vec<(&str, &str)> = resp
+                .headers
+                .iter()
+                .map(|(n, v)| (n.as_str(), v.as_str()))
+                .collect();
+            respond(u32::from(resp.status), &headers, resp.body.as_bytes());
+            return Action::Pause;
+        }
+        let mut failed = false;
+        for name in &decision.remove {
+            failed |= hostcalls::set_map_value(MapType::HttpRequestHeaders, name, None).is_err();
+        }
+        for (name, value) in &decision.set {
+            failed |=
+                hostcalls::set_map_value(MapType::HttpRequestHeaders, name, Some(value)).is_err();
+        }
+        if failed {
+            // A header we had to remove or set may still be there: never let
+            // such a request through.
+            respond(500, &[], br#"{"error":"internal"}"#);
+            return Action::Pause;
+        }
+        Action::Continue
+    }
+
+    /// Decides again for parked requests: those of `issuer` (when its keys
+    /// changed), and every one whose deadline has passed.
+    fn release_parked(&self, root_id: u32, issuer: Option<usize>, now: u64) {
+        let ready: Vec<Parked> = {
+            let mut parked = self.parked.borrow_mut();
+            let (go, stay): (Vec<Parked>, Vec<Parked>) = parked
+                .drain(..)
+                .partition(|p| Some(p.issuer) == issuer || p.deadline_ms <= now);
+            *parked = stay;
+            go
+        };
+        for p in ready {
+            if hostcalls::set_effective_context(p.context_id).is_err() {
+                continue; // the stream is gone
+            }
+            if let Some(Action::Continue) = self.run(p.context_id, true) {
+                let _ = hostcalls::resume_http_request();
+            }
+        }
+        let _ = hostcalls::set_effective_context(root_id);
+    }
+}
+
+#[derive(Default)]
+struct Root {
+    context_id: u32,
+    shared: Option<Rc<Shared>>,
+    /// In-flight key fetches: call token -> (issuer index, step).
+    calls: HashMap<u32, (usize, Step)>,
+}
+
+impl Context for Root {
+    fn on_http_call_response(
+        &mut self,
+        token: u32,
+        _headers: usize,
+        body_size: usize,
+        _trailers: usize,
+    ) {
+        let Some(shared) = self.shared.clone() else {
+            return;
+        };
+        let Some((issuer, step)) = self.calls.remove(&token) else {
+            return;
+        };
+        let now = now_ms();
+        let max = shared
+            .keys
+            .borrow()
+            .issuers
+            .get(issuer)
+            .and_then(Option::as_ref)
+            .map_or(0, |r| r.policy.max_response_bytes);
+        let status = hostcalls::get_map_value(MapType::HttpCallResponseHeaders, ":status")
+            .ok()
+            .flatten()
+            .and_then(|s| s.parse::<u16>().ok());
+        let fetched = match status {
+            None => Fetched::Failed,
+            Some(_) if body_size > max => Fetched::TooLarge,
+            Some(status) => {
+                let body = if body_size == 0 {
+                    Vec::new()
+                } else {
+                    hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size)
+                        .ok()
+                        .flatten()
+                        .unwrap_or_default()
+                };
+                Fetched::Response { status, body }
+            }
+        };
+        let ready = {
+            let mut keys = shared.keys.borrow_mut();
+            let Some(remote) = keys.get_mut(issuer) else {
+                return;
+            };
+            let event = remote.on_fetched(now, &step, fetched);
+            let label = stats_label(&remote.issuer);
+            let outcome = if event.ok { "fetch_ok" } else { "fetch_failed" };
+            shared
+                .metrics
+                .increment(&format!("issuer.{label}.{outcome}"));
+            shared.metrics.gauge(
+                &format!("issuer.{label}.keys_in_use"),
+                remote.key_count() as u64,
+            );
+            log(
+                if event.ok {
+                    LogLevel::Info
+                } else {
+                    LogLevel::Warn
+                },
+                &format!("mpass-guard: {}", event.message),
+            );
+            matches!(
+                remote.availability(now),
+                crate::jwks::Availability::Ready(_)
+            )
+        };
+        // Discovery leads straight on to the key set fetch.
+        self.start_due_fetches(&shared, now);
+        if ready {
+            shared.release_parked(self.context_id, Some(issuer), now);
+        }
+    }
+}
+
+impl Root {
+    fn start_due_fetches(&mut self, shared: &Shared, now: u64) {
+        let mut keys = shared.keys.borrow_mut();
+        for (i, slot) in keys.issuers.iter_mut().enumerate() {
+            let Some(remote) = slot.as_mut() else {
+                continue;
+            };
+            let Some(step) = remote.due(now) else {
+                continue;
+            };
+            let target = match &step {
+                Step::Discovery(t) | Step::Jwks(t) => t.clone(),
+            };
+            let headers = vec![
+                (":method", "GET"),
+                (":path", target.path.as_str()),
+                (":authority", target.authority.as_str()),
+                ("accept", "application/json"),
+                ("user-agent", "mpass-guard"),
+            ];
+            match hostcalls::dispatch_http_call(
+                &remote.cluster,
+                headers,
+                None,
+                vec![],
+                Duration::from_millis(remote.policy.timeout_ms),
+            ) {
+                Ok(token) => {
+                    self.calls.insert(token, (i, step));
+                }
+                Err(_) => {
+                    let event = remote.on_fetched(now, &step, Fetched::Failed);
+                    let label = stats_label(&remote.issuer);
+                    shared
+                        .metrics
+                        .increment(&format!("issuer.{label}.fetch_failed"));
+                    log(
+                        LogLevel::Warn,
+                        &format!(
+                            "mpass-guard: {} (could not dispatch to cluster {})",
+                            event.message, remote.cluster
+                        ),
+                    );
+                }
+            }
+        }
+    }
+}
+
+impl RootContext for Root {
+    fn on_vm_start(&mut self, _size: usize) -> bool {
+        true
+    }
+
+    fn on_configure(&mut self, _size: usize) -> bool {
+        let bytes = match hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX) {
+            Ok(Some(b)) => b,
+            _ => {
+                log(
+                    LogLevel::Error,
+                    "mpass-guard: configuration rejected: no plugin configuration",
+                );
+                return false;
+            }
+        };
+        match Config::load(&bytes, &|name| std::env::var(name).ok()) {
+            Ok(config) => {
+                for w in &config.warnings {
+                    log(LogLevel::Warn, &format!("mpass-guard: {w}"));
+                }
+                log(
+                    LogLevel::Info,
+                    &format!(
+                        "mpass-guard: configuration loaded: {} issuer(s), {} provider(s)",
+                        config.issuers.len(),
+                        config.providers.len()
+                    ),
+                );
+                let keys = KeyStore::new(&config);
+                let remote = keys.has_remote();
+                self.shared = Some(Rc::new(Shared {
+                    engine: Rc::new(Engine::new(config)),
+                    keys: RefCell::new(keys),
+                    parked: RefCell::new(Vec::new()),
+                    metrics: Metrics::default(),
+                }));
+                self.calls.clear();
+                if remote {
+                    let _ = hostcalls::set_tick_period(TICK);
+                }
+                true
+            }
+            Err(e) => {
+                log(
+                    LogLevel::Error,
+                    &format!("mpass-guard: configuration rejected: {e}"),
+                );
+                false
+            }
+        }
+    }
+
+    fn on_tick(&mut self) {
+        let Some(shared) = self.shared.clone() else {
+            return;
+        };
+        let now = now_ms();
+        self.start_due_fetches(&shared, now);
+        {
+            let keys = shared.keys.borrow();
+            for remote in keys.issuers.iter().flatten() {
+                if let Some(age) = remote.age_secs(now) {
+                    shared.metrics.gauge(
+                        &format!("issuer.{}.key_set_age_seconds", stats_label(&remote.issuer)),
+                        age,
+                    );
+                }
+            }
+        }
+        if !shared.parked.borrow().is_empty() {
+            shared.release_parked(self.context_id, None, now);
+        }
+    }
+
+    fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
+        Some(Box::new(Http {
+            context_id,
+            shared: self.shared.clone(),
+        }))
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}
+
+/// A stats-safe label for an issuer URL: its host with dots as underscores.
+fn stats_label(issuer: &str) -> String {
+    let host = issuer
+        .trim_start_matches("https://")
+        .trim_start_matches("http://")
+        .split('/')
+        .next()
+        .unwrap_or_default();
+    host.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+struct Http {
+    context_id: u32,
+    /// `None` only if Envoy runs streams without a configuration, which it
+    /// should not; such requests are refused (fail closed).
+    shared: Option<Rc<Shared>>,
+}
+
+impl Context for Http {
+    fn on_done(&mut self) -> bool {
+        if let Some(shared) = &self.shared {
+            shared
+                .parked
+                .borrow_mut()
+                .retain(|p| p.context_id != self.context_id);
+        }
+        true
+    }
+}
+
+impl HttpContext for Http {
+    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        let Some(shared) = self.shared.clone() else {
+            respond(503, &[], br#"{"error":"not_configured"}"#);
+            return Action::Pause;
+        };
+        shared.run(self.context_id, false).unwrap_or(Action::Pause)
+    }
+}
+
+fn respond(status: u32, headers: &[(&str, &str)], body: &[u8]) {
+    let mut all: Vec<(&str, &str)> = headers.to_vec();
+    if !all.iter().any(|(n, _)| *n == "content-type") {
+        all.push(("content-type", "application/json"));
+    }
+    if hostcalls::send_http_response(status, all, Some(body)).is_err() {
+        let _ = hostcalls::reset_http_request();
+    }
+}
