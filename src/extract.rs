@@ -194,8 +194,10 @@ impl Locations {
             }
         }
         if !self.params.is_empty() {
-            if let Some((_, query)) = path.split_once('?') {
-                let query = query.split('#').next().unwrap_or_default();
+            // The fragment goes first: a '?' inside it starts no query (and
+            // `removal` would leave a token found there in place).
+            let before_fragment = path.split('#').next().unwrap_or_default();
+            if let Some((_, query)) = before_fragment.split_once('?') {
                 for pair in query.split('&') {
                     let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
                     let k = percent_decode(k);
@@ -247,13 +249,12 @@ pub fn removal(carrier: &Carrier, headers: &[(String, String)], path: &str) -> R
             }
         }
         Carrier::Param(name) => {
-            let (base, rest) = match path.split_once('?') {
-                Some((b, r)) => (b, r),
-                None => return Removal::Set(":path".into(), path.to_owned()),
+            let (before_fragment, fragment) = match path.split_once('#') {
+                Some((b, f)) => (b, Some(f)),
+                None => (path, None),
             };
-            let (query, fragment) = match rest.split_once('#') {
-                Some((q, f)) => (q, Some(f)),
-                None => (rest, None),
+            let Some((base, query)) = before_fragment.split_once('?') else {
+                return Removal::Set(":path".into(), path.to_owned());
             };
             let kept: Vec<&str> = query
                 .split('&')
@@ -417,6 +418,24 @@ mod tests {
             removal(&found.carrier, &[], only),
             Removal::Set(":path".into(), "/p".into())
         );
+    }
+
+    #[test]
+    fn a_question_mark_inside_the_fragment_starts_no_query() {
+        // Found by fuzzing: `find` read `?id_token=` after the '#', `removal`
+        // kept it as part of the fragment, so the token stayed in the path.
+        let path = "/p#?id_token=a.b.c";
+        assert_eq!(all().find(&[], path), Ok(None));
+        let path = "/p?x=1#?id%5Ftoken";
+        assert_eq!(all().find(&[], path), Ok(None));
+        let path = "/p?id_token=a.b.c#?id_token=d";
+        let found = all().find(&[], path).unwrap().unwrap();
+        assert_eq!(found.token, "a.b.c");
+        let Removal::Set(_, cleaned) = removal(&found.carrier, &[], path) else {
+            panic!("query removal sets :path");
+        };
+        assert_eq!(cleaned, "/p#?id_token=d");
+        assert_eq!(all().find(&[], &cleaned), Ok(None));
     }
 
     #[test]
