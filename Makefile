@@ -1,8 +1,9 @@
 # mpass-guard: set-up, build, tests and demo.
 #
-#   make setup   toolchain target, clang (for ring on wasm32), .venv with pinned Envoy + pytest
+#   make setup   toolchain target, clang (for ring on wasm32), cargo-fuzz, .venv with pinned Envoy + pytest
 #   make build   the Wasm filter and the native CLI
-#   make test    setup + build + cargo test + clippy + fmt + real-Envoy end-to-end tests
+#   make test    setup + build + cargo test + clippy + fmt + real-Envoy end-to-end tests + fuzz smoke
+#   make fuzz    every fuzz target for FUZZ_SECONDS (default 60) each
 #   make run     setup + build + demo (Envoy on 127.0.0.1:10000, upstream on :8080)
 #   make clean   remove build outputs and the virtualenv
 
@@ -18,14 +19,18 @@ REQUIREMENTS := requirements.txt
 VENV_STAMP := $(VENV)/.stamp-requirements
 
 WASM := target/wasm32-wasip1/release/mpass_guard.wasm
+# Test-only build that traps on demand (feature test-trap), for test_fail_closed.py.
+TRAP_TARGET_DIR := target/test-trap
+FUZZ_SECONDS ?= 60
+FUZZ_SMOKE_SECONDS ?= 20
 CLI := target/release/mpass-guard
 
 # sudo only when not already root (CI and this machine run as root).
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup toolchain clang venv build wasm cli test cargo-test clippy fmt e2e run clean
+.PHONY: setup toolchain clang cargo-fuzz venv build wasm wasm-test-trap cli test cargo-test clippy fmt e2e fuzz fuzz-smoke run clean
 
-setup: toolchain clang venv
+setup: toolchain clang cargo-fuzz venv
 
 toolchain:
 	@rustup target list --installed | grep -qx wasm32-wasip1 || rustup target add wasm32-wasip1
@@ -39,6 +44,11 @@ clang:
 		$(SUDO) apt-get update; \
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y clang; \
 	fi
+
+# cargo-fuzz from crates.io; only the stable toolchain exists, so the fuzz
+# script runs it with RUSTC_BOOTSTRAP=1. Installed only when missing.
+cargo-fuzz:
+	@cargo fuzz --version >/dev/null 2>&1 || cargo install cargo-fuzz --locked
 
 venv: $(VENV_STAMP)
 
@@ -57,7 +67,11 @@ wasm: toolchain clang
 cli:
 	cargo build --release --bin mpass-guard
 
-test: setup build cargo-test clippy fmt e2e
+# Never shipped: its own target directory, so the real build is untouched.
+wasm-test-trap: toolchain clang
+	cargo build --release --target wasm32-wasip1 --lib --features test-trap --target-dir $(TRAP_TARGET_DIR)
+
+test: setup build wasm-test-trap cargo-test clippy fmt fuzz-smoke e2e
 
 cargo-test:
 	cargo test
@@ -72,6 +86,12 @@ fmt:
 # A missing Envoy, Wasm or CLI fails the run (the harness checks; nothing is skipped).
 e2e: $(VENV_STAMP)
 	$(VENV_PY) -m pytest tests/e2e -p no:cacheprovider
+
+fuzz: cargo-fuzz
+	FUZZ_SECONDS=$(FUZZ_SECONDS) scripts/fuzz.sh
+
+fuzz-smoke: cargo-fuzz
+	FUZZ_SECONDS=$(FUZZ_SMOKE_SECONDS) scripts/fuzz.sh
 
 run: setup build
 	$(VENV_PY) scripts/demo.py

@@ -476,11 +476,24 @@ impl Context for Http {
 
 impl HttpContext for Http {
     fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        #[cfg(feature = "test-trap")]
+        trap_if_asked();
         let Some(shared) = self.shared.clone() else {
             respond(503, &[], br#"{"error":"not_configured"}"#);
             return Action::Pause;
         };
         shared.run(self.context_id, false).unwrap_or(Action::Pause)
+    }
+}
+
+/// Test builds only (cargo feature `test-trap`): a Wasm trap, as a bug would
+/// cause one, when the request carries `x-mpass-guard-test-trap`.
+#[cfg(feature = "test-trap")]
+fn trap_if_asked() {
+    if let Ok(Some(_)) =
+        hostcalls::get_map_value(MapType::HttpRequestHeaders, "x-mpass-guard-test-trap")
+    {
+        core::arch::wasm32::unreachable();
     }
 }
 
