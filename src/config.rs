@@ -830,7 +830,17 @@ impl Matcher {
         }
         let path = path.split(['?', '#']).next().unwrap_or_default();
         let authority = normalise_authority(authority);
-        for auth in [authority.as_str(), ""] {
+        // The path as a normalising upstream reads it first, so that
+        // `//shop/x` or `/public/../shop/x` cannot slip past the `/shop/`
+        // provider when Envoy does not normalise; then the path as sent, so
+        // that `/shop/../public` still needs a token. Matching more is the
+        // safe direction.
+        self.find_path(&authority, &normalise_path(path))
+            .or_else(|| self.find_path(&authority, path))
+    }
+
+    fn find_path(&self, authority: &str, path: &str) -> Option<usize> {
+        for auth in [authority, ""] {
             if let Some(prefixes) = self.by_authority.get(auth) {
                 for &len in &self.lengths {
                     if let Some(p) = path.get(..len).and_then(|p| prefixes.get(p)) {
@@ -841,6 +851,61 @@ impl Matcher {
         }
         None
     }
+}
+
+/// A request path (without query) as an upstream that normalises paths
+/// would read it: `%2E`, `%2F` and `%5C` decoded, `\` read as `/`, repeated
+/// slashes merged and `.` / `..` segments removed (RFC 3986 section 5.2.4).
+/// Used for provider matching only; Envoy's own `normalize_path` and
+/// `merge_slashes` should still be on (see SECURITY.md).
+pub fn normalise_path(path: &str) -> String {
+    let bytes = path.as_bytes();
+    let mut decoded = String::with_capacity(path.len());
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        let escaped = (b == b'%')
+            .then(|| bytes.get(i + 1..i + 3))
+            .flatten()
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok())
+            .filter(|c| matches!(c, b'.' | b'/' | b'\\'));
+        match escaped {
+            Some(c) => {
+                decoded.push(char::from(c));
+                i += 3;
+            }
+            None => {
+                let len = path
+                    .get(i..)
+                    .and_then(|rest| rest.chars().next())
+                    .map_or(1, char::len_utf8);
+                decoded.push_str(path.get(i..i + len).unwrap_or_default());
+                i += len;
+            }
+        }
+    }
+    let decoded = decoded.replace('\\', "/");
+    let mut segments: Vec<&str> = Vec::new();
+    let raw: Vec<&str> = decoded.split('/').collect();
+    for seg in &raw {
+        match *seg {
+            "" | "." => {}
+            ".." => {
+                segments.pop();
+            }
+            s => segments.push(s),
+        }
+    }
+    let mut out = String::with_capacity(decoded.len());
+    for seg in &segments {
+        out.push('/');
+        out.push_str(seg);
+    }
+    let trailing = matches!(raw.last(), Some(&"" | &"." | &".."));
+    if trailing || out.is_empty() {
+        out.push('/');
+    }
+    out
 }
 
 /// Lowercases, drops a trailing dot and the default ports 80 and 443.

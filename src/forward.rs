@@ -21,12 +21,14 @@ pub struct Sanitiser {
     prefixes: Vec<String>,
 }
 
-/// Lowercases and maps `_` to `-`.
+/// Lowercases ASCII and maps `_` to `-`; other characters are kept as they
+/// are (per byte they would turn into different characters, and normalising
+/// twice would not give the same name).
 pub fn normalise(name: &str) -> String {
-    name.bytes()
-        .map(|b| match b {
-            b'_' => '-',
-            b => char::from(b.to_ascii_lowercase()),
+    name.chars()
+        .map(|c| match c {
+            '_' => '-',
+            c => c.to_ascii_lowercase(),
         })
         .collect()
 }
@@ -143,6 +145,13 @@ mod tests {
         ] {
             assert!(!s().is_identity_header(name), "{name}");
         }
+    }
+
+    #[test]
+    fn normalising_is_idempotent_and_keeps_non_ascii_characters() {
+        // Found by fuzzing: bytes were read as Latin-1, so `Ö` became `Ã\u{96}`.
+        assert_eq!(normalise("X_Öhman"), "x-Öhman");
+        assert_eq!(normalise(&normalise("X_Öhman")), normalise("X_Öhman"));
     }
 
     #[test]
