@@ -807,3 +807,35 @@ def test_envoy_keeps_serving_after_the_corpus(g, upstream):
     assert g.send(CONTRACT, bearer(token)).status == 200
     assert_contract_only(upstream.only(), token)
     assert g.serving()
+
+
+# --------------------------------------------------------------------------
+# Paths that a normalising upstream reads as a protected prefix
+# --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", [
+    "//shop/basket", "///shop//basket", "/public/../shop/basket", "/./shop/basket",
+    "/public/%2e%2e/shop/basket", "/public%2F..%2Fshop/basket", "/shop/../public/info",
+])
+def test_a_path_that_normalises_to_a_protected_prefix_needs_a_token(g, upstream, path):
+    """Attack: a provider bypass through path spelling, for an Envoy without
+    ``normalize_path``/``merge_slashes`` (the test bootstrap has neither).
+    The recording upstream (Python's http.server) turns ``//shop/basket``
+    into ``/shop/basket``; other stacks resolve ``..`` and ``%2F``. The
+    filter matches providers on the normalised path as well as the raw one.
+    Client: 401 missing_token. Upstream: nothing."""
+    resp = g.send(path)
+    assert resp.status == 401, f"{path}: {resp.status}"
+    assert resp.json() == {"error": "missing_token"}
+    assert upstream.received() == []
+
+
+def test_a_fragment_in_the_request_target_is_refused_by_envoy(g, upstream):
+    """Attack: a token hidden after ``#`` (where a parser might or might not
+    see a query). Envoy 1.40 refuses a request target with a fragment.
+    Client: 400. Upstream: nothing."""
+    token = rs256()
+    for path in (f"{SHOP}#?id_token={token}", f"{OPEN}#?id_token={token}"):
+        assert g.send(path).status == 400
+    assert upstream.received() == []
