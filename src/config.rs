@@ -29,6 +29,10 @@ pub const DEFAULT_CLOCK_SKEW_SECONDS: u64 = 60;
 pub const DEFAULT_MAX_LIFETIME_SECONDS: u64 = 86_400;
 /// The header prefix mpass-guard owns.
 pub const DEFAULT_HEADER_PREFIX: &str = "x-mpass-";
+/// Default token cache bounds: enough for a school's morning rush on one
+/// worker, and within an 8 MiB share of the VM's memory.
+pub const DEFAULT_CACHE_MAX_ENTRIES: usize = 4096;
+pub const DEFAULT_CACHE_MAX_BYTES: usize = 8 * 1024 * 1024;
 
 // ---------------------------------------------------------------- wire format
 
@@ -55,6 +59,8 @@ pub struct PluginConfig {
     pub realm: Option<String>,
     #[serde(default)]
     pub audit: Option<AuditConfig>,
+    #[serde(default)]
+    pub token_cache: Option<TokenCacheConfig>,
     pub providers: BTreeMap<String, ProviderConfig>,
 }
 
@@ -146,6 +152,18 @@ pub struct HeaderConfig {
     pub value_prefix: String,
 }
 
+/// The per-VM verified-token cache.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenCacheConfig {
+    /// Entries at most; 0 turns the cache off.
+    #[serde(default)]
+    pub max_entries: Option<usize>,
+    /// Approximate bytes at most.
+    #[serde(default)]
+    pub max_bytes: Option<usize>,
+}
+
 /// Audit settings.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -234,6 +252,9 @@ pub struct Config {
     pub header_prefix: String,
     /// Key for the audit pseudonym of `sub`; `None` leaves it out.
     pub pseudonym_key: Option<Vec<u8>>,
+    /// Token cache bounds.
+    pub cache_max_entries: usize,
+    pub cache_max_bytes: usize,
     /// Load-time warnings, logged by the glue.
     pub warnings: Vec<String>,
 }
@@ -460,7 +481,29 @@ fn compile(
         }
     };
 
+    let cache = wire.token_cache.as_ref();
+    let cache_max_entries = cache
+        .and_then(|c| c.max_entries)
+        .unwrap_or(DEFAULT_CACHE_MAX_ENTRIES);
+    let cache_max_bytes = cache
+        .and_then(|c| c.max_bytes)
+        .unwrap_or(DEFAULT_CACHE_MAX_BYTES);
+    if cache_max_entries > 1_000_000 {
+        return Err(ConfigError::new(
+            "token_cache.max_entries",
+            "must be at most 1000000",
+        ));
+    }
+    if cache_max_bytes > 256 * 1024 * 1024 {
+        return Err(ConfigError::new(
+            "token_cache.max_bytes",
+            "must be at most 268435456",
+        ));
+    }
+
     Ok(Config {
+        cache_max_entries,
+        cache_max_bytes,
         issuers,
         issuer_index,
         providers,

@@ -170,6 +170,9 @@ impl std::error::Error for JwksError {}
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct KeySet {
     keys: Vec<VerifyingKey>,
+    /// Per-key fingerprints, computed once: the token cache checks on every
+    /// hit that the key which verified a token is still in the set.
+    prints: Vec<[u8; 32]>,
 }
 
 impl KeySet {
@@ -183,12 +186,18 @@ impl KeySet {
         if keys.is_empty() {
             return Err(JwksError::NoUsableKey);
         }
-        Ok((KeySet { keys }, warnings))
+        Ok((KeySet::from_keys(keys), warnings))
     }
 
     /// Builds a set from keys checked elsewhere (tests, statically configured keys).
     pub fn from_keys(keys: Vec<VerifyingKey>) -> KeySet {
-        KeySet { keys }
+        let prints = keys.iter().map(VerifyingKey::fingerprint).collect();
+        KeySet { keys, prints }
+    }
+
+    /// True if a key with this fingerprint is in the set.
+    pub fn contains(&self, fingerprint: &[u8; 32]) -> bool {
+        self.prints.iter().any(|p| p == fingerprint)
     }
 
     /// Number of keys.
@@ -214,7 +223,7 @@ impl KeySet {
     /// SHA-256 over the sorted per-key fingerprints: equal for two sets with
     /// the same keys whatever their order, for cache invalidation.
     pub fn fingerprint(&self) -> [u8; 32] {
-        let mut prints: Vec<[u8; 32]> = self.keys.iter().map(VerifyingKey::fingerprint).collect();
+        let mut prints = self.prints.clone();
         prints.sort_unstable();
         let mut ctx = digest::Context::new(&digest::SHA256);
         ctx.update(b"mpass-guard keyset v1\0");

@@ -5,6 +5,7 @@
 //! so the whole decision is testable natively.
 
 pub mod alg;
+pub mod cache;
 pub mod claims;
 pub mod config;
 pub mod contract;
