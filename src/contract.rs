@@ -63,9 +63,9 @@
 //! only when permitted, because they cannot be tied to one role.
 
 use crate::claims::{
-    self, classify_learner_id, role_code, is_oid, is_organisation_oid, is_tk_code, normalise, parse_role,
-    Attribute, LearnerIdKind, Normalised, OrgScope, ValueType, CATALOGUE, LEARNER_ID_ATTRIBUTE,
-    ROLE_ATTRIBUTE, SCHOOL_CODE_ATTRIBUTE,
+    self, classify_learner_id, is_oid, is_organisation_oid, is_tk_code, normalise, parse_role,
+    role_code, Attribute, LearnerIdKind, Normalised, OrgScope, ValueType, CATALOGUE,
+    LEARNER_ID_ATTRIBUTE, ROLE_ATTRIBUTE, SCHOOL_CODE_ATTRIBUTE,
 };
 use crate::error::{index, join, ConfigError};
 use crate::render;

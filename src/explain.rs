@@ -100,12 +100,7 @@ fn yes_no(b: bool) -> &'static str {
 /// The contract of one provider.
 fn contract_section(out: &mut String, p: &Provider) {
     let c = &p.contract;
-    let _ = writeln!(
-        out,
-        "provider {} (contract version {})",
-        p.id,
-        c.version()
-    );
+    let _ = writeln!(out, "provider {} (contract version {})", p.id, c.version());
     let orgs = match c.organisations() {
         None => "* (every organisation)".to_owned(),
         Some(list) => list.join(", "),
@@ -242,7 +237,9 @@ fn release_section(out: &mut String, p: &Provider, claims: &Map<String, Value>) 
             if rows.is_empty() {
                 out.push_str("  upstream headers: none\n");
             } else {
-                out.push_str("  upstream headers (every other x-mpass-* or contract header is removed):\n");
+                out.push_str(
+                    "  upstream headers (every other x-mpass-* or contract header is removed):\n",
+                );
                 out.push_str(&table(&["header", "value sent", "decoded"], &rows));
             }
             let list = |v: &[&str]| {
@@ -257,11 +254,7 @@ fn release_section(out: &mut String, p: &Provider, claims: &Map<String, Value>) 
             let _ = writeln!(
                 out,
                 "  token: {}",
-                if p.forward {
-                    "forwarded"
-                } else {
-                    "removed"
-                }
+                if p.forward { "forwarded" } else { "removed" }
             );
         }
     }
@@ -306,10 +299,7 @@ pub fn explain(
             release_section(&mut out, p, c);
         }
     }
-    let legend: Vec<String> = ROLE_NAMES
-        .iter()
-        .map(|(c, n)| format!("{c} {n}"))
-        .collect();
+    let legend: Vec<String> = ROLE_NAMES.iter().map(|(c, n)| format!("{c} {n}")).collect();
     let _ = write!(
         out,
         "\nrole codes: {}\nsingle values are percent-encoded UTF-8, multi values ASCII JSON arrays, the payload header base64url JSON (see docs/contracts.md)\n",
@@ -324,9 +314,11 @@ mod tests {
     use serde_json::json;
 
     fn config() -> Config {
-        let key = crate::mint::load_pem(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/keys/rsa-a.pem"))
-            .unwrap();
-        let jwk = crate::mint::public_jwk(&key, Some("rsa-a"), Some(crate::alg::Alg::RS256)).unwrap();
+        let key =
+            crate::mint::load_pem(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/keys/rsa-a.pem"))
+                .unwrap();
+        let jwk =
+            crate::mint::public_jwk(&key, Some("rsa-a"), Some(crate::alg::Alg::RS256)).unwrap();
         let cfg = json!({
             "issuers": [{"issuer": "https://mpass-proxy-test.csc.fi",
                          "local_jwks": {"inline_string": json!({"keys": [jwk]}).to_string()}}],
@@ -380,13 +372,27 @@ mod tests {
         let out = explain(&config(), Some("shop"), None).unwrap_or_default();
         assert!(out.contains("provider shop (contract version "), "{out}");
         assert!(!out.contains("provider gate"), "{out}");
-        let email = out.lines().find(|l| l.trim_start().starts_with("email ")).unwrap_or_default();
-        for part in ["x-mpass-email", "payment receipts", "only roles 2,3,4,5,6", " no "] {
+        let email = out
+            .lines()
+            .find(|l| l.trim_start().starts_with("email "))
+            .unwrap_or_default();
+        for part in [
+            "x-mpass-email",
+            "payment receipts",
+            "only roles 2,3,4,5,6",
+            " no ",
+        ] {
             assert!(email.contains(part), "{part} missing in {email:?}");
         }
-        let uid = out.lines().find(|l| l.trim_start().starts_with("uid ")).unwrap_or_default();
+        let uid = out
+            .lines()
+            .find(|l| l.trim_start().starts_with("uid "))
+            .unwrap_or_default();
         assert!(uid.contains(" yes ") && uid.contains("any role"), "{uid}");
-        assert!(out.contains("organisations     1.2.246.562.10.00000000001"), "{out}");
+        assert!(
+            out.contains("organisations     1.2.246.562.10.00000000001"),
+            "{out}"
+        );
         assert!(out.contains("forward_token     no"), "{out}");
     }
 
@@ -405,8 +411,8 @@ mod tests {
             "email": "a@example.fi",
             "urn:mpass.id:role": ["1.2.246.562.10.00000000009;30076;9F;Oppilas;1;1.2.246.562.10.2;"]
         }));
-        let out = explain(&config(), None, Some((&c, ClaimsSource::UnverifiedToken)))
-            .unwrap_or_default();
+        let out =
+            explain(&config(), None, Some((&c, ClaimsSource::UnverifiedToken))).unwrap_or_default();
         assert!(out.contains("WITHOUT verification"), "{out}");
         assert!(out.contains(
             "decision: deny 403 {\"error\":\"contract_violation\",\"reason\":\"organisation_not_permitted\"}"
@@ -421,11 +427,17 @@ mod tests {
             "email": "a@example.fi",
             "urn:mpass.id:role": ["1.2.246.562.10.00000000001;30076;9F;Oppilas;1;1.2.246.562.10.2;"]
         }));
-        let out = explain(&config(), Some("shop"), Some((&c, ClaimsSource::File)))
-            .unwrap_or_default();
+        let out =
+            explain(&config(), Some("shop"), Some((&c, ClaimsSource::File))).unwrap_or_default();
         assert!(out.contains("decision: allow"), "{out}");
-        assert!(out.contains("x-mpass-family-name  %C3%96hman  Öhman"), "{out}");
-        assert!(!out.contains("a@example.fi"), "a learner's e-mail was shown: {out}");
+        assert!(
+            out.contains("x-mpass-family-name  %C3%96hman  Öhman"),
+            "{out}"
+        );
+        assert!(
+            !out.contains("a@example.fi"),
+            "a learner's e-mail was shown: {out}"
+        );
         assert!(out.contains("withheld: urn:mpass.id:role, email"), "{out}");
         assert!(!out.contains("audience_mismatch"), "{out}");
     }
