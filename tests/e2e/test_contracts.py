@@ -411,5 +411,5 @@ def test_the_counters_appear_in_stats_and_prometheus(guard, upstream):
 
     _, prom = guard._admin_get("/stats/prometheus")
     for name in ("allowed", "released_email", "denied_organisation_not_permitted"):
-        pattern = rf"^\S*mpass_guard_provider_shop_{name}\S*\s+\d+"
+        pattern = rf"^mpass_guard_provider_shop_{name}(\{{\}})?\s+[1-9]\d*$"
         assert re.search(pattern, prom, re.M), f"{name} not in /stats/prometheus"
