@@ -569,6 +569,23 @@ impl Contract {
             }
         }
 
+        // A 2019 school code is a TK code: under `oid` it can never be sent.
+        if wire.identifier_form == IdentifierForm::Oid {
+            if let Some(rule) = rules
+                .iter()
+                .find(|r| r.attr.index == SCHOOL_CODE_ATTRIBUTE.index)
+            {
+                let written = written_as
+                    .get(&rule.attr.index)
+                    .copied()
+                    .unwrap_or("school_code");
+                warnings.push(format!(
+                    "{}: the 2019 school code is a TK code and identifier_form is \"oid\": it is never released; set identifier_form to \"tk\" or \"both\"",
+                    member(&release_path, written)
+                ));
+            }
+        }
+
         if wire.forward_token {
             let missing = CATALOGUE.len() - rules.len();
             warnings.push(format!(
