@@ -334,7 +334,8 @@ mod tests {
                             "uid": {},
                             "family_name": {},
                             "email": {"purpose": "payment receipts", "only_roles": [2, 3, 4, 5, 6]}
-                        }
+                        },
+                        "payload_header": "x-shop-claims"
                     }
                 },
                 "gate": {"audiences": ["gate"], "match": {"path_prefixes": ["/gate/"]},
@@ -430,8 +431,12 @@ mod tests {
         let out =
             explain(&config(), Some("shop"), Some((&c, ClaimsSource::File))).unwrap_or_default();
         assert!(out.contains("decision: allow"), "{out}");
+        let family = out
+            .lines()
+            .find(|l| l.trim_start().starts_with("x-mpass-family-name "))
+            .unwrap_or_default();
         assert!(
-            out.contains("x-mpass-family-name  %C3%96hman  Öhman"),
+            family.contains(" %C3%96hman ") && family.ends_with(" Öhman"),
             "{out}"
         );
         assert!(
@@ -439,6 +444,14 @@ mod tests {
             "a learner's e-mail was shown: {out}"
         );
         assert!(out.contains("withheld: urn:mpass.id:role, email"), "{out}");
+        let payload = out
+            .lines()
+            .find(|l| l.trim_start().starts_with("x-shop-claims "))
+            .unwrap_or_default();
+        assert!(
+            payload.ends_with(r#"{"family_name":"Öhman","urn:mpass.id:uid":"MPASSOID.1"}"#),
+            "{payload}"
+        );
         assert!(!out.contains("audience_mismatch"), "{out}");
     }
 
