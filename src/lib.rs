@@ -11,6 +11,8 @@ pub mod config;
 pub mod contract;
 pub mod engine;
 pub mod error;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod explain;
 pub mod extract;
 pub mod forward;
 pub mod jwks;
