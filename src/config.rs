@@ -453,6 +453,23 @@ fn compile(
         });
     }
 
+    // A header that carries the token must not also be an identity header:
+    // sanitising would strip it on every route, and a contract header of the
+    // same name would overwrite the token.
+    for (i, loc) in locations.headers.iter().enumerate() {
+        if sanitiser.is_identity_header(&loc.name) {
+            let path = if wire.from_headers.is_some() {
+                join(&index("from_headers", i), "name")
+            } else {
+                "from_headers".to_owned()
+            };
+            return Err(ConfigError::new(
+                path,
+                "a token header cannot also be an identity header (header_prefix, strip_headers or a contract header)",
+            ));
+        }
+    }
+
     let pseudonym_key = match wire
         .audit
         .as_ref()
@@ -899,4 +916,186 @@ pub fn normalise_authority(a: &str) -> String {
         s = stripped.to_owned();
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{json, Value};
+
+    const JWKS: &str = r#"{"keys":[{"kty":"EC","crv":"P-256","kid":"k","x":"f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU","y":"x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"}]}"#;
+
+    fn base() -> Value {
+        json!({
+            "issuers": [{
+                "issuer": "https://mpass-proxy-test.csc.fi",
+                "allowed_algorithms": ["ES256"],
+                "local_jwks": { "inline_string": JWKS }
+            }],
+            "providers": {
+                "shop": { "audiences": ["shop"], "match": { "path_prefixes": ["/shop/"] } }
+            }
+        })
+    }
+
+    fn load(v: &Value) -> Result<Config, ConfigError> {
+        Config::load(v.to_string().as_bytes(), &|name| {
+            (name == "SECRET").then(|| "s".repeat(40))
+        })
+    }
+
+    fn error_path(v: &Value) -> String {
+        load(v)
+            .err()
+            .map(|e| e.path)
+            .unwrap_or_else(|| "<accepted>".into())
+    }
+
+    #[test]
+    fn the_base_configuration_loads_with_defaults() {
+        let c = load(&base()).unwrap();
+        let (_, issuer) = c.issuer("https://mpass-proxy-test.csc.fi").unwrap();
+        assert_eq!(issuer.time.clock_skew_secs, 60);
+        assert_eq!(issuer.time.max_lifetime_secs, Some(86_400));
+        assert!(issuer.time.require_expiration);
+        assert_eq!(c.max_token_bytes, 16 * 1024);
+        assert_eq!(c.header_prefix, "x-mpass-");
+        assert_eq!(c.locations, Locations::default());
+    }
+
+    #[test]
+    fn every_error_names_its_field_path() {
+        type Mutation = Box<dyn Fn(&mut Value)>;
+        let cases: Vec<(&str, Mutation)> = vec![
+            (
+                "issuers[0].jwks_url",
+                Box::new(|v| v["issuers"][0]["jwks_url"] = json!("x")),
+            ),
+            (
+                "providers.shop.audiences[0]",
+                Box::new(|v| v["providers"]["shop"]["audiences"] = json!([""])),
+            ),
+            (
+                "providers.shop.audiences",
+                Box::new(|v| v["providers"]["shop"]["audiences"] = json!([])),
+            ),
+            (
+                "issuers[0].allowed_algorithms[0]",
+                Box::new(|v| v["issuers"][0]["allowed_algorithms"] = json!(["none"])),
+            ),
+            (
+                "issuers[0].issuer",
+                Box::new(|v| v["issuers"][0]["issuer"] = json!("not a url")),
+            ),
+            (
+                "issuers[0]",
+                Box::new(|v| {
+                    v["issuers"][0]["remote_jwks"] =
+                        json!({"http_uri": {"uri": "https://k/j", "cluster": "c"}});
+                }),
+            ),
+            (
+                "issuers[0].remote_jwks.http_uri.timeout",
+                Box::new(|v| {
+                    v["issuers"][0]
+                        .as_object_mut()
+                        .unwrap()
+                        .remove("local_jwks");
+                    v["issuers"][0]["remote_jwks"] = json!({"http_uri": {"uri": "https://k/j", "cluster": "c", "timeout": "soon"}});
+                }),
+            ),
+            (
+                "providers.shop.hs_secret_env",
+                Box::new(|v| v["providers"]["shop"]["hs_secret_env"] = json!("MISSING")),
+            ),
+            (
+                "providers.shop.match",
+                Box::new(|v| v["providers"]["shop"]["match"] = json!({})),
+            ),
+            (
+                "providers.shop.match.path_prefixes[0]",
+                Box::new(|v| v["providers"]["shop"]["match"]["path_prefixes"] = json!(["shop"])),
+            ),
+            (
+                "from_headers[0].name",
+                Box::new(|v| v["from_headers"] = json!([{"name": "X-Mpass-Token"}])),
+            ),
+            (
+                "from_headers[0].name",
+                Box::new(|v| {
+                    v["strip_headers"] = json!(["x-id-token"]);
+                    v["from_headers"] = json!([{"name": "x_id_token"}]);
+                }),
+            ),
+            (
+                "token_cache.max_entries",
+                Box::new(|v| v["token_cache"] = json!({"max_entries": 10_000_000})),
+            ),
+            (
+                "header_prefix",
+                Box::new(|v| v["header_prefix"] = json!("x")),
+            ),
+        ];
+        for (want, mutate) in cases {
+            let mut v = base();
+            mutate(&mut v);
+            assert_eq!(error_path(&v), want, "{v}");
+        }
+    }
+
+    #[test]
+    fn two_providers_cannot_claim_the_same_path() {
+        let mut v = base();
+        v["providers"]["zeta"] =
+            json!({ "audiences": ["o"], "match": { "path_prefixes": ["/shop/"] } });
+        // Providers are compiled in id order; the later one is named.
+        assert_eq!(error_path(&v), "providers.zeta.match.path_prefixes[0]");
+    }
+
+    #[test]
+    fn providers_match_by_route_then_authority_then_longest_prefix() {
+        let mut v = base();
+        v["providers"] = json!({
+            "any-shop": { "audiences": ["a"], "match": { "path_prefixes": ["/shop/"] } },
+            "deep": { "audiences": ["b"], "match": { "path_prefixes": ["/shop/admin/"] } },
+            "host": { "audiences": ["c"], "match": { "authorities": ["Shop.Example.FI"] } },
+            "host-shop": { "audiences": ["d"], "match": { "authorities": ["shop.example.fi"], "path_prefixes": ["/shop/"] } },
+            "route": { "audiences": ["e"], "match": { "route_names": ["r1"] } }
+        });
+        let c = load(&v).unwrap();
+        let id = |authority: &str, path: &str, route: Option<&str>| {
+            c.matcher
+                .find(authority, path, route)
+                .map(|i| c.providers[i].id.as_str())
+        };
+        assert_eq!(id("x.fi", "/shop/a", None), Some("any-shop"));
+        assert_eq!(id("x.fi", "/shop/admin/x?q=1", None), Some("deep"));
+        assert_eq!(id("shop.example.fi:443", "/other", None), Some("host"));
+        assert_eq!(id("SHOP.example.fi", "/shop/x", None), Some("host-shop"));
+        assert_eq!(id("shop.example.fi", "/shop/x", Some("r1")), Some("route"));
+        assert_eq!(id("x.fi", "/public", None), None);
+        assert_eq!(id("x.fi", "/sho", None), None);
+    }
+
+    #[test]
+    fn durations_read_seconds_and_milliseconds() {
+        assert_eq!(parse_duration_ms("1.5s"), Some(1500));
+        assert_eq!(parse_duration_ms("250ms"), Some(250));
+        assert_eq!(parse_duration_ms("600s"), Some(600_000));
+        for bad in ["", "s", "10", "-1s", "1e3s", "1.5m", "ten seconds"] {
+            assert_eq!(parse_duration_ms(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_short_client_secret_is_a_warning_not_an_error() {
+        let mut v = base();
+        v["issuers"][0]["allowed_algorithms"] = json!(["ES256", "HS256"]);
+        v["providers"]["shop"]["hs_secret_env"] = json!("SHORT");
+        let c = Config::load(v.to_string().as_bytes(), &|_| Some("tiny".into())).unwrap();
+        assert!(c
+            .warnings
+            .iter()
+            .any(|w| w.contains("shorter than 32 bytes")));
+    }
 }
