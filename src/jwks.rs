@@ -149,6 +149,11 @@ pub struct RemoteKeys {
 pub struct Event {
     pub ok: bool,
     pub message: String,
+    /// True when this result ends a fetch cycle, so requests waiting for
+    /// the issuer's keys may be decided again. False after a discovery
+    /// success: the key set fetch it leads to is still to come, and a request
+    /// resumed now would be judged against the old key set.
+    pub settled: bool,
 }
 
 #[derive(Deserialize)]
@@ -240,12 +245,21 @@ impl RemoteKeys {
         true
     }
 
-    /// Schedules a fetch as soon as possible (used when a request is parked
-    /// waiting for a first key set).
+    /// A request is parked waiting for a first key set: brings the next
+    /// fetch forward, but no more often than an unknown `kid` may (the two
+    /// share one budget). Without that limit every request arriving during
+    /// an outage would start a fetch, and the backoff would mean nothing.
     pub fn wake(&mut self, now: u64) {
-        if self.in_flight.is_none() && self.current.is_none() {
-            self.next_fetch_at = self.next_fetch_at.min(now);
+        if self.in_flight.is_some() || self.current.is_some() || now >= self.next_fetch_at {
+            return;
         }
+        if let Some(last) = self.last_kid_refetch {
+            if now.saturating_sub(last) < self.policy.refetch_interval_ms {
+                return;
+            }
+        }
+        self.last_kid_refetch = Some(now);
+        self.next_fetch_at = now;
     }
 
     /// Applies a fetch result.
@@ -288,7 +302,11 @@ impl RemoteKeys {
                         if !skipped.is_empty() {
                             message.push_str(&format!("; skipped: {}", skipped.join("; ")));
                         }
-                        return Event { ok: true, message };
+                        return Event {
+                            ok: true,
+                            message,
+                            settled: true,
+                        };
                     }
                     Err(e) => Err(format!("not a usable JWKS: {e}")),
                 }
@@ -325,6 +343,7 @@ impl RemoteKeys {
                 Event {
                     ok: true,
                     message: format!("discovery for {} found its jwks_uri", self.issuer),
+                    settled: false,
                 }
             }
             None => self.fail(
@@ -373,6 +392,7 @@ impl RemoteKeys {
                 "{what} for {} failed: {reason}; {keeping}; retry in {} ms",
                 self.issuer, backoff
             ),
+            settled: true,
         }
     }
 
@@ -615,9 +635,11 @@ mod tests {
         let doc = json!({ "issuer": ISS, "jwks_uri": KEYSET });
         let event = r.on_fetched(T0, &step, ok(serde_json::to_vec(&doc).unwrap()));
         assert!(event.ok, "{}", event.message);
+        assert!(!event.settled, "waiting requests must wait for the key set too");
         assert!(is_unavailable(&r, T0), "discovery alone gives no keys");
         assert_eq!(r.due(T0), Some(Step::Jwks(target(KEYSET))));
-        r.on_fetched(T0, &Step::Jwks(target(KEYSET)), ok(keys_a()));
+        let event = r.on_fetched(T0, &Step::Jwks(target(KEYSET)), ok(keys_a()));
+        assert!(event.settled);
         assert_eq!(kids(&r, T0), ["a"]);
         // The refresh reuses the jwks_uri; a failure redoes discovery.
         assert_eq!(r.due(T0 + 600_000), Some(Step::Jwks(target(KEYSET))));
@@ -685,6 +707,7 @@ mod tests {
             let label = format!("{result:?}").chars().take(40).collect::<String>();
             let event = fetch(&mut r, T0, result);
             assert!(!event.ok, "{label}");
+            assert!(event.settled);
             assert!(event.message.contains("no key set yet"), "{}", event.message);
             assert!(is_unavailable(&r, T0), "{label}");
             assert_eq!((r.successes, r.errors), (0, 1));
