@@ -556,13 +556,19 @@ mod tests {
         let mut r = remote();
         fetch(&mut r, T0, ok(keys_a()));
         let mut now = T0 + 600_000;
-        let waits = [1_000, 2_000, 4_000, 8_000, 16_000, 32_000, 60_000, 60_000, 60_000];
+        let waits = [
+            1_000, 2_000, 4_000, 8_000, 16_000, 32_000, 60_000, 60_000, 60_000,
+        ];
         for wait in waits {
             let event = fetch(&mut r, now, Fetched::Failed);
             assert!(!event.ok);
             assert!(event.message.contains("keeping the last good key set"));
             assert_eq!(kids(&r, now), ["a"], "the last good set stays in use");
-            assert_eq!(r.clone().due(now + wait - 1), None, "before the backoff of {wait}");
+            assert_eq!(
+                r.clone().due(now + wait - 1),
+                None,
+                "before the backoff of {wait}"
+            );
             now += wait;
         }
         assert_eq!(r.errors, 9);
@@ -589,7 +595,10 @@ mod tests {
         let mut r = remote();
         fetch(&mut r, T0, ok(keys_a()));
         let now = T0 + 1_000;
-        assert!(r.request_kid_refetch(now), "the first unknown kid may refetch");
+        assert!(
+            r.request_kid_refetch(now),
+            "the first unknown kid may refetch"
+        );
         let step = r.due(now).unwrap();
         // While that fetch is in flight, more unknown kids wait for it.
         for i in 0..50 {
@@ -635,7 +644,10 @@ mod tests {
         let doc = json!({ "issuer": ISS, "jwks_uri": KEYSET });
         let event = r.on_fetched(T0, &step, ok(serde_json::to_vec(&doc).unwrap()));
         assert!(event.ok, "{}", event.message);
-        assert!(!event.settled, "waiting requests must wait for the key set too");
+        assert!(
+            !event.settled,
+            "waiting requests must wait for the key set too"
+        );
         assert!(is_unavailable(&r, T0), "discovery alone gives no keys");
         assert_eq!(r.due(T0), Some(Step::Jwks(target(KEYSET))));
         let event = r.on_fetched(T0, &Step::Jwks(target(KEYSET)), ok(keys_a()));
@@ -708,7 +720,11 @@ mod tests {
             let event = fetch(&mut r, T0, result);
             assert!(!event.ok, "{label}");
             assert!(event.settled);
-            assert!(event.message.contains("no key set yet"), "{}", event.message);
+            assert!(
+                event.message.contains("no key set yet"),
+                "{}",
+                event.message
+            );
             assert!(is_unavailable(&r, T0), "{label}");
             assert_eq!((r.successes, r.errors), (0, 1));
             // ... and with a good set in place, the same result keeps it.
@@ -720,7 +736,11 @@ mod tests {
         let mut r = remote();
         fetch(&mut r, T0, ok(jwks(&[("rsa-a.pem", "a")])));
         let t1 = T0 + 600_000;
-        fetch(&mut r, t1, ok(jwks(&[("rsa-a.pem", "a"), ("rsa-b.pem", "b")])));
+        fetch(
+            &mut r,
+            t1,
+            ok(jwks(&[("rsa-a.pem", "a"), ("rsa-b.pem", "b")])),
+        );
         assert_eq!(kids(&r, t1), ["a", "b"]);
         let t2 = t1 + 600_000;
         let event = fetch(&mut r, t2, ok(jwks(&[("rsa-b.pem", "b")])));
