@@ -314,6 +314,33 @@ def test_discovery_must_name_our_issuer_then_its_jwks_uri_is_used(keyserver, sta
     assert keyserver.count(JWKS_PATH) >= 1
 
 
+def test_rotation_that_needs_discovery_again_waits_for_the_key_set(keyserver, start_guard,
+                                                                   upstream):
+    """After a failed fetch the next one starts with discovery; a request
+    waiting for a new kid must wait for the key set behind it, not be judged
+    against the old set as soon as the discovery document arrives."""
+    keyserver.serve(KEYS_A)
+    issuer = keyserver.base_url
+    guard = start_guard(keyserver, discovery=True, issuer=issuer,
+                        key_fetch={"backoff_initial": "3s", "backoff_max": "3s"})
+    tok_a, tok_b = token("rsa-a", iss=issuer), token("rsa-b", iss=issuer)
+    assert_passed(upstream, guard.send(SHOP, bearer(tok_a)), tok_a)
+
+    keyserver.status(500)  # the unknown-kid refetch fails: next time, discovery first
+    upstream.clear()
+    resp = guard.send(SHOP, bearer(tok_b))
+    assert resp.status == 401 and resp.json()["reason"] == "unknown_key"
+    failed_at = time.monotonic()
+
+    keyserver.serve(KEYS_AB)
+    time.sleep(max(0.0, 2.2 - (time.monotonic() - failed_at)))  # past refetch_interval, before the retry
+    discovery_before = keyserver.count(DISCOVERY_PATH)
+    resp = guard.send(SHOP, bearer(tok_b))
+    assert keyserver.count(DISCOVERY_PATH) > discovery_before, "the refetch did not redo discovery"
+    assert_passed(upstream, resp, tok_b)
+    assert upstream.only().values("authorization") == []
+
+
 # ---------------------------------------------------------------- flapping
 
 
