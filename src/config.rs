@@ -627,6 +627,8 @@ fn compile_issuer(
             remote.cache_duration.as_deref(),
             &join(&p, "cache_duration"),
         )?;
+        positive(policy.timeout_ms, &join(&hp, "timeout"))?;
+        positive(policy.cache_duration_ms, &join(&p, "cache_duration"))?;
         IssuerKeys::Remote {
             cluster: cluster_name(&remote.http_uri.cluster, &join(&hp, "cluster"))?,
             source: Source::Jwks(target),
@@ -655,6 +657,8 @@ fn compile_issuer(
             d.cache_duration.as_deref(),
             &join(&p, "cache_duration"),
         )?;
+        positive(policy.timeout_ms, &join(&p, "timeout"))?;
+        positive(policy.cache_duration_ms, &join(&p, "cache_duration"))?;
         IssuerKeys::Remote {
             cluster: cluster_name(&d.cluster, &join(&p, "cluster"))?,
             source: Source::Discovery { well_known },
@@ -752,6 +756,15 @@ fn fetch_policy(kf: Option<&KeyFetchConfig>, path: &str) -> Result<FetchPolicy, 
         ));
     }
     Ok(p)
+}
+
+/// A zero fetch timeout would be no timeout at all in Envoy, and a zero
+/// cache duration a fetch on every timer tick: both are refused at load.
+fn positive(ms: u64, path: &str) -> Result<(), ConfigError> {
+    if ms == 0 {
+        return Err(ConfigError::new(path, "must be longer than zero"));
+    }
+    Ok(())
 }
 
 fn set_duration(slot: &mut u64, raw: Option<&str>, path: &str) -> Result<(), ConfigError> {
@@ -1097,5 +1110,132 @@ mod tests {
             .warnings
             .iter()
             .any(|w| w.contains("shorter than 32 bytes")));
+    }
+}
+
+#[cfg(test)]
+#[allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+mod key_fetch_tests {
+    use super::*;
+    use serde_json::json;
+
+    fn load_issuer(issuer: serde_json::Value) -> Result<Config, ConfigError> {
+        let cfg = json!({
+            "issuers": [issuer],
+            "providers": {"p": {"audiences": ["client"], "match": {"path_prefixes": ["/"]}}}
+        });
+        Config::load(&serde_json::to_vec(&cfg).unwrap(), &|_| None)
+    }
+
+    fn remote(issuer: &Config) -> (&str, &Source, &FetchPolicy) {
+        match &issuer.issuers[0].keys {
+            IssuerKeys::Remote {
+                cluster,
+                source,
+                policy,
+            } => (cluster.as_str(), source, policy),
+            IssuerKeys::Local(_) => panic!("local keys"),
+        }
+    }
+
+    #[test]
+    fn discovery_needs_only_the_issuer_url_and_a_cluster() {
+        let cfg = load_issuer(json!({
+            "issuer": "https://mpass-proxy.csc.fi",
+            "discovery": {"cluster": "mpass_prod"}
+        }))
+        .unwrap();
+        let (cluster, source, policy) = remote(&cfg);
+        assert_eq!(cluster, "mpass_prod");
+        assert_eq!(
+            source,
+            &Source::Discovery {
+                well_known: Target::parse(
+                    "https://mpass-proxy.csc.fi/.well-known/openid-configuration"
+                )
+                .unwrap()
+            }
+        );
+        assert_eq!(policy, &FetchPolicy::default());
+    }
+
+    #[test]
+    fn remote_jwks_and_key_fetch_timings_are_read() {
+        let cfg = load_issuer(json!({
+            "issuer": "https://mpass-proxy-test.csc.fi",
+            "remote_jwks": {
+                "http_uri": {"uri": "https://mpass-proxy-test.csc.fi/idp/profile/oidc/keyset",
+                             "cluster": "mpass_test", "timeout": "2s"},
+                "cache_duration": "300s"
+            },
+            "key_fetch": {"initial_wait": "500ms", "refetch_interval": "10s", "max_stale": "3600s",
+                          "backoff_initial": "2s", "backoff_max": "30s", "max_response_bytes": 65536}
+        }))
+        .unwrap();
+        let (_, _, policy) = remote(&cfg);
+        assert_eq!(
+            policy,
+            &FetchPolicy {
+                cache_duration_ms: 300_000,
+                timeout_ms: 2_000,
+                initial_wait_ms: 500,
+                refetch_interval_ms: 10_000,
+                max_stale_ms: 3_600_000,
+                backoff_initial_ms: 2_000,
+                backoff_max_ms: 30_000,
+                max_response_bytes: 65_536,
+            }
+        );
+    }
+
+    #[test]
+    fn zero_timeout_or_cache_duration_is_refused_with_its_path() {
+        for (issuer, path) in [
+            (
+                json!({"issuer": "https://i.example", "discovery": {"cluster": "c", "timeout": "0s"}}),
+                "discovery.timeout",
+            ),
+            (
+                json!({"issuer": "https://i.example",
+                       "discovery": {"cluster": "c", "cache_duration": "0ms"}}),
+                "discovery.cache_duration",
+            ),
+            (
+                json!({"issuer": "https://i.example", "remote_jwks": {
+                    "http_uri": {"uri": "https://i.example/jwks", "cluster": "c", "timeout": "0s"}}}),
+                "remote_jwks.http_uri.timeout",
+            ),
+        ] {
+            let e = load_issuer(issuer).unwrap_err().to_string();
+            assert!(e.contains(path), "{e}");
+            assert!(e.contains("longer than zero"), "{e}");
+        }
+    }
+
+    #[test]
+    fn bad_key_fetch_values_name_their_field() {
+        for (key_fetch, path) in [
+            (json!({"backoff_initial": "0s"}), "key_fetch.backoff_max"),
+            (json!({"initial_wait": "61s"}), "key_fetch.initial_wait"),
+            (
+                json!({"max_response_bytes": 10}),
+                "key_fetch.max_response_bytes",
+            ),
+            (
+                json!({"refetch_interval": "soon"}),
+                "key_fetch.refetch_interval",
+            ),
+        ] {
+            let e = load_issuer(json!({"issuer": "https://i.example",
+                                       "discovery": {"cluster": "c"}, "key_fetch": key_fetch}))
+            .unwrap_err()
+            .to_string();
+            assert!(e.contains(path), "{e}");
+        }
     }
 }
