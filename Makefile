@@ -5,6 +5,7 @@
 #   make build   the Wasm filter and the native CLI
 #   make test    setup + build + cargo test + clippy + fmt + real-Envoy end-to-end tests
 #   make run     setup + build + demo (Envoy on 127.0.0.1:10000, upstream on :8080)
+#   make soak    load with faults (SOAK_SECONDS, default 180) against a flapping key server
 #   make clean   remove build outputs and the virtualenv
 
 SHELL := /usr/bin/env bash
@@ -24,7 +25,9 @@ CLI := target/release/mpass-guard
 # sudo only when not already root (CI and this machine run as root).
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup toolchain clang venv interop build wasm cli test cargo-test clippy fmt e2e run clean
+SOAK_SECONDS ?= 180
+
+.PHONY: soak setup toolchain clang venv interop build wasm cli test cargo-test clippy fmt e2e run clean
 
 setup: toolchain clang venv interop
 
@@ -89,3 +92,10 @@ run: setup build
 clean:
 	cargo clean
 	rm -rf $(VENV) build
+
+# Load with faults for SOAK_SECONDS (default 180): the invariant is checked on
+# every request the upstream receives; prints the report. A 20 s run is part of
+# `make test`.
+soak: setup build
+	$(VENV_PY) tests/e2e/soak.py --seconds $(SOAK_SECONDS)
+
