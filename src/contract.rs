@@ -64,8 +64,8 @@
 
 use crate::claims::{
     self, classify_learner_id, is_oid, is_organisation_oid, is_tk_code, normalise, parse_role,
-    Attribute, LearnerIdKind, Normalised, OrgScope, ValueType, CATALOGUE, LEARNER_ID_ATTRIBUTE,
-    ROLE_ATTRIBUTE, SCHOOL_CODE_ATTRIBUTE,
+    role_code, Attribute, LearnerIdKind, Normalised, OrgScope, ValueType, CATALOGUE,
+    LEARNER_ID_ATTRIBUTE, ROLE_ATTRIBUTE, SCHOOL_CODE_ATTRIBUTE,
 };
 use crate::error::{index, join, ConfigError};
 use crate::render;
@@ -90,7 +90,8 @@ pub enum IdentifierForm {
 }
 
 impl IdentifierForm {
-    fn as_str(self) -> &'static str {
+    /// The wire name: `oid`, `tk` or `both`.
+    pub fn as_str(self) -> &'static str {
         match self {
             IdentifierForm::Oid => "oid",
             IdentifierForm::Tk => "tk",
@@ -221,6 +222,21 @@ pub struct Release {
     pub withheld: Vec<&'static str>,
     /// The stated purpose of each released attribute that has one.
     pub purposes: Vec<(&'static str, Arc<str>)>,
+}
+
+/// A read-only view of one compiled release rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleView<'a> {
+    /// The catalogue attribute released.
+    pub attribute: &'static Attribute,
+    /// The header it is written to.
+    pub header: &'a str,
+    /// The stated purpose, if any.
+    pub purpose: Option<&'a str>,
+    /// The permitted role codes; empty means any role.
+    pub only_roles: Vec<u8>,
+    /// Whether the request is denied when nothing of it can be released.
+    pub required: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -541,6 +557,35 @@ impl Contract {
             required.push(attr);
         }
 
+        // E-mail is the channel for direct marketing to minors: releasing it
+        // to learners is allowed, but never silently.
+        if let Some(rule) = rules.iter().find(|r| r.attr.name == "email") {
+            if rule.role_mask == 0 || rule.role_mask & (1 << role_code::LEARNER) != 0 {
+                let written = written_as.get(&rule.attr.index).copied().unwrap_or("email");
+                warnings.push(format!(
+                    "{}: email is released to learners too; list only staff role codes (2-6) in only_roles unless the purpose needs pupils' addresses",
+                    member(&release_path, written)
+                ));
+            }
+        }
+
+        // A 2019 school code is a TK code: under `oid` it can never be sent.
+        if wire.identifier_form == IdentifierForm::Oid {
+            if let Some(rule) = rules
+                .iter()
+                .find(|r| r.attr.index == SCHOOL_CODE_ATTRIBUTE.index)
+            {
+                let written = written_as
+                    .get(&rule.attr.index)
+                    .copied()
+                    .unwrap_or("school_code");
+                warnings.push(format!(
+                    "{}: the 2019 school code is a TK code and identifier_form is \"oid\": it is never released; set identifier_form to \"tk\" or \"both\"",
+                    member(&release_path, written)
+                ));
+            }
+        }
+
         if wire.forward_token {
             let missing = CATALOGUE.len() - rules.len();
             warnings.push(format!(
@@ -617,6 +662,43 @@ impl Contract {
     /// Whether the token itself is forwarded upstream.
     pub fn forwards_token(&self) -> bool {
         self.forward_token
+    }
+
+    /// The permitted organisations, sorted; `None` when every organisation
+    /// is permitted (`["*"]`).
+    pub fn organisations(&self) -> Option<Vec<&str>> {
+        if self.any_organisation {
+            return None;
+        }
+        let mut orgs: Vec<&str> = self.organisations.iter().map(String::as_str).collect();
+        orgs.sort_unstable();
+        Some(orgs)
+    }
+
+    /// Which school id form the service receives.
+    pub fn identifier_form(&self) -> IdentifierForm {
+        self.identifier_form
+    }
+
+    /// Whether test learner numbers are accepted.
+    pub fn allows_test_learner_id(&self) -> bool {
+        self.allow_test_learner_id
+    }
+
+    /// The header carrying every released claim as base64url JSON, if any.
+    pub fn payload_header(&self) -> Option<&str> {
+        self.payload_header.as_deref()
+    }
+
+    /// The release rules in catalogue order, for `explain` and documentation.
+    pub fn rules(&self) -> impl Iterator<Item = RuleView<'_>> + '_ {
+        self.rules.iter().map(|r| RuleView {
+            attribute: r.attr,
+            header: &r.header,
+            purpose: r.purpose.as_deref(),
+            only_roles: (1..=6).filter(|c| r.role_mask & (1 << c) != 0).collect(),
+            required: self.required.iter().any(|a| a.index == r.attr.index),
+        })
     }
 
     /// Decides what the upstream receives for these (verified) claims.

@@ -5,9 +5,13 @@
 //! every path), then match the provider, then extract, verify, apply the
 //! contract, and only then add released headers.
 
+use std::cell::RefCell;
 use std::fmt::Write as _;
+use std::rc::Rc;
 
-use ring::hmac;
+use ring::{digest, hmac};
+
+use crate::cache::Lru;
 
 use crate::config::{Config, IssuerKeys, Provider};
 use crate::contract::Release;
@@ -91,11 +95,73 @@ impl Audit {
     }
 }
 
-/// The engine: the compiled configuration and nothing else.
-#[derive(Debug)]
+/// The engine: the compiled configuration and this VM's token cache.
 pub struct Engine {
     pub config: Config,
     pseudonym_key: Option<hmac::Key>,
+    /// Verified tokens (the VM is single-threaded; the cache is per VM).
+    cache: RefCell<Lru<Entry>>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The result of a full verification.
+struct Verified {
+    token: Untrusted,
+    issuer: usize,
+    /// Fingerprint of the verifying key; `None` for a provider's HS secret.
+    key: Option<[u8; 32]>,
+}
+
+/// What a token means for one provider: the release, or a refusal
+/// (audience or contract) that does not depend on time.
+type Outcome = Result<Rc<Release>, Refusal>;
+
+/// A verified token in the cache.
+struct Entry {
+    token: Untrusted,
+    issuer: usize,
+    key: Option<[u8; 32]>,
+    /// For HS* tokens: the provider whose secret verified it.
+    hmac_provider: Option<usize>,
+    subject: Option<String>,
+    /// Per provider index, computed on first use.
+    outcomes: Vec<(usize, Outcome)>,
+}
+
+impl Entry {
+    fn outcome(&mut self, provider_index: usize, provider: &Provider) -> Outcome {
+        if let Some((_, o)) = self.outcomes.iter().find(|(p, _)| *p == provider_index) {
+            return o.clone();
+        }
+        let o = match self.token.check_audience(&provider.audiences) {
+            Err(e) => Err(Refusal::Forbidden(e.reason())),
+            Ok(_) => provider
+                .contract
+                .apply(self.token.claims())
+                .map(Rc::new)
+                .map_err(|d| Refusal::Contract(d.reason)),
+        };
+        self.outcomes.push((provider_index, o.clone()));
+        o
+    }
+}
+
+/// What a cache lookup found.
+enum Hit {
+    /// The entry answers.
+    Valid,
+    /// The token is no longer acceptable (expired): refuse.
+    Refused(Refusal),
+    /// The entry cannot answer (key gone, other provider's secret): verify
+    /// afresh.
+    Stale,
 }
 
 /// Per-request context for verification.
@@ -106,6 +172,7 @@ struct Ctx<'a> {
 }
 
 /// Why a request was refused, before it is rendered.
+#[derive(Debug, Clone, Copy)]
 enum Refusal {
     /// Not a refusal yet: wait for this issuer's keys.
     Wait(usize),
@@ -123,10 +190,17 @@ impl Engine {
             .pseudonym_key
             .as_ref()
             .map(|k| hmac::Key::new(hmac::HMAC_SHA256, k));
+        let cache = RefCell::new(Lru::new(config.cache_max_entries, config.cache_max_bytes));
         Engine {
             config,
             pseudonym_key,
+            cache,
         }
+    }
+
+    /// Number of verified tokens held in this VM's cache.
+    pub fn cached_tokens(&self) -> usize {
+        self.cache.borrow().len()
     }
 
     /// Decides what happens to one request. `now_ms` is Unix milliseconds
@@ -155,10 +229,10 @@ impl Engine {
             .or_else(|| header(req.headers, "host"))
             .unwrap_or_default();
         let path = header(req.headers, ":path").unwrap_or("/");
-        let Some(provider) = cfg
+        let Some((provider_index, provider)) = cfg
             .matcher
             .find(authority, path, req.route_name)
-            .and_then(|i| cfg.providers.get(i))
+            .and_then(|i| Some((i, cfg.providers.get(i)?)))
         else {
             decision.counters.push("unmatched".into());
             return decision;
@@ -169,7 +243,7 @@ impl Engine {
             keys,
             resumed,
         };
-        match self.admit(provider, req, path, ctx) {
+        match self.admit(provider_index, provider, req, path, ctx) {
             Ok((release, token_removal, subject)) => {
                 if let Some(r) = token_removal {
                     match r {
@@ -237,35 +311,109 @@ impl Engine {
         decision
     }
 
-    /// Extracts, verifies and applies the contract.
+    /// Extracts, verifies (or finds the token in the cache) and applies the
+    /// contract.
     #[allow(clippy::type_complexity)]
     fn admit(
         &self,
+        provider_index: usize,
         provider: &Provider,
         req: &Request<'_>,
         path: &str,
         ctx: Ctx<'_>,
-    ) -> Result<(Release, Option<Removal>, Option<String>), (Refusal, Option<String>)> {
+    ) -> Result<(Rc<Release>, Option<Removal>, Option<String>), (Refusal, Option<String>)> {
         let cfg = &self.config;
         let found = match cfg.locations.find(req.headers, path) {
             Ok(Some(found)) => found,
             Ok(None) => return Err((Refusal::Missing, None)),
             Err(ExtractError::Ambiguous) => return Err((Refusal::Token("ambiguous_token"), None)),
         };
-        let token = self
+        if found.token.len() > cfg.max_token_bytes {
+            return Err((Refusal::Token(TokenError::TooLarge.reason()), None));
+        }
+        let digest = sha256(found.token.as_bytes());
+        let finish = |outcome: Outcome, subject: Option<String>| {
+            let release = outcome.map_err(|r| (r, subject.clone()))?;
+            let token_removal =
+                (!provider.forward).then(|| removal(&found.carrier, req.headers, path));
+            Ok((release, token_removal, subject))
+        };
+
+        let mut ctx = ctx;
+        {
+            let mut cache = self.cache.borrow_mut();
+            if let Some(entry) = cache.get_mut(&digest) {
+                match self.revalidate(entry, provider_index, &mut ctx) {
+                    Hit::Valid => {
+                        let outcome = entry.outcome(provider_index, provider);
+                        let subject = entry.subject.clone();
+                        drop(cache);
+                        return finish(outcome, subject);
+                    }
+                    Hit::Refused(refusal) => {
+                        cache.remove(&digest);
+                        return Err((refusal, None));
+                    }
+                    Hit::Stale => cache.remove(&digest),
+                }
+            }
+        }
+
+        let verified = self
             .verify(provider, &found.token, ctx)
             .map_err(|e| (e, None))?;
-        let subject = self.pseudonym(&token);
-        let release = provider
-            .contract
-            .apply(token.claims())
-            .map_err(|d| (Refusal::Contract(d.reason), subject.clone()))?;
-        let token_removal = (!provider.forward).then(|| removal(&found.carrier, req.headers, path));
-        Ok((release, token_removal, subject))
+        let mut entry = Entry {
+            subject: self.pseudonym(&verified.token),
+            hmac_provider: verified.key.is_none().then_some(provider_index),
+            token: verified.token,
+            issuer: verified.issuer,
+            key: verified.key,
+            outcomes: Vec::new(),
+        };
+        let outcome = entry.outcome(provider_index, provider);
+        let subject = entry.subject.clone();
+        // Parsed claims take a few times the token's size; released headers
+        // are small next to that.
+        let bytes = found.token.len().saturating_mul(4).saturating_add(512);
+        self.cache.borrow_mut().insert(digest, entry, bytes);
+        finish(outcome, subject)
+    }
+
+    /// Whether a cached entry may answer for this provider now.
+    fn revalidate(&self, entry: &Entry, provider_index: usize, ctx: &mut Ctx<'_>) -> Hit {
+        // An HS* token was checked with one provider's secret only.
+        if entry.hmac_provider.is_some_and(|p| p != provider_index) {
+            return Hit::Stale;
+        }
+        let Some(issuer) = self.config.issuers.get(entry.issuer) else {
+            return Hit::Stale;
+        };
+        if let Some(fingerprint) = &entry.key {
+            // The key that verified the token must still be in the set: a
+            // rotation that removes it ends the token's cached validity.
+            let present = match &issuer.keys {
+                IssuerKeys::Local(keys) => keys.contains(fingerprint),
+                IssuerKeys::Remote { .. } => match ctx.keys.get_mut(entry.issuer) {
+                    Some(remote) => match remote.availability(ctx.now_ms) {
+                        Availability::Ready(keys) => keys.contains(fingerprint),
+                        Availability::Unavailable => false,
+                    },
+                    None => false,
+                },
+            };
+            if !present {
+                return Hit::Stale;
+            }
+        }
+        let now = i64::try_from(ctx.now_ms / 1000).unwrap_or(i64::MAX);
+        match entry.token.check_times(&issuer.time, now) {
+            Ok(()) => Hit::Valid,
+            Err(e) => Hit::Refused(Refusal::Token(e.reason())),
+        }
     }
 
     /// Verifies signature, issuer, algorithm, times and audience.
-    fn verify(&self, provider: &Provider, token: &str, ctx: Ctx<'_>) -> Result<Untrusted, Refusal> {
+    fn verify(&self, provider: &Provider, token: &str, ctx: Ctx<'_>) -> Result<Verified, Refusal> {
         let refuse = |e: TokenError| match e {
             TokenError::AudienceMismatch => Refusal::Forbidden(e.reason()),
             e => Refusal::Token(e.reason()),
@@ -279,7 +427,7 @@ impl Engine {
         if !issuer.allowed.contains(&alg) {
             return Err(refuse(TokenError::AlgorithmNotAllowed));
         }
-        if alg.is_hmac() {
+        let key = if alg.is_hmac() {
             // HS* tokens are checked only with this provider's own client
             // secret, never with anything from a JWKS (key confusion).
             let secret = provider
@@ -287,6 +435,7 @@ impl Engine {
                 .as_deref()
                 .ok_or(refuse(TokenError::UnknownKey))?;
             untrusted.verify_with_secret(secret).map_err(refuse)?;
+            None
         } else {
             let keys = match &issuer.keys {
                 IssuerKeys::Local(keys) => std::rc::Rc::clone(keys),
@@ -306,7 +455,7 @@ impl Engine {
                 }
             };
             match untrusted.verify_with_keyset(&keys) {
-                Ok(_) => {}
+                Ok(key) => Some(key.fingerprint()),
                 Err(TokenError::UnknownKey) if !ctx.resumed => {
                     // Maybe the issuer rotated: one coalesced, rate-limited
                     // refetch, then decide again.
@@ -322,13 +471,14 @@ impl Engine {
                 }
                 Err(e) => return Err(refuse(e)),
             }
-        }
+        };
         let now = i64::try_from(ctx.now_ms / 1000).unwrap_or(i64::MAX);
         untrusted.check_times(&issuer.time, now).map_err(refuse)?;
-        untrusted
-            .check_audience(&provider.audiences)
-            .map_err(refuse)?;
-        Ok(untrusted)
+        Ok(Verified {
+            token: untrusted,
+            issuer: index,
+            key,
+        })
     }
 
     fn pseudonym(&self, token: &Untrusted) -> Option<String> {
@@ -393,6 +543,12 @@ impl Engine {
             body,
         }
     }
+}
+
+fn sha256(bytes: &[u8]) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    out.copy_from_slice(digest::digest(&digest::SHA256, bytes).as_ref());
+    out
 }
 
 /// The first value of a header.

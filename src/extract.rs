@@ -162,9 +162,10 @@ impl Locations {
                 }
                 if let Some(token) = strip_prefix(value, &loc.value_prefix) {
                     // Envoy joins repeated inline headers (Authorization is
-                    // one) with ','; a JWS never contains ',' or spaces, so
-                    // either means several credentials in one value.
-                    if token.contains([',', ' ', '\t']) {
+                    // one) with ','; a JWS never contains ',', so one means
+                    // several credentials in one value. (Other stray bytes
+                    // are left to the decoder, which calls them malformed.)
+                    if token.contains(',') {
                         return Err(ExtractError::Ambiguous);
                     }
                     put(Found {

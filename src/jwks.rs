@@ -124,7 +124,7 @@ pub enum Availability {
 }
 
 /// One issuer's remote key state.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct RemoteKeys {
     pub issuer: String,
     /// The Envoy cluster the fetches go through.
@@ -149,6 +149,11 @@ pub struct RemoteKeys {
 pub struct Event {
     pub ok: bool,
     pub message: String,
+    /// True when this result ends a fetch cycle, so requests waiting for
+    /// the issuer's keys may be decided again. False after a discovery
+    /// success: the key set fetch it leads to is still to come, and a request
+    /// resumed now would be judged against the old key set.
+    pub settled: bool,
 }
 
 #[derive(Deserialize)]
@@ -240,12 +245,21 @@ impl RemoteKeys {
         true
     }
 
-    /// Schedules a fetch as soon as possible (used when a request is parked
-    /// waiting for a first key set).
+    /// A request is parked waiting for a first key set: brings the next
+    /// fetch forward, but no more often than an unknown `kid` may (the two
+    /// share one budget). Without that limit every request arriving during
+    /// an outage would start a fetch, and the backoff would mean nothing.
     pub fn wake(&mut self, now: u64) {
-        if self.in_flight.is_none() && self.current.is_none() {
-            self.next_fetch_at = self.next_fetch_at.min(now);
+        if self.in_flight.is_some() || self.current.is_some() || now >= self.next_fetch_at {
+            return;
         }
+        if let Some(last) = self.last_kid_refetch {
+            if now.saturating_sub(last) < self.policy.refetch_interval_ms {
+                return;
+            }
+        }
+        self.last_kid_refetch = Some(now);
+        self.next_fetch_at = now;
     }
 
     /// Applies a fetch result.
@@ -288,7 +302,11 @@ impl RemoteKeys {
                         if !skipped.is_empty() {
                             message.push_str(&format!("; skipped: {}", skipped.join("; ")));
                         }
-                        return Event { ok: true, message };
+                        return Event {
+                            ok: true,
+                            message,
+                            settled: true,
+                        };
                     }
                     Err(e) => Err(format!("not a usable JWKS: {e}")),
                 }
@@ -325,6 +343,7 @@ impl RemoteKeys {
                 Event {
                     ok: true,
                     message: format!("discovery for {} found its jwks_uri", self.issuer),
+                    settled: false,
                 }
             }
             None => self.fail(
@@ -373,6 +392,7 @@ impl RemoteKeys {
                 "{what} for {} failed: {reason}; {keeping}; retry in {} ms",
                 self.issuer, backoff
             ),
+            settled: true,
         }
     }
 
@@ -427,5 +447,338 @@ impl KeyStore {
     /// True when any issuer fetches keys remotely.
     pub fn has_remote(&self) -> bool {
         self.issuers.iter().any(Option::is_some)
+    }
+}
+
+#[cfg(test)]
+// Tests may panic: a panic is a failed test, not a crashed VM.
+#[allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+mod tests {
+    use super::*;
+    use crate::mint::{load_pem, public_jwk};
+    use serde_json::json;
+
+    const ISS: &str = "https://mpass-proxy-test.csc.fi";
+    const KEYSET: &str = "https://mpass-proxy-test.csc.fi/idp/profile/oidc/keyset";
+    /// A fixed clock: 2026-11-26T00:00:00Z in milliseconds.
+    const T0: u64 = 1_795_651_200_000;
+
+    fn jwks(keys: &[(&str, &str)]) -> Vec<u8> {
+        let keys: Vec<serde_json::Value> = keys
+            .iter()
+            .map(|(file, kid)| {
+                let pem = format!("{}/tests/keys/{file}", env!("CARGO_MANIFEST_DIR"));
+                public_jwk(&load_pem(pem).unwrap(), Some(kid), Some(Alg::RS256)).unwrap()
+            })
+            .collect();
+        serde_json::to_vec(&json!({ "keys": keys })).unwrap()
+    }
+
+    fn keys_a() -> Vec<u8> {
+        jwks(&[("rsa-a.pem", "a")])
+    }
+
+    fn ok(body: Vec<u8>) -> Fetched {
+        Fetched::Response { status: 200, body }
+    }
+
+    fn target(uri: &str) -> Target {
+        Target::parse(uri).unwrap()
+    }
+
+    fn remote() -> RemoteKeys {
+        RemoteKeys::new(
+            ISS,
+            "mpass",
+            Source::Jwks(target(KEYSET)),
+            FetchPolicy::default(),
+            &[Alg::RS256],
+        )
+    }
+
+    fn discovering() -> RemoteKeys {
+        RemoteKeys::new(
+            ISS,
+            "mpass",
+            Source::Discovery {
+                well_known: target(&format!("{ISS}/.well-known/openid-configuration")),
+            },
+            FetchPolicy::default(),
+            &[Alg::RS256],
+        )
+    }
+
+    fn kids(r: &RemoteKeys, now: u64) -> Vec<String> {
+        match r.availability(now) {
+            Availability::Ready(set) => set.kids().into_iter().map(str::to_owned).collect(),
+            Availability::Unavailable => panic!("no key set"),
+        }
+    }
+
+    fn is_unavailable(r: &RemoteKeys, now: u64) -> bool {
+        matches!(r.availability(now), Availability::Unavailable)
+    }
+
+    /// Runs one fetch that is due at `now` with `result`.
+    fn fetch(r: &mut RemoteKeys, now: u64, result: Fetched) -> Event {
+        let step = r.due(now).expect("a fetch is due");
+        r.on_fetched(now, &step, result)
+    }
+
+    #[test]
+    fn first_fetch_is_due_at_once_and_requests_wait_until_then() {
+        let mut r = remote();
+        assert!(is_unavailable(&r, T0));
+        assert_eq!(r.due(T0), Some(Step::Jwks(target(KEYSET))));
+        assert!(r.in_flight());
+        assert_eq!(r.due(T0 + 10), None, "one fetch at a time");
+    }
+
+    #[test]
+    fn success_is_used_and_refreshed_after_cache_duration() {
+        let mut r = remote();
+        let event = fetch(&mut r, T0, ok(keys_a()));
+        assert!(event.ok, "{}", event.message);
+        assert_eq!(kids(&r, T0), ["a"]);
+        assert_eq!(r.key_count(), 1);
+        assert_eq!(r.successes, 1);
+        assert_eq!(r.due(T0 + 599_999), None);
+        assert_eq!(r.due(T0 + 600_000), Some(Step::Jwks(target(KEYSET))));
+    }
+
+    #[test]
+    fn failure_keeps_the_last_good_set_and_backs_off_exponentially_to_the_max() {
+        let mut r = remote();
+        fetch(&mut r, T0, ok(keys_a()));
+        let mut now = T0 + 600_000;
+        let waits = [
+            1_000, 2_000, 4_000, 8_000, 16_000, 32_000, 60_000, 60_000, 60_000,
+        ];
+        for wait in waits {
+            let event = fetch(&mut r, now, Fetched::Failed);
+            assert!(!event.ok);
+            assert!(event.message.contains("keeping the last good key set"));
+            assert_eq!(kids(&r, now), ["a"], "the last good set stays in use");
+            assert_eq!(
+                r.clone().due(now + wait - 1),
+                None,
+                "before the backoff of {wait}"
+            );
+            now += wait;
+        }
+        assert_eq!(r.errors, 9);
+        // A success resets the backoff.
+        fetch(&mut r, now, ok(keys_a()));
+        now += 600_000;
+        fetch(&mut r, now, Fetched::Failed);
+        assert_eq!(r.clone().due(now + 999), None);
+        assert!(r.due(now + 1_000).is_some());
+    }
+
+    #[test]
+    fn max_stale_makes_the_last_good_set_unavailable() {
+        let mut r = remote();
+        r.policy.max_stale_ms = 3_600_000;
+        fetch(&mut r, T0, ok(keys_a()));
+        fetch(&mut r, T0 + 600_000, Fetched::Failed);
+        assert_eq!(kids(&r, T0 + 3_600_000), ["a"]);
+        assert!(is_unavailable(&r, T0 + 3_600_001));
+    }
+
+    #[test]
+    fn unknown_kid_refetch_is_at_most_once_per_interval_and_coalesced() {
+        let mut r = remote();
+        fetch(&mut r, T0, ok(keys_a()));
+        let now = T0 + 1_000;
+        assert!(
+            r.request_kid_refetch(now),
+            "the first unknown kid may refetch"
+        );
+        let step = r.due(now).unwrap();
+        // While that fetch is in flight, more unknown kids wait for it.
+        for i in 0..50 {
+            assert!(r.request_kid_refetch(now + i));
+            assert_eq!(r.due(now + i), None, "coalesced: no second fetch");
+        }
+        r.on_fetched(now + 60, &step, ok(keys_a()));
+        // Within the interval: no refetch, answer unknown_key.
+        assert!(!r.request_kid_refetch(now + 100));
+        assert!(!r.request_kid_refetch(now + 29_999));
+        assert_eq!(r.due(now + 29_999), None);
+        // After it: one more.
+        assert!(r.request_kid_refetch(now + 30_000));
+        assert!(r.due(now + 30_000).is_some());
+    }
+
+    #[test]
+    fn waiting_requests_do_not_bypass_the_backoff() {
+        let mut r = remote();
+        fetch(&mut r, T0, Fetched::Failed);
+        fetch(&mut r, T0 + 1_000, Fetched::Failed);
+        // The next attempt is due at T0 + 3 s; a burst of waiting requests
+        // may bring it forward once per refetch interval, not once each.
+        let mut early = 0;
+        for t in (T0 + 1_100..T0 + 2_900).step_by(100) {
+            r.wake(t);
+            if let Some(step) = r.due(t) {
+                early += 1;
+                r.on_fetched(t, &step, Fetched::Failed);
+            }
+        }
+        assert!(early <= 1, "{early} fetches brought forward");
+    }
+
+    #[test]
+    fn discovery_then_jwks_uri() {
+        let mut r = discovering();
+        let step = r.due(T0).unwrap();
+        assert_eq!(
+            step,
+            Step::Discovery(target(&format!("{ISS}/.well-known/openid-configuration")))
+        );
+        let doc = json!({ "issuer": ISS, "jwks_uri": KEYSET });
+        let event = r.on_fetched(T0, &step, ok(serde_json::to_vec(&doc).unwrap()));
+        assert!(event.ok, "{}", event.message);
+        assert!(
+            !event.settled,
+            "waiting requests must wait for the key set too"
+        );
+        assert!(is_unavailable(&r, T0), "discovery alone gives no keys");
+        assert_eq!(r.due(T0), Some(Step::Jwks(target(KEYSET))));
+        let event = r.on_fetched(T0, &Step::Jwks(target(KEYSET)), ok(keys_a()));
+        assert!(event.settled);
+        assert_eq!(kids(&r, T0), ["a"]);
+        // The refresh reuses the jwks_uri; a failure redoes discovery.
+        assert_eq!(r.due(T0 + 600_000), Some(Step::Jwks(target(KEYSET))));
+        r.on_fetched(T0 + 600_000, &Step::Jwks(target(KEYSET)), Fetched::Failed);
+        assert!(matches!(r.due(T0 + 601_000), Some(Step::Discovery(_))));
+        assert_eq!(kids(&r, T0 + 601_000), ["a"]);
+    }
+
+    #[test]
+    fn discovery_naming_another_issuer_fails() {
+        for other in [
+            "https://evil.example",
+            "https://mpass-proxy-test.csc.fi/",
+            "HTTPS://MPASS-PROXY-TEST.CSC.FI",
+        ] {
+            let mut r = discovering();
+            let doc = json!({ "issuer": other, "jwks_uri": KEYSET });
+            let event = fetch(&mut r, T0, ok(serde_json::to_vec(&doc).unwrap()));
+            assert!(!event.ok, "{other}");
+            assert!(event.message.contains("another issuer"));
+            assert!(matches!(r.due(T0 + 1_000), Some(Step::Discovery(_))));
+        }
+    }
+
+    #[test]
+    fn discovery_without_a_usable_jwks_uri_fails() {
+        for doc in [
+            json!({ "issuer": ISS }),
+            json!({ "issuer": ISS, "jwks_uri": "ftp://x/keys" }),
+            json!([1, 2]),
+        ] {
+            let mut r = discovering();
+            let event = fetch(&mut r, T0, ok(serde_json::to_vec(&doc).unwrap()));
+            assert!(!event.ok, "{doc}");
+            assert_eq!(r.errors, 1);
+        }
+    }
+
+    #[test]
+    fn oversized_500_garbage_and_keyless_sets_are_failures() {
+        let cases = [
+            Fetched::TooLarge,
+            Fetched::Failed,
+            Fetched::Response {
+                status: 500,
+                body: keys_a(),
+            },
+            Fetched::Response {
+                status: 404,
+                body: Vec::new(),
+            },
+            ok(b"<html>not json".to_vec()),
+            ok(b"{\"keys\": 3}".to_vec()),
+            ok(b"{\"keys\": []}".to_vec()),
+            // A key set with no key usable for RS256.
+            ok(serde_json::to_vec(&json!({ "keys": [public_jwk(
+                &load_pem(format!("{}/tests/keys/ec-p256.pem", env!("CARGO_MANIFEST_DIR"))).unwrap(),
+                Some("ec"),
+                Some(Alg::ES256),
+            ).unwrap()] }))
+            .unwrap()),
+        ];
+        for result in cases {
+            let mut r = remote();
+            let label = format!("{result:?}").chars().take(40).collect::<String>();
+            let event = fetch(&mut r, T0, result);
+            assert!(!event.ok, "{label}");
+            assert!(event.settled);
+            assert!(
+                event.message.contains("no key set yet"),
+                "{}",
+                event.message
+            );
+            assert!(is_unavailable(&r, T0), "{label}");
+            assert_eq!((r.successes, r.errors), (0, 1));
+            // ... and with a good set in place, the same result keeps it.
+        }
+    }
+
+    #[test]
+    fn rotation_replaces_the_set_and_a_removed_kid_is_gone_after_refresh() {
+        let mut r = remote();
+        fetch(&mut r, T0, ok(jwks(&[("rsa-a.pem", "a")])));
+        let t1 = T0 + 600_000;
+        fetch(
+            &mut r,
+            t1,
+            ok(jwks(&[("rsa-a.pem", "a"), ("rsa-b.pem", "b")])),
+        );
+        assert_eq!(kids(&r, t1), ["a", "b"]);
+        let t2 = t1 + 600_000;
+        let event = fetch(&mut r, t2, ok(jwks(&[("rsa-b.pem", "b")])));
+        assert!(event.message.contains("loaded"), "{}", event.message);
+        assert_eq!(kids(&r, t2), ["b"], "a is gone");
+        let event = fetch(&mut r, t2 + 600_000, ok(jwks(&[("rsa-b.pem", "b")])));
+        assert!(event.message.contains("unchanged"), "{}", event.message);
+    }
+
+    #[test]
+    fn a_lost_fetch_is_given_up_after_twice_the_timeout() {
+        let mut r = remote();
+        assert!(r.due(T0).is_some());
+        assert_eq!(r.due(T0 + 9_999), None);
+        assert!(r.due(T0 + 10_000).is_some());
+    }
+
+    #[test]
+    fn targets_are_plain_http_urls_only() {
+        assert_eq!(
+            Target::parse("https://mpass-proxy.csc.fi/idp/profile/oidc/keyset"),
+            Some(Target {
+                authority: "mpass-proxy.csc.fi".into(),
+                path: "/idp/profile/oidc/keyset".into()
+            })
+        );
+        assert_eq!(
+            Target::parse("http://127.0.0.1:8080").map(|t| t.path),
+            Some("/".into())
+        );
+        for bad in [
+            "ftp://x/y",
+            "https://",
+            "https://user@host/",
+            "https://host/a b",
+            "https://host/#frag",
+        ] {
+            assert_eq!(Target::parse(bad), None, "{bad}");
+        }
     }
 }

@@ -170,6 +170,9 @@ impl std::error::Error for JwksError {}
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct KeySet {
     keys: Vec<VerifyingKey>,
+    /// Per-key fingerprints, computed once: the token cache checks on every
+    /// hit that the key which verified a token is still in the set.
+    prints: Vec<[u8; 32]>,
 }
 
 impl KeySet {
@@ -183,12 +186,18 @@ impl KeySet {
         if keys.is_empty() {
             return Err(JwksError::NoUsableKey);
         }
-        Ok((KeySet { keys }, warnings))
+        Ok((KeySet::from_keys(keys), warnings))
     }
 
     /// Builds a set from keys checked elsewhere (tests, statically configured keys).
     pub fn from_keys(keys: Vec<VerifyingKey>) -> KeySet {
-        KeySet { keys }
+        let prints = keys.iter().map(VerifyingKey::fingerprint).collect();
+        KeySet { keys, prints }
+    }
+
+    /// True if a key with this fingerprint is in the set.
+    pub fn contains(&self, fingerprint: &[u8; 32]) -> bool {
+        self.prints.iter().any(|p| p == fingerprint)
     }
 
     /// Number of keys.
@@ -214,7 +223,7 @@ impl KeySet {
     /// SHA-256 over the sorted per-key fingerprints: equal for two sets with
     /// the same keys whatever their order, for cache invalidation.
     pub fn fingerprint(&self) -> [u8; 32] {
-        let mut prints: Vec<[u8; 32]> = self.keys.iter().map(VerifyingKey::fingerprint).collect();
+        let mut prints = self.prints.clone();
         prints.sort_unstable();
         let mut ctx = digest::Context::new(&digest::SHA256);
         ctx.update(b"mpass-guard keyset v1\0");
@@ -227,21 +236,31 @@ impl KeySet {
 
     /// The keys that may verify a token with header `alg` and `kid`.
     ///
-    /// With a `kid`, only keys with exactly that `kid` are candidates: a token
-    /// naming a key we do not have must fail as an unknown key (which may
-    /// prompt a JWKS refresh) rather than be tried against every key. Without
-    /// a `kid`, every key of the algorithm's family is a candidate. In both
-    /// cases a key that declared an `alg` is a candidate only for that alg.
-    /// HMAC algorithms never have candidates: JWKS keys are public.
+    /// With a `kid`, the keys with exactly that `kid` are the candidates; if
+    /// there are none, keys published without any `kid` are tried (as Envoy's
+    /// `jwt_authn` does: some providers omit `kid` in their JWKS). A token
+    /// naming a key we do not have and no kid-less key exists fails as an
+    /// unknown key (which may prompt a JWKS refresh) rather than being tried
+    /// against every key. Without a `kid`, every key of the algorithm's family
+    /// is a candidate. In all cases a key that declared an `alg` is a
+    /// candidate only for that alg. HMAC algorithms never have candidates:
+    /// JWKS keys are public.
     pub fn candidates<'a>(&'a self, alg: Alg, kid: Option<&str>) -> Vec<&'a VerifyingKey> {
-        self.keys
-            .iter()
-            .filter(|k| k.accepts(alg))
-            .filter(|k| match kid {
-                Some(want) => k.kid.as_deref() == Some(want),
-                None => true,
-            })
-            .collect()
+        let usable = self.keys.iter().filter(|k| k.accepts(alg));
+        match kid {
+            None => usable.collect(),
+            Some(want) => {
+                let exact: Vec<&VerifyingKey> = usable
+                    .clone()
+                    .filter(|k| k.kid.as_deref() == Some(want))
+                    .collect();
+                if exact.is_empty() {
+                    usable.filter(|k| k.kid.is_none()).collect()
+                } else {
+                    exact
+                }
+            }
+        }
     }
 }
 
@@ -621,6 +640,28 @@ mod tests {
         assert!(kids(Alg::ES256, Some("a")).is_empty(), "wrong family");
         assert!(kids(Alg::RS256, Some("missing")).is_empty());
         assert!(kids(Alg::HS256, Some("a")).is_empty());
+    }
+
+    #[test]
+    fn a_token_kid_falls_back_to_keys_published_without_kid_as_envoy_does() {
+        let mut anonymous = jwk("rsa-b.pem", "x");
+        anonymous.as_object_mut().unwrap().remove("kid");
+        let doc = jwks(vec![
+            jwk("rsa-a.pem", "a"),
+            anonymous,
+            jwk("ec-p256.pem", "ec"),
+        ]);
+        let (set, _) = KeySet::parse(&doc, ALL).unwrap();
+        let kids = |kid| -> Vec<Option<String>> {
+            set.candidates(Alg::RS256, kid)
+                .iter()
+                .map(|k| k.kid.clone())
+                .collect()
+        };
+        // An exact kid wins; an unknown kid is tried only on kid-less keys.
+        assert_eq!(kids(Some("a")), vec![Some("a".to_owned())]);
+        assert_eq!(kids(Some("rotated-away")), vec![None]);
+        assert!(set.candidates(Alg::ES256, Some("rotated-away")).is_empty());
     }
 
     #[test]

@@ -5,11 +5,14 @@
 //! so the whole decision is testable natively.
 
 pub mod alg;
+pub mod cache;
 pub mod claims;
 pub mod config;
 pub mod contract;
 pub mod engine;
 pub mod error;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod explain;
 pub mod extract;
 pub mod forward;
 pub mod jwks;

@@ -287,10 +287,13 @@ impl Context for Root {
                 },
                 &format!("mpass-guard: {}", event.message),
             );
-            matches!(
-                remote.availability(now),
-                crate::jwks::Availability::Ready(_)
-            )
+            // After a discovery success the key set fetch is still to come:
+            // requests waiting for a new kid must wait for it too.
+            event.settled
+                && matches!(
+                    remote.availability(now),
+                    crate::jwks::Availability::Ready(_)
+                )
         };
         // Discovery leads straight on to the key set fetch.
         self.start_due_fetches(&shared, now);

@@ -577,3 +577,41 @@ fn a_release_object_naming_an_attribute_twice_is_refused() {
         "{err}"
     );
 }
+
+#[test]
+fn releasing_email_to_learners_or_a_school_code_as_oid_is_warned_about() {
+    let (_, warnings) = compile_with(
+        json!({"organisations": ["*"], "release": {"email": {"purpose": "receipts"}}}),
+        &[],
+    )
+    .expect("compiles");
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(warnings[0]
+        .starts_with("providers.studeo.contract.release.email: email is released to learners too"));
+    let (_, warnings) = compile_with(
+        json!({"organisations": ["*"], "release": {"email": {"purpose": "r", "only_roles": [1, 2]}}}),
+        &[],
+    )
+    .expect("compiles");
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    let (_, warnings) = compile_with(
+        json!({"organisations": ["*"], "release": {"email": {"purpose": "r", "only_roles": [2, 6]}}}),
+        &[],
+    )
+    .expect("compiles");
+    assert!(warnings.is_empty(), "{warnings:?}");
+
+    let (_, warnings) = compile_with(
+        json!({"organisations": ["*"], "release": {"mpass_schoolCode": {}}}),
+        &[],
+    )
+    .expect("compiles");
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(warnings[0].starts_with("providers.studeo.contract.release.mpass_schoolCode: "));
+    let (_, warnings) = compile_with(
+        json!({"organisations": ["*"], "identifier_form": "tk", "release": {"school_code": {}}}),
+        &[],
+    )
+    .expect("compiles");
+    assert!(warnings.is_empty(), "{warnings:?}");
+}

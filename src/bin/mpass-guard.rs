@@ -11,7 +11,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use mpass_guard::alg::Alg;
 use mpass_guard::config::Config;
+use mpass_guard::explain::{self, ClaimsSource};
 use mpass_guard::mint::{self, SigningKey};
+use mpass_guard::verify::Untrusted;
 use serde_json::{Map, Value};
 
 const USAGE: &str = "usage:
@@ -21,7 +23,10 @@ const USAGE: &str = "usage:
       VALUE is JSON when it parses as JSON, else a string.
   mpass-guard jwks --key PATH [--kid KID] [--alg ALG] [--key PATH ...]
   mpass-guard check CONFIG.json
-  mpass-guard explain CONFIG.json [--claims FILE | --token TOKEN] [--provider ID]";
+      exit 0 valid (warnings printed), 1 refused (the field path is printed), 2 usage
+  mpass-guard explain CONFIG.json [--claims FILE | --token TOKEN] [--provider ID]
+      each provider's contract; with claims, the exact headers its upstream gets.
+      --token is decoded WITHOUT verification.";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -228,7 +233,63 @@ fn cmd_check(args: &[String]) -> Result<ExitCode, String> {
     }
 }
 
+/// `explain CONFIG [--claims FILE | --token TOKEN] [--provider ID]`: exit 0
+/// with the tables, 1 when the configuration is refused, 2 on usage errors.
 fn mpass_guard_explain(args: &[String]) -> Result<ExitCode, String> {
-    let _ = args;
-    Err("explain is not available yet".into())
+    let (mut path, mut claims_file, mut token, mut provider) = (None, None, None, None);
+    let mut i = 0;
+    while let Some(arg) = args.get(i) {
+        match arg.as_str() {
+            "--claims" => claims_file = Some(take(args, &mut i, arg)?.to_owned()),
+            "--token" => token = Some(take(args, &mut i, arg)?.to_owned()),
+            "--provider" => provider = Some(take(args, &mut i, arg)?.to_owned()),
+            other if other.starts_with("--") || path.is_some() => {
+                return Err(format!("unknown argument {other:?}\n{USAGE}"))
+            }
+            other => path = Some(other.to_owned()),
+        }
+        i += 1;
+    }
+    let path = path.ok_or_else(|| format!("explain takes a CONFIG\n{USAGE}"))?;
+    if claims_file.is_some() && token.is_some() {
+        return Err("give --claims or --token, not both".into());
+    }
+    let bytes = read_config(&path)?;
+    let config = match Config::load(&bytes, &env_or_placeholder) {
+        Ok(c) => c,
+        Err(e) => {
+            println!("error: {e}");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    for w in &config.warnings {
+        println!("warning: {w}");
+    }
+    let claims: Option<(Map<String, Value>, ClaimsSource)> = match (claims_file, token) {
+        (Some(file), _) => {
+            let text = std::fs::read_to_string(&file).map_err(|e| format!("{file}: {e}"))?;
+            match serde_json::from_str(&text).map_err(|e| format!("{file}: {e}"))? {
+                Value::Object(mut m) => {
+                    // `_comment` keys are notes, as for `mint`.
+                    m.retain(|k, _| !k.starts_with('_'));
+                    Some((m, ClaimsSource::File))
+                }
+                _ => return Err(format!("{file}: claims must be a JSON object")),
+            }
+        }
+        (None, Some(t)) => {
+            // Decoded by the filter's own strict parser, but NOT verified.
+            let untrusted = Untrusted::decode(t.trim(), config.max_token_bytes)
+                .map_err(|e| format!("--token: {}", e.reason()))?;
+            Some((untrusted.claims().clone(), ClaimsSource::UnverifiedToken))
+        }
+        (None, None) => None,
+    };
+    let out = explain::explain(
+        &config,
+        provider.as_deref(),
+        claims.as_ref().map(|(m, s)| (m, *s)),
+    )?;
+    print!("{out}");
+    Ok(ExitCode::SUCCESS)
 }

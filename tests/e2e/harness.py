@@ -303,9 +303,29 @@ ROUTER = {
 }
 
 
+def static_cluster(name: str, port: int, address: str = LOOPBACK,
+                   connect_timeout: str = "1s") -> dict:
+    """A plain-HTTP STATIC cluster with one endpoint (e.g. a test JWKS server)."""
+    return {
+        "name": name,
+        "type": "STATIC",
+        "connect_timeout": connect_timeout,
+        "load_assignment": {
+            "cluster_name": name,
+            "endpoints": [{"lb_endpoints": [{"endpoint": {"address": {"socket_address": {
+                "address": address, "port_value": port}}}}]}],
+        },
+    }
+
+
 def bootstrap(upstream_port: int, listener_port: int, admin_port: int,
-              http_filters: list[dict], routes: list[dict] | None = None) -> dict:
-    """A complete Envoy bootstrap (as a dict, written out as JSON)."""
+              http_filters: list[dict], routes: list[dict] | None = None,
+              clusters: Sequence[dict] = ()) -> dict:
+    """A complete Envoy bootstrap (as a dict, written out as JSON).
+
+    ``clusters`` are added after the ``upstream`` cluster (e.g. the cluster the
+    filter fetches remote keys through).
+    """
     return {
         "admin": {"address": {"socket_address": {"address": LOOPBACK, "port_value": admin_port}}},
         "static_resources": {
@@ -314,16 +334,7 @@ def bootstrap(upstream_port: int, listener_port: int, admin_port: int,
                 "address": {"socket_address": {"address": LOOPBACK, "port_value": listener_port}},
                 "filter_chains": [{"filters": [_hcm(routes or default_routes(), http_filters + [ROUTER])]}],
             }],
-            "clusters": [{
-                "name": "upstream",
-                "type": "STATIC",
-                "connect_timeout": "1s",
-                "load_assignment": {
-                    "cluster_name": "upstream",
-                    "endpoints": [{"lb_endpoints": [{"endpoint": {"address": {"socket_address": {
-                        "address": LOOPBACK, "port_value": upstream_port}}}}]}],
-                },
-            }],
+            "clusters": [static_cluster("upstream", upstream_port), *clusters],
         },
     }
 
@@ -343,7 +354,8 @@ class Envoy:
     def __init__(self, upstream_port: int, plugin_config: Mapping[str, Any] | str | None, *,
                  env: Mapping[str, str] | None = None, concurrency: int = 1,
                  routes: list[dict] | None = None, workdir: Path | None = None,
-                 log_level: str = "info", config: dict | None = None) -> None:
+                 log_level: str = "info", config: dict | None = None,
+                 clusters: Sequence[dict] = ()) -> None:
         self.upstream_port = upstream_port
         self.plugin_config = plugin_config
         self.env = dict(env or {})
@@ -357,13 +369,15 @@ class Envoy:
         self.port = _ephemeral_port()
         self.admin_port = _ephemeral_port()
         self._config = config
+        self.clusters = list(clusters)
         self.proc: subprocess.Popen | None = None
 
     def render(self) -> dict:
         if self._config is not None:
             return self._config
         filters = [] if self.plugin_config is None else [wasm_filter(self.plugin_config, self.env)]
-        return bootstrap(self.upstream_port, self.port, self.admin_port, filters, self.routes)
+        return bootstrap(self.upstream_port, self.port, self.admin_port, filters, self.routes,
+                         self.clusters)
 
     # -- lifecycle ---------------------------------------------------------
 

@@ -404,3 +404,33 @@ def test_the_istio_wasmplugin_fails_closed():
     text = (harness.ENVOY_DIR / "istio-wasmplugin.yaml").read_text()
     assert re.search(r"^\s*failStrategy:\s*FAIL_CLOSE\s*$", text, re.M)
     assert re.search(r"^kind:\s*WasmPlugin\s*$", text, re.M)
+
+
+def test_the_istio_plugin_config_is_a_valid_mpass_guard_configuration(tmp_path):
+    """The same JSON works as an Istio WasmPlugin pluginConfig: the YAML's
+    pluginConfig, as JSON, passes the filter's own configuration check."""
+    import yaml
+
+    docs = list(yaml.safe_load_all((harness.ENVOY_DIR / "istio-wasmplugin.yaml").read_text()))
+    plugin = next(d for d in docs if d and d.get("kind") == "WasmPlugin")
+    assert plugin["spec"]["failStrategy"] == "FAIL_CLOSE"
+    path = tmp_path / "istio-plugin-config.json"
+    path.write_text(json.dumps(plugin["spec"]["pluginConfig"]))
+    r = harness.check(path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "ok:" in r.stdout
+
+
+def test_the_plugin_config_in_envoy_yaml_is_a_valid_mpass_guard_configuration(tmp_path):
+    """The example's StringValue, read back out of envoy.yaml, passes check."""
+    import yaml
+
+    bootstrap = yaml.safe_load((harness.ENVOY_DIR / "envoy.yaml").read_text())
+    hcm = bootstrap["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
+    wasm = next(f for f in hcm["typed_config"]["http_filters"]
+                if f["name"] == "envoy.filters.http.wasm")
+    value = wasm["typed_config"]["config"]["configuration"]["value"]
+    path = tmp_path / "envoy-plugin-config.json"
+    path.write_text(value)
+    r = harness.check(path)
+    assert r.returncode == 0, r.stdout + r.stderr

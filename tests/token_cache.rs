@@ -1,0 +1,189 @@
+//! The verified-token cache, through `Engine::handle`: what it may serve and
+//! what must never be served from it.
+
+// An integration test is a test crate: a failed expectation should panic.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use mpass_guard::alg::Alg;
+use mpass_guard::config::Config;
+use mpass_guard::engine::{Decision, Engine, Request};
+use mpass_guard::jwks::{Fetched, KeyStore, Step, Target};
+use mpass_guard::mint::{self, SigningKey};
+use serde_json::{json, Value};
+
+const ISS: &str = "https://mpass-proxy-test.csc.fi";
+const NOW: i64 = 1_800_000_000;
+
+fn key(name: &str) -> SigningKey {
+    mint::load_pem(format!("{}/tests/keys/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+}
+
+fn jwks(keys: &[(&str, &str)]) -> String {
+    let keys: Vec<Value> = keys
+        .iter()
+        .map(|(file, kid)| mint::public_jwk(&key(file), Some(kid), Some(Alg::RS256)).unwrap())
+        .collect();
+    json!({ "keys": keys }).to_string()
+}
+
+fn token(file: &str, kid: &str, exp: i64) -> String {
+    let claims = json!({
+        "iss": ISS, "aud": "shop", "sub": "S1", "iat": NOW - 10, "exp": exp,
+        "given_name": "Aino", "urn:mpass.id:uid": "MPASSOID.1"
+    });
+    mint::sign_compact(
+        Alg::RS256,
+        &key(file),
+        &json!({ "kid": kid }),
+        claims.to_string().as_bytes(),
+    )
+    .unwrap()
+}
+
+fn engine(issuer: Value, max_entries: usize) -> Engine {
+    let config = json!({
+        "issuers": [issuer],
+        "token_cache": { "max_entries": max_entries },
+        "providers": { "shop": {
+            "audiences": ["shop"],
+            "match": { "path_prefixes": ["/"] },
+            "contract": { "organisations": ["*"], "release": { "given_name": {}, "uid": {} } }
+        }}
+    });
+    Engine::new(Config::load(config.to_string().as_bytes(), &|_| None).unwrap())
+}
+
+fn local_engine(max_entries: usize) -> Engine {
+    engine(
+        json!({ "issuer": ISS, "local_jwks": { "inline_string": jwks(&[("rsa-a.pem", "a")]) } }),
+        max_entries,
+    )
+}
+
+fn send(engine: &Engine, keys: &mut KeyStore, token: &str, now: i64) -> Decision {
+    send_as(engine, keys, token, now, false)
+}
+
+fn send_as(engine: &Engine, keys: &mut KeyStore, token: &str, now: i64, resumed: bool) -> Decision {
+    let headers = vec![
+        (":authority".to_owned(), "shop.example".to_owned()),
+        (":path".to_owned(), "/".to_owned()),
+        ("authorization".to_owned(), format!("Bearer {token}")),
+    ];
+    let req = Request {
+        headers: &headers,
+        route_name: None,
+    };
+    engine.handle(&req, u64::try_from(now).unwrap() * 1000, keys, resumed)
+}
+
+/// The status the client would see; 0 while the request is parked.
+fn status(d: &Decision) -> u16 {
+    match (&d.respond, d.wait) {
+        (Some(r), _) => r.status,
+        (None, Some(_)) => 0,
+        (None, None) => 200,
+    }
+}
+
+#[test]
+fn a_second_request_with_the_same_token_is_answered_identically_from_the_cache() {
+    let engine = local_engine(16);
+    let mut keys = KeyStore::new(&engine.config);
+    let t = token("rsa-a.pem", "a", NOW + 600);
+    let first = send(&engine, &mut keys, &t, NOW);
+    assert_eq!(engine.cached_tokens(), 1);
+    let second = send(&engine, &mut keys, &t, NOW + 1);
+    assert_eq!(status(&first), 200);
+    assert_eq!(first.set, second.set);
+    assert_eq!(first.remove, second.remove);
+    assert_eq!(engine.cached_tokens(), 1);
+}
+
+#[test]
+fn a_cached_token_is_refused_once_it_expires() {
+    let engine = local_engine(16);
+    let mut keys = KeyStore::new(&engine.config);
+    let t = token("rsa-a.pem", "a", NOW + 100);
+    assert_eq!(status(&send(&engine, &mut keys, &t, NOW)), 200);
+    // Past exp plus the default 60 s skew.
+    let late = send(&engine, &mut keys, &t, NOW + 161);
+    assert_eq!(status(&late), 401);
+    assert!(late.respond.unwrap().body.contains("expired"));
+    assert!(
+        late.set.is_empty(),
+        "nothing released from a stale cache entry"
+    );
+    assert_eq!(engine.cached_tokens(), 0);
+}
+
+#[test]
+fn a_flood_of_invalid_tokens_never_evicts_a_verified_one() {
+    let engine = local_engine(2);
+    let mut keys = KeyStore::new(&engine.config);
+    let good = token("rsa-a.pem", "a", NOW + 600);
+    assert_eq!(status(&send(&engine, &mut keys, &good, NOW)), 200);
+    let forged = token("rsa-b.pem", "a", NOW + 600);
+    for i in 0..200 {
+        let garbage = format!("{forged}{i}");
+        assert_eq!(status(&send(&engine, &mut keys, &garbage, NOW)), 401);
+    }
+    assert_eq!(status(&send(&engine, &mut keys, &forged, NOW)), 401);
+    assert_eq!(engine.cached_tokens(), 1, "only the verified token is held");
+}
+
+#[test]
+fn a_disabled_cache_still_verifies_every_request() {
+    let engine = local_engine(0);
+    let mut keys = KeyStore::new(&engine.config);
+    let t = token("rsa-a.pem", "a", NOW + 600);
+    assert_eq!(status(&send(&engine, &mut keys, &t, NOW)), 200);
+    assert_eq!(status(&send(&engine, &mut keys, &t, NOW)), 200);
+    assert_eq!(engine.cached_tokens(), 0);
+}
+
+#[test]
+fn a_cached_token_stops_working_when_its_key_is_rotated_out() {
+    let engine = engine(
+        json!({
+            "issuer": ISS,
+            "remote_jwks": { "http_uri": { "uri": "https://keys.example/jwks", "cluster": "keys" } }
+        }),
+        16,
+    );
+    let mut keys = KeyStore::new(&engine.config);
+    let now_ms = u64::try_from(NOW).unwrap() * 1000;
+    let step = Step::Jwks(Target::parse("https://keys.example/jwks").unwrap());
+    let serve = |keys: &mut KeyStore, body: String, at: u64| {
+        let remote = keys.get_mut(0).unwrap();
+        assert!(remote.due(at).is_some());
+        remote.on_fetched(
+            at,
+            &step,
+            Fetched::Response {
+                status: 200,
+                body: body.into_bytes(),
+            },
+        );
+    };
+    serve(&mut keys, jwks(&[("rsa-a.pem", "a")]), now_ms);
+    let t = token("rsa-a.pem", "a", NOW + 3600);
+    assert_eq!(status(&send(&engine, &mut keys, &t, NOW)), 200);
+    assert_eq!(engine.cached_tokens(), 1);
+
+    // The issuer rotates: key "a" is gone after the next refresh.
+    serve(&mut keys, jwks(&[("rsa-b.pem", "b")]), now_ms + 601_000);
+    // The unknown kid first asks for one refetch (the request is parked)...
+    let parked = send(&engine, &mut keys, &t, NOW + 602);
+    assert_eq!(status(&parked), 0);
+    assert!(parked.set.is_empty());
+    // ...and decided again after it, the token is refused.
+    let after = send_as(&engine, &mut keys, &t, NOW + 602, true);
+    assert_eq!(
+        status(&after),
+        401,
+        "a token signed with a removed key is refused"
+    );
+    assert!(after.respond.unwrap().body.contains("unknown_key"));
+    assert!(after.set.is_empty());
+}
