@@ -36,7 +36,9 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     if let Carrier::Header(_) = found.carrier {
-        assert!(!found.token.contains([',', ' ', '\t']));
+        // A ',' means Envoy joined two credentials: always ambiguous. Other
+        // stray bytes are the decoder's business (malformed).
+        assert!(!found.token.contains(','));
     }
     let before_headers = headers.clone();
     let before_path = path.clone();
