@@ -15,6 +15,7 @@ use ring::digest;
 use serde_json::{Map, Value};
 
 use crate::alg::{Alg, KeyFamily};
+use crate::rsa_fast::RsaPublicKey;
 
 /// At most this many entries of a JWKS `keys` array are considered. Real
 /// identity providers publish a handful; a huge set is either a mistake or an
@@ -41,6 +42,9 @@ pub enum KeyMaterial {
         n: Vec<u8>,
         /// Public exponent `e`.
         e: Vec<u8>,
+        /// The same key with its Montgomery constants, computed once at
+        /// parse time: what signatures are verified with.
+        public: RsaPublicKey,
     },
     /// A P-256 public point in uncompressed form: `0x04 || x || y` (65 bytes).
     EcP256 {
@@ -103,7 +107,7 @@ impl VerifyingKey {
         put_field(&mut ctx, self.kid.as_deref().map(str::as_bytes));
         put_field(&mut ctx, self.alg.map(|a| a.name().as_bytes()));
         match &self.material {
-            KeyMaterial::Rsa { n, e } => {
+            KeyMaterial::Rsa { n, e, .. } => {
                 put_field(&mut ctx, Some(b"RSA"));
                 put_field(&mut ctx, Some(n));
                 put_field(&mut ctx, Some(e));
@@ -417,7 +421,8 @@ fn rsa_material(obj: &Map<String, Value>) -> Result<KeyMaterial, String> {
     if e.len() > 4 || !odd || e.as_slice() == [1] {
         return Err("rsa exponent is not an odd value between 3 and 2^32".into());
     }
-    Ok(KeyMaterial::Rsa { n, e })
+    let public = RsaPublicKey::new(&n, &e).ok_or("rsa modulus is even")?;
+    Ok(KeyMaterial::Rsa { n, e, public })
 }
 
 fn ec_material(obj: &Map<String, Value>) -> Result<KeyMaterial, String> {

@@ -20,6 +20,7 @@ pub mod keys;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod mint;
 pub mod render;
+pub mod rsa_fast;
 pub mod verify;
 
 #[cfg(target_arch = "wasm32")]

@@ -17,12 +17,13 @@ use std::fmt;
 use std::marker::PhantomData;
 
 use jwt_compact::{Algorithm, AlgorithmExt as _, AlgorithmSignature, Empty, UntrustedToken};
-use ring::signature::{self, RsaPublicKeyComponents, UnparsedPublicKey};
+use ring::signature::{self, UnparsedPublicKey};
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Number, Value};
 
 use crate::alg::{Alg, KeyFamily};
 use crate::keys::{decode_b64url_strict, KeyMaterial, KeySet, VerifyingKey};
+use crate::rsa_fast::{Hash, Padding};
 
 /// The latest time claim we accept: 9999-12-31T23:59:59Z. Real tokens are far
 /// below it, and jwt-compact's own claim parser (chrono) refuses times far
@@ -479,24 +480,20 @@ impl<'k> Algorithm for RingVerifier<'k> {
     fn verify_signature(&self, sig: &RingSignature, key: &RingKey<'k>, message: &[u8]) -> bool {
         let sig = sig.0.as_slice();
         match (self.alg.family(), key) {
-            (KeyFamily::Rsa, RingKey::Public(KeyMaterial::Rsa { n, e })) => {
-                let params = match self.alg {
-                    Alg::RS256 => &signature::RSA_PKCS1_2048_8192_SHA256,
-                    Alg::RS384 => &signature::RSA_PKCS1_2048_8192_SHA384,
-                    Alg::RS512 => &signature::RSA_PKCS1_2048_8192_SHA512,
-                    Alg::PS256 => &signature::RSA_PSS_2048_8192_SHA256,
-                    Alg::PS384 => &signature::RSA_PSS_2048_8192_SHA384,
-                    Alg::PS512 => &signature::RSA_PSS_2048_8192_SHA512,
+            (KeyFamily::Rsa, RingKey::Public(KeyMaterial::Rsa { public, .. })) => {
+                let (padding, hash) = match self.alg {
+                    Alg::RS256 => (Padding::Pkcs1v15, Hash::Sha256),
+                    Alg::RS384 => (Padding::Pkcs1v15, Hash::Sha384),
+                    Alg::RS512 => (Padding::Pkcs1v15, Hash::Sha512),
+                    Alg::PS256 => (Padding::Pss, Hash::Sha256),
+                    Alg::PS384 => (Padding::Pss, Hash::Sha384),
+                    Alg::PS512 => (Padding::Pss, Hash::Sha512),
                     _ => return false,
                 };
-                // An RSA signature is exactly as long as the modulus.
-                sig.len() == n.len()
-                    && RsaPublicKeyComponents {
-                        n: n.as_slice(),
-                        e: e.as_slice(),
-                    }
-                    .verify(params, message, sig)
-                    .is_ok()
+                // rsa_fast, not ring: ring recomputes the key's Montgomery
+                // constants on every call. An RSA signature is exactly as
+                // long as the modulus; `verify` checks that too.
+                sig.len() == public.modulus_len() && public.verify(padding, hash, message, sig)
             }
             // JWS ES256 is the fixed 64-byte r||s form, never DER. ring
             // refuses r = 0 or s = 0 (the "psychic signature" bug).

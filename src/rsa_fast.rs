@@ -1,0 +1,520 @@
+//! RSA signature verification (RSASSA-PKCS1-v1_5 and RSASSA-PSS, RFC 8017)
+//! tuned for wasm32 in V8.
+//!
+//! Why not ring: on wasm32 ring runs portable bignum code and, through
+//! `RsaPublicKeyComponents::verify`, rebuilds the key's Montgomery constants
+//! (`R² mod n`) on every verification. Here the constants are computed once
+//! per key, when the JWKS is parsed ([`RsaPublicKey::new`]), and each
+//! verification is one conversion into Montgomery form, `e`'s squarings and
+//! multiplications (16 + 1 for `e = 65537`) and one conversion out.
+//!
+//! Arithmetic: 32-bit limbs with `u64` accumulators (wasm has a native 64-bit
+//! multiply; `u128` would lower to a slow library call), Montgomery
+//! multiplication in the interleaved (CIOS) form, and a dedicated squaring
+//! that computes each cross product once and doubles them.
+//!
+//! **Not constant time, on purpose.** Verification handles only public data
+//! (the public key, the signed message and the signature), so branches and
+//! early exits that depend on them leak nothing secret. Do not reuse this
+//! code for anything involving a private key.
+//!
+//! The hashes come from ring. No `unsafe`, and no panicking operation outside
+//! tests: every slice access goes through iterators or `get`.
+
+use std::cell::Cell;
+
+use ring::digest;
+
+/// Smallest accepted modulus, in bits (RFC 7518 section 3.3).
+pub const MIN_BITS: usize = 2048;
+/// Largest accepted modulus, in bits (as ring).
+pub const MAX_BITS: usize = 8192;
+
+/// The hash of an RS*/PS* algorithm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hash {
+    /// SHA-256 (RS256, PS256).
+    Sha256,
+    /// SHA-384 (RS384, PS384).
+    Sha384,
+    /// SHA-512 (RS512, PS512).
+    Sha512,
+}
+
+impl Hash {
+    fn algorithm(self) -> &'static digest::Algorithm {
+        match self {
+            Hash::Sha256 => &digest::SHA256,
+            Hash::Sha384 => &digest::SHA384,
+            Hash::Sha512 => &digest::SHA512,
+        }
+    }
+
+    /// DER of the PKCS#1 v1.5 `DigestInfo` up to the digest bytes (with the
+    /// explicit NULL parameters, RFC 8017 section 9.2 note 1).
+    fn digest_info_prefix(self) -> &'static [u8] {
+        match self {
+            Hash::Sha256 => &[
+                0x30, 0x31, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02,
+                0x01, 0x05, 0x00, 0x04, 0x20,
+            ],
+            Hash::Sha384 => &[
+                0x30, 0x41, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02,
+                0x02, 0x05, 0x00, 0x04, 0x30,
+            ],
+            Hash::Sha512 => &[
+                0x30, 0x51, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02,
+                0x03, 0x05, 0x00, 0x04, 0x40,
+            ],
+        }
+    }
+}
+
+/// The signature encoding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Padding {
+    /// EMSA-PKCS1-v1_5 (RS256/384/512).
+    Pkcs1v15,
+    /// EMSA-PSS with MGF1 of the same hash and a salt as long as the hash
+    /// (PS256/384/512, RFC 7518 section 3.5).
+    Pss,
+}
+
+/// An RSA public key with its Montgomery constants, computed once.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RsaPublicKey {
+    /// Modulus limbs, least significant first; the top limb is non-zero.
+    n: Vec<u32>,
+    /// `-n⁻¹ mod 2³²`.
+    n0_inv: u32,
+    /// `R² mod n` with `R = 2^(32·limbs)`.
+    rr: Vec<u32>,
+    /// Public exponent.
+    e: u64,
+    /// Modulus length in bits and in bytes.
+    bits: usize,
+    len: usize,
+}
+
+impl std::fmt::Debug for RsaPublicKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "RsaPublicKey({} bits, e={})", self.bits, self.e)
+    }
+}
+
+impl RsaPublicKey {
+    /// Checks and precomputes a key from big-endian `n` and `e` (leading zero
+    /// bytes allowed). `None` unless the modulus is odd and
+    /// [`MIN_BITS`]..=[`MAX_BITS`] bits, and `e` is odd, at least 3 and below
+    /// 2³³ (ring's rule, so both verifiers accept the same keys).
+    pub fn new(n: &[u8], e: &[u8]) -> Option<RsaPublicKey> {
+        let n = strip_zeros(n);
+        let e = strip_zeros(e);
+        let bits = bit_len(n);
+        if !(MIN_BITS..=MAX_BITS).contains(&bits) || e.len() > 8 {
+            return None;
+        }
+        let e = e.iter().fold(0u64, |acc, b| (acc << 8) | u64::from(*b));
+        if !(3..1 << 33).contains(&e) || e & 1 == 0 {
+            return None;
+        }
+        let limbs = from_be_bytes(n, n.len().div_ceil(4));
+        let n_lo = *limbs.first()?;
+        if n_lo & 1 == 0 {
+            return None;
+        }
+        // Newton's iteration for the inverse mod 2³²: n·n ≡ 1 (mod 8), and
+        // each step doubles the number of correct low bits (3, 6, 12, 24, 48).
+        let mut inv = n_lo;
+        for _ in 0..4 {
+            inv = inv.wrapping_mul(2u32.wrapping_sub(n_lo.wrapping_mul(inv)));
+        }
+        // R² mod n by doubling 1 modulo n, 2·32·limbs times. Done once per key.
+        let mut rr = vec![0u32; limbs.len()];
+        if let Some(first) = rr.first_mut() {
+            *first = 1;
+        }
+        for _ in 0..2 * 32 * limbs.len() {
+            let carry = shl1(&mut rr);
+            if carry || !less_than(&rr, &limbs) {
+                sub_in_place(&mut rr, &limbs);
+            }
+        }
+        Some(RsaPublicKey {
+            n: limbs,
+            n0_inv: inv.wrapping_neg(),
+            rr,
+            e,
+            bits,
+            len: n.len(),
+        })
+    }
+
+    /// Modulus length in bytes: the length of every signature.
+    pub fn modulus_len(&self) -> usize {
+        self.len
+    }
+
+    /// Modulus length in bits.
+    pub fn bits(&self) -> usize {
+        self.bits
+    }
+
+    /// Verifies `sig` over `message`. The signature must be exactly as long
+    /// as the modulus and, as a number, below it.
+    pub fn verify(&self, padding: Padding, hash: Hash, message: &[u8], sig: &[u8]) -> bool {
+        let Some(em) = self.public_op(sig) else {
+            return false;
+        };
+        let m_hash = digest::digest(hash.algorithm(), message);
+        match padding {
+            Padding::Pkcs1v15 => pkcs1v15_matches(&em, hash, m_hash.as_ref()),
+            Padding::Pss => pss_matches(&em, self.bits - 1, hash, m_hash.as_ref()),
+        }
+    }
+
+    /// `sig^e mod n` as big-endian bytes of the modulus length, or `None` if
+    /// `sig` has the wrong length or is not below `n`.
+    fn public_op(&self, sig: &[u8]) -> Option<Vec<u8>> {
+        if sig.len() != self.len {
+            return None;
+        }
+        let k = self.n.len();
+        let s = from_be_bytes(sig, k);
+        if !less_than(&s, &self.n) {
+            return None;
+        }
+        let mut base = vec![0u32; k];
+        let mut acc = vec![0u32; k];
+        let mut tmp = vec![0u32; k];
+        let mut wide = vec![0u32; 2 * k];
+        // Into Montgomery form: s·R = MontMul(s, R²).
+        self.mont_mul(&s, &self.rr, &mut base);
+        acc.copy_from_slice(&base);
+        let top = 63 - self.e.leading_zeros();
+        for bit in (0..top).rev() {
+            self.mont_sqr(&acc, &mut wide, &mut tmp);
+            std::mem::swap(&mut acc, &mut tmp);
+            if (self.e >> bit) & 1 == 1 {
+                self.mont_mul(&acc, &base, &mut tmp);
+                std::mem::swap(&mut acc, &mut tmp);
+            }
+        }
+        // Out of Montgomery form: REDC(acc).
+        wide.fill(0);
+        for (w, a) in wide.iter_mut().zip(&acc) {
+            *w = *a;
+        }
+        self.redc(&mut wide, &mut tmp);
+        Some(to_be_bytes(&tmp, self.len))
+    }
+
+    /// `out = a·b·R⁻¹ mod n` for `a, b < n` (CIOS: multiply and reduce
+    /// interleaved, one pass over the limbs per limb of `a`).
+    fn mont_mul(&self, a: &[u32], b: &[u32], out: &mut [u32]) {
+        out.fill(0);
+        let (Some(&b0), Some(&n0)) = (b.first(), self.n.first()) else {
+            return;
+        };
+        let mut t_hi = 0u32;
+        // Cells let one pass read t[j] and write t[j - 1] (the division by
+        // 2³² of each round) without indexing.
+        let t = Cell::from_mut(&mut *out).as_slice_of_cells();
+        let (Some(t0), Some(t_last)) = (t.first(), t.last()) else {
+            return;
+        };
+        for &ai in a {
+            let ai = u64::from(ai);
+            let s = u64::from(t0.get()) + ai * u64::from(b0);
+            let mut c1 = s >> 32;
+            let m = u64::from((s as u32).wrapping_mul(self.n0_inv));
+            let s2 = u64::from(s as u32) + m * u64::from(n0);
+            let mut c2 = s2 >> 32;
+            for (((dst, src), &bj), &nj) in t
+                .iter()
+                .zip(t.iter().skip(1))
+                .zip(b.iter().skip(1))
+                .zip(self.n.iter().skip(1))
+            {
+                let s = u64::from(src.get()) + ai * u64::from(bj) + c1;
+                c1 = s >> 32;
+                let s2 = u64::from(s as u32) + m * u64::from(nj) + c2;
+                c2 = s2 >> 32;
+                dst.set(s2 as u32);
+            }
+            let top = u64::from(t_hi) + c1 + c2;
+            t_last.set(top as u32);
+            t_hi = (top >> 32) as u32;
+        }
+        // t < 2n here.
+        if t_hi != 0 || !less_than(out, &self.n) {
+            sub_in_place(out, &self.n);
+        }
+    }
+
+    /// `out = a²·R⁻¹ mod n` for `a < n`: the full square in `wide` (each
+    /// cross product once, then doubled, plus the diagonal), then REDC.
+    fn mont_sqr(&self, a: &[u32], wide: &mut [u32], out: &mut [u32]) {
+        let k = a.len();
+        wide.fill(0);
+        // Cross products a[i]·a[j], i < j, at i + j.
+        for (i, &ai) in a.iter().enumerate() {
+            let ai = u64::from(ai);
+            let mut c = 0u64;
+            for (w, &aj) in wide.iter_mut().skip(2 * i + 1).zip(a.iter().skip(i + 1)) {
+                let s = u64::from(*w) + ai * u64::from(aj) + c;
+                *w = s as u32;
+                c = s >> 32;
+            }
+            // Rows before this one reached at most i + k - 1.
+            if let Some(w) = wide.get_mut(i + k) {
+                *w = c as u32;
+            }
+        }
+        // Double and add the squares a[i]² at 2i.
+        let mut shifted_out = 0u32;
+        let mut c = 0u64;
+        for (pair, &ai) in wide.chunks_exact_mut(2).zip(a) {
+            if let [lo, hi] = pair {
+                let sq = u64::from(ai) * u64::from(ai);
+                let dlo = (*lo << 1) | shifted_out;
+                let dhi = (*hi << 1) | (*lo >> 31);
+                shifted_out = *hi >> 31;
+                let s = u64::from(dlo) + (sq & 0xffff_ffff) + c;
+                *lo = s as u32;
+                let s = u64::from(dhi) + (sq >> 32) + (s >> 32);
+                *hi = s as u32;
+                c = s >> 32;
+            }
+        }
+        self.redc(wide, out);
+    }
+
+    /// Montgomery reduction: `out = T·R⁻¹ mod n` for `T < n·R` held in
+    /// `wide` (2·limbs words, clobbered).
+    fn redc(&self, wide: &mut [u32], out: &mut [u32]) {
+        let k = self.n.len();
+        let mut carry = 0u64;
+        for i in 0..k {
+            let Some((top, window)) = wide.get_mut(i..=i + k).and_then(<[u32]>::split_last_mut)
+            else {
+                return;
+            };
+            let Some(&w0) = window.first() else {
+                return;
+            };
+            let m = u64::from(w0.wrapping_mul(self.n0_inv));
+            let mut c = 0u64;
+            for (w, &nj) in window.iter_mut().zip(&self.n) {
+                let s = u64::from(*w) + m * u64::from(nj) + c;
+                *w = s as u32;
+                c = s >> 32;
+            }
+            let s = u64::from(*top) + c + carry;
+            *top = s as u32;
+            carry = s >> 32;
+        }
+        for (o, w) in out.iter_mut().zip(wide.iter().skip(k)) {
+            *o = *w;
+        }
+        // The result is below 2n.
+        if carry != 0 || !less_than(out, &self.n) {
+            sub_in_place(out, &self.n);
+        }
+    }
+}
+
+/// EMSA-PKCS1-v1_5 (RFC 8017 section 9.2): the whole encoded message must be
+/// `00 01 FF…FF 00 || DigestInfo || H`, with at least 8 bytes of `FF`.
+fn pkcs1v15_matches(em: &[u8], hash: Hash, m_hash: &[u8]) -> bool {
+    let prefix = hash.digest_info_prefix();
+    let t_len = prefix.len() + m_hash.len();
+    let Some(ps_len) = em.len().checked_sub(t_len + 3) else {
+        return false;
+    };
+    if ps_len < 8 {
+        return false;
+    }
+    let mut expected = em.iter();
+    let head_ok = expected.by_ref().take(2).eq([0x00, 0x01].iter());
+    let ps_ok = expected.by_ref().take(ps_len).all(|b| *b == 0xff);
+    let sep_ok = expected.next() == Some(&0x00);
+    let t_ok = expected.eq(prefix.iter().chain(m_hash));
+    head_ok && ps_ok && sep_ok && t_ok
+}
+
+/// EMSA-PSS-VERIFY (RFC 8017 section 9.1.2) with MGF1 of `hash` and a salt
+/// as long as the hash. `em` is the modulus-length output of the public
+/// operation; `em_bits` is the modulus bit length minus one.
+fn pss_matches(em: &[u8], em_bits: usize, hash: Hash, m_hash: &[u8]) -> bool {
+    let em_len = em_bits.div_ceil(8);
+    // The encoded message is the low em_len bytes; any byte above it (when
+    // the modulus bit length is 1 mod 8) must be zero.
+    let Some(extra) = em.len().checked_sub(em_len) else {
+        return false;
+    };
+    let (high, em) = em.split_at(extra.min(em.len()));
+    if high.iter().any(|b| *b != 0) {
+        return false;
+    }
+    let h_len = m_hash.len();
+    let s_len = h_len;
+    if em_len < h_len + s_len + 2 || em.last() != Some(&0xbc) {
+        return false;
+    }
+    let db_len = em_len - h_len - 1;
+    let (Some(masked_db), Some(h)) = (em.get(..db_len), em.get(db_len..em_len - 1)) else {
+        return false;
+    };
+    // The leftmost 8·em_len − em_bits bits must be zero.
+    let zero_bits = 8 * em_len - em_bits;
+    let top_mask = 0xffu8 >> zero_bits;
+    if masked_db.first().is_none_or(|b| b & !top_mask != 0) {
+        return false;
+    }
+    let mut db = masked_db.to_vec();
+    mgf1_xor(hash, h, &mut db);
+    if let Some(b) = db.first_mut() {
+        *b &= top_mask;
+    }
+    let ps_len = db_len - s_len - 1;
+    let mut it = db.iter();
+    if !it.by_ref().take(ps_len).all(|b| *b == 0) || it.next() != Some(&0x01) {
+        return false;
+    }
+    let salt = it.as_slice();
+    let mut ctx = digest::Context::new(hash.algorithm());
+    ctx.update(&[0u8; 8]);
+    ctx.update(m_hash);
+    ctx.update(salt);
+    ctx.finish().as_ref() == h
+}
+
+/// `out ^= MGF1(seed)` over `out.len()` bytes.
+fn mgf1_xor(hash: Hash, seed: &[u8], out: &mut [u8]) {
+    let h_len = hash.algorithm().output_len();
+    for (counter, chunk) in (0u32..).zip(out.chunks_mut(h_len)) {
+        let mut ctx = digest::Context::new(hash.algorithm());
+        ctx.update(seed);
+        ctx.update(&counter.to_be_bytes());
+        for (o, m) in chunk.iter_mut().zip(ctx.finish().as_ref()) {
+            *o ^= m;
+        }
+    }
+}
+
+fn strip_zeros(bytes: &[u8]) -> &[u8] {
+    let start = bytes.iter().position(|b| *b != 0).unwrap_or(bytes.len());
+    bytes.get(start..).unwrap_or_default()
+}
+
+fn bit_len(be: &[u8]) -> usize {
+    match be.first() {
+        None => 0,
+        Some(top) => (be.len() - 1) * 8 + (8 - top.leading_zeros() as usize),
+    }
+}
+
+/// Big-endian bytes to `limbs` little-endian 32-bit limbs (bytes beyond
+/// `4·limbs` are ignored; callers pass at most that many).
+fn from_be_bytes(be: &[u8], limbs: usize) -> Vec<u32> {
+    let mut out = vec![0u32; limbs];
+    for (limb, chunk) in out.iter_mut().zip(be.rchunks(4)) {
+        *limb = chunk.iter().fold(0u32, |acc, b| (acc << 8) | u32::from(*b));
+    }
+    out
+}
+
+/// Limbs to `len` big-endian bytes (the value must fit).
+fn to_be_bytes(limbs: &[u32], len: usize) -> Vec<u8> {
+    let mut out = vec![0u8; len];
+    for (chunk, limb) in out.rchunks_mut(4).zip(limbs) {
+        for (o, b) in chunk.iter_mut().rev().zip(limb.to_le_bytes()) {
+            *o = b;
+        }
+    }
+    out
+}
+
+/// `a < b` for equal-length limb vectors.
+fn less_than(a: &[u32], b: &[u32]) -> bool {
+    for (x, y) in a.iter().rev().zip(b.iter().rev()) {
+        if x != y {
+            return x < y;
+        }
+    }
+    false
+}
+
+/// `a -= b` modulo 2^(32·len).
+fn sub_in_place(a: &mut [u32], b: &[u32]) {
+    let mut borrow = false;
+    for (x, &y) in a.iter_mut().zip(b) {
+        let (d1, b1) = x.overflowing_sub(y);
+        let (d2, b2) = d1.overflowing_sub(u32::from(borrow));
+        *x = d2;
+        borrow = b1 || b2;
+    }
+}
+
+/// `a <<= 1`, returning the bit shifted out.
+fn shl1(a: &mut [u32]) -> bool {
+    let mut carry = 0u32;
+    for x in a.iter_mut() {
+        let next = *x >> 31;
+        *x = (*x << 1) | carry;
+        carry = next;
+    }
+    carry == 1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limb_conversions_round_trip() {
+        let be: Vec<u8> = (1..=13).collect();
+        let limbs = from_be_bytes(&be, 4);
+        assert_eq!(limbs, vec![0x0a0b0c0d, 0x06070809, 0x02030405, 0x01]);
+        assert_eq!(to_be_bytes(&limbs, 13), be);
+    }
+
+    #[test]
+    fn keys_outside_the_rules_are_refused() {
+        let mut n = vec![0xffu8; 256];
+        assert!(RsaPublicKey::new(&n, &[1, 0, 1]).is_some());
+        assert!(RsaPublicKey::new(&n, &[1]).is_none());
+        assert!(RsaPublicKey::new(&n, &[2]).is_none());
+        assert!(RsaPublicKey::new(&n, &[2, 0, 0, 0, 1]).is_none());
+        assert!(RsaPublicKey::new(&n, &[1, 0xff, 0xff, 0xff, 0xff]).is_some());
+        assert!(RsaPublicKey::new(&n[1..], &[1, 0, 1]).is_none());
+        assert!(RsaPublicKey::new(&vec![0xffu8; 1025], &[1, 0, 1]).is_none());
+        n[255] = 0xfe;
+        assert!(RsaPublicKey::new(&n, &[1, 0, 1]).is_none());
+    }
+
+    #[test]
+    fn montgomery_constants_are_right() {
+        // n = 2^2048 - 1 (odd, not prime: fine for arithmetic checks).
+        let key = RsaPublicKey::new(&[0xffu8; 256], &[3]).unwrap();
+        // R = 2^2048 ≡ 1 (mod n), so R² mod n = 1.
+        assert_eq!(key.rr.first(), Some(&1));
+        assert!(key.rr.iter().skip(1).all(|l| *l == 0));
+        assert_eq!(key.n0_inv.wrapping_mul(key.n[0]), u32::MAX);
+        // 2^3 = 8 with e = 3.
+        let mut sig = vec![0u8; 256];
+        sig[255] = 2;
+        let out = key.public_op(&sig).unwrap();
+        assert_eq!(out[255], 8);
+        assert!(out[..255].iter().all(|b| *b == 0));
+        // (n - 1)^3 = -1 mod n = n - 1.
+        let mut sig = vec![0xffu8; 256];
+        sig[255] = 0xfe;
+        assert_eq!(key.public_op(&sig).unwrap(), sig);
+        // n itself and longer or shorter inputs are refused.
+        assert!(key.public_op(&[0xffu8; 256]).is_none());
+        assert!(key.public_op(&[0u8; 255]).is_none());
+        assert!(key.public_op(&[0u8; 257]).is_none());
+    }
+}
