@@ -294,8 +294,50 @@ impl RsaPublicKey {
     /// `wide` (2·limbs words, clobbered).
     fn redc(&self, wide: &mut [u32], out: &mut [u32]) {
         let k = self.n.len();
+        let n = self.n.as_slice();
+        let (Some(&n0), Some(&n1), Some(&n_last)) = (n.first(), n.get(1), n.last()) else {
+            return;
+        };
+        let (n0, n1, n_last) = (u64::from(n0), u64::from(n1), u64::from(n_last));
+        // Pending carry into the word just above the current window.
         let mut carry = 0u64;
-        for i in 0..k {
+        // Two rows (two reduction words m0, m1) per pass over the window:
+        // half the loads and stores of the one-row form.
+        for i in (0..k / 2).map(|p| 2 * p) {
+            let Some(win) = wide.get_mut(i..i + k + 2) else {
+                return;
+            };
+            let (Some(&w0), Some(&w1)) = (win.first(), win.get(1)) else {
+                return;
+            };
+            let m0 = u64::from(w0.wrapping_mul(self.n0_inv));
+            let mut c0 = (u64::from(w0) + m0 * n0) >> 32;
+            // Row i's word at i + 1 decides m1 (the loop below recomputes it).
+            let v1 = (u64::from(w1) + m0 * n1 + c0) as u32;
+            let m1 = u64::from(v1.wrapping_mul(self.n0_inv));
+            let mut c1 = 0u64;
+            for ((w, &nj), &nj1) in tail_mut(head_mut(win, k), 1)
+                .iter_mut()
+                .zip(tail(n, 1))
+                .zip(n)
+            {
+                let s = u64::from(*w) + m0 * u64::from(nj) + c0;
+                c0 = s >> 32;
+                let s2 = (s & LOW) + m1 * u64::from(nj1) + c1;
+                c1 = s2 >> 32;
+                *w = s2 as u32;
+            }
+            if let Some([wk, wk1]) = win.get_mut(k..k + 2) {
+                let s = u64::from(*wk) + c0 + carry;
+                let s2 = (s & LOW) + m1 * n_last + c1;
+                *wk = s2 as u32;
+                let s3 = u64::from(*wk1) + (s >> 32) + (s2 >> 32);
+                *wk1 = s3 as u32;
+                carry = s3 >> 32;
+            }
+        }
+        if k % 2 == 1 {
+            let i = k - 1;
             let Some((top, window)) = wide.get_mut(i..=i + k).and_then(<[u32]>::split_last_mut)
             else {
                 return;
@@ -305,7 +347,7 @@ impl RsaPublicKey {
             };
             let m = u64::from(w0.wrapping_mul(self.n0_inv));
             let mut c = 0u64;
-            for (w, &nj) in window.iter_mut().zip(&self.n) {
+            for (w, &nj) in window.iter_mut().zip(n) {
                 let s = u64::from(*w) + m * u64::from(nj) + c;
                 *w = s as u32;
                 c = s >> 32;
@@ -401,6 +443,25 @@ fn mgf1_xor(hash: Hash, seed: &[u8], out: &mut [u8]) {
             *o ^= m;
         }
     }
+}
+
+/// Low 32 bits of a `u64`.
+const LOW: u64 = 0xffff_ffff;
+
+/// `s[from..]`, empty if `from` is past the end.
+fn tail<T>(s: &[T], from: usize) -> &[T] {
+    s.get(from..).unwrap_or_default()
+}
+
+/// `s[from..]`, empty if `from` is past the end.
+fn tail_mut<T>(s: &mut [T], from: usize) -> &mut [T] {
+    s.get_mut(from..).unwrap_or_default()
+}
+
+/// `s[..to]`, clamped to the length.
+fn head_mut<T>(s: &mut [T], to: usize) -> &mut [T] {
+    let to = to.min(s.len());
+    s.get_mut(..to).unwrap_or_default()
 }
 
 fn strip_zeros(bytes: &[u8]) -> &[u8] {

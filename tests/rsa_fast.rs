@@ -251,3 +251,49 @@ proptest! {
         }
     }
 }
+
+/// Moduli ring cannot sign with, so their signatures are pre-made (see
+/// tests/keys/README.md); ring still verifies them. 2049 bits: the PSS
+/// encoded message is one byte shorter than the modulus (RFC 8017 9.1.2 with
+/// emBits = 2048) and the limb count is odd; 2080 bits: odd limb count.
+#[test]
+fn odd_sized_keys_agree_with_ring() {
+    use base64::Engine as _;
+    let b64 = |v: &serde_json::Value| {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(v.as_str().unwrap())
+            .unwrap()
+    };
+    let path = format!(
+        "{}/tests/fixtures/rsa-odd-signatures.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    let mut bit_sizes = Vec::new();
+    for k in doc["keys"].as_array().unwrap() {
+        let (n, e) = (b64(&k["n"]), b64(&k["e"]));
+        let key = TestKey {
+            name: "fixture",
+            signer: SigningKey::hmac(b"unused".to_vec()),
+            fast: RsaPublicKey::new(&n, &e).unwrap(),
+            n,
+            e,
+        };
+        bit_sizes.push(key.fast.bits());
+        for case in k["sigs"].as_array().unwrap() {
+            let alg = Alg::from_name(case["alg"].as_str().unwrap()).unwrap();
+            let msg = case["msg"].as_str().unwrap().as_bytes();
+            let sig = b64(&case["sig"]);
+            agree(&key, alg, msg, &sig, true, "valid");
+            for bit in (0..sig.len() * 8).step_by(37) {
+                let mut bad = sig.clone();
+                bad[bit / 8] ^= 0x80 >> (bit % 8);
+                agree(&key, alg, msg, &bad, false, &format!("sig bit {bit}"));
+            }
+            agree(&key, alg, b"other", &sig, false, "other message");
+            agree(&key, alg, msg, &key.n, false, "s = n");
+            agree(&key, alg, msg, &vec![0; sig.len()], false, "all zeros");
+        }
+    }
+    assert_eq!(bit_sizes, [2049, 2080]);
+}
