@@ -257,16 +257,57 @@ impl RsaPublicKey {
     fn mont_sqr(&self, a: &[u32], wide: &mut [u32], out: &mut [u32]) {
         let k = a.len();
         wide.fill(0);
-        // Cross products a[i]·a[j], i < j, at i + j.
-        for (i, &ai) in a.iter().enumerate() {
+        // Cross products a[i]·a[j], i < j, at i + j: rows i and i + 1 in one
+        // pass while row i + 1 has a term beyond its first, then row by row.
+        // Each row's final carry lands on a word no earlier row reached.
+        let mut i = 0;
+        while i + 3 <= k {
+            let (Some(&ai), Some(&ai1), Some(&ai2), Some(&a_last)) =
+                (a.get(i), a.get(i + 1), a.get(i + 2), a.last())
+            else {
+                break;
+            };
+            let (ai, ai1) = (u64::from(ai), u64::from(ai1));
+            // Words 2i+1 ..= i+k+1.
+            let Some(win) = wide.get_mut(2 * i + 1..i + k + 2) else {
+                break;
+            };
+            let Some((first, rest)) = win.split_first_mut() else {
+                break;
+            };
+            let s = u64::from(*first) + ai * ai1;
+            *first = s as u32;
+            let mut c0 = s >> 32;
+            let Some((second, rest)) = rest.split_first_mut() else {
+                break;
+            };
+            let s = u64::from(*second) + ai * u64::from(ai2) + c0;
+            *second = s as u32;
+            c0 = s >> 32;
+            let mut c1 = 0u64;
+            let Some((mid, [top, top1])) = rest.split_last_chunk_mut::<2>() else {
+                break;
+            };
+            for ((w, &aj), &aj1) in mid.iter_mut().zip(tail(a, i + 3)).zip(tail(a, i + 2)) {
+                let s = u64::from(*w) + ai * u64::from(aj) + c0;
+                c0 = s >> 32;
+                let s2 = (s & LOW) + ai1 * u64::from(aj1) + c1;
+                c1 = s2 >> 32;
+                *w = s2 as u32;
+            }
+            let s = c0 + ai1 * u64::from(a_last) + c1;
+            *top = s as u32;
+            *top1 = (s >> 32) as u32;
+            i += 2;
+        }
+        for (i, &ai) in a.iter().enumerate().skip(i) {
             let ai = u64::from(ai);
             let mut c = 0u64;
-            for (w, &aj) in wide.iter_mut().skip(2 * i + 1).zip(a.iter().skip(i + 1)) {
+            for (w, &aj) in tail_mut(wide, 2 * i + 1).iter_mut().zip(tail(a, i + 1)) {
                 let s = u64::from(*w) + ai * u64::from(aj) + c;
                 *w = s as u32;
                 c = s >> 32;
             }
-            // Rows before this one reached at most i + k - 1.
             if let Some(w) = wide.get_mut(i + k) {
                 *w = c as u32;
             }
