@@ -191,21 +191,20 @@ impl RsaPublicKey {
         // Into Montgomery form: s·R = MontMul(s, R²).
         self.mont_mul(&s, &self.rr, &mut base);
         acc.copy_from_slice(&base);
+        // Left to right over e's bits below the top one. e is odd, so the
+        // last step is a multiplication: by s itself rather than s·R, which
+        // leaves Montgomery form for free (acc·R · s / R = s^e).
         let top = 63 - self.e.leading_zeros();
         for bit in (0..top).rev() {
             self.mont_sqr(&acc, &mut wide, &mut tmp);
             std::mem::swap(&mut acc, &mut tmp);
-            if (self.e >> bit) & 1 == 1 {
+            if bit == 0 {
+                self.mont_mul(&acc, &s, &mut tmp);
+            } else if (self.e >> bit) & 1 == 1 {
                 self.mont_mul(&acc, &base, &mut tmp);
                 std::mem::swap(&mut acc, &mut tmp);
             }
         }
-        // Out of Montgomery form: REDC(acc).
-        wide.fill(0);
-        for (w, a) in wide.iter_mut().zip(&acc) {
-            *w = *a;
-        }
-        self.redc(&mut wide, &mut tmp);
         Some(to_be_bytes(&tmp, self.len))
     }
 
@@ -336,49 +335,80 @@ impl RsaPublicKey {
     fn redc(&self, wide: &mut [u32], out: &mut [u32]) {
         let k = self.n.len();
         let n = self.n.as_slice();
-        let (Some(&n0), Some(&n1), Some(&n_last)) = (n.first(), n.get(1), n.last()) else {
-            return;
-        };
-        let (n0, n1, n_last) = (u64::from(n0), u64::from(n1), u64::from(n_last));
+        let inv = self.n0_inv;
         // Pending carry into the word just above the current window.
         let mut carry = 0u64;
-        // Two rows (two reduction words m0, m1) per pass over the window:
-        // half the loads and stores of the one-row form.
-        for i in (0..k / 2).map(|p| 2 * p) {
-            let Some(win) = wide.get_mut(i..i + k + 2) else {
+        // Four rows (reduction words m0..m3) per pass over the window: a
+        // quarter of the loads and stores of the one-row form. Row r adds
+        // m_r·n at word i + r; m_r is known once word i + r has rows < r.
+        let blocks = k / 4;
+        for i in (0..blocks).map(|b| 4 * b) {
+            let Some(win) = wide.get_mut(i..i + k + 4) else {
                 return;
             };
-            let (Some(&w0), Some(&w1)) = (win.first(), win.get(1)) else {
+            let (Some(&head), Some(&tail3), Some(&low)) = (
+                win.first_chunk::<4>(),
+                n.last_chunk::<3>(),
+                n.first_chunk::<4>(),
+            ) else {
                 return;
             };
-            let m0 = u64::from(w0.wrapping_mul(self.n0_inv));
-            let mut c0 = (u64::from(w0) + m0 * n0) >> 32;
-            // Row i's word at i + 1 decides m1 (the loop below recomputes it).
-            let v1 = (u64::from(w1) + m0 * n1 + c0) as u32;
-            let m1 = u64::from(v1.wrapping_mul(self.n0_inv));
-            let mut c1 = 0u64;
-            for ((w, &nj), &nj1) in tail_mut(head_mut(win, k), 1)
+            let [w0, w1, w2, w3] = head.map(u64::from);
+            let [n0, n1, n2, n3] = low.map(u64::from);
+            let [na, nb, nc] = tail3.map(u64::from);
+            // Words i .. i + 3 (they end at zero and are not stored).
+            let m0 = u64::from((w0 as u32).wrapping_mul(inv));
+            let mut c0 = (w0 + m0 * n0) >> 32;
+            let x = mac(w1, m0, n1, &mut c0);
+            let m1 = u64::from((x as u32).wrapping_mul(inv));
+            let mut c1 = (x + m1 * n0) >> 32;
+            let x = mac(w2, m0, n2, &mut c0);
+            let x = mac(x, m1, n1, &mut c1);
+            let m2 = u64::from((x as u32).wrapping_mul(inv));
+            let mut c2 = (x + m2 * n0) >> 32;
+            let x = mac(w3, m0, n3, &mut c0);
+            let x = mac(x, m1, n2, &mut c1);
+            let x = mac(x, m2, n1, &mut c2);
+            let m3 = u64::from((x as u32).wrapping_mul(inv));
+            let mut c3 = (x + m3 * n0) >> 32;
+            // Words i + 4 .. i + k - 1: all four rows.
+            for ((((w, &a), &b), &c), &d) in range_mut(win, 4, k)
                 .iter_mut()
+                .zip(tail(n, 4))
+                .zip(tail(n, 3))
+                .zip(tail(n, 2))
                 .zip(tail(n, 1))
-                .zip(n)
             {
-                let s = u64::from(*w) + m0 * u64::from(nj) + c0;
-                c0 = s >> 32;
-                let s2 = (s & LOW) + m1 * u64::from(nj1) + c1;
-                c1 = s2 >> 32;
-                *w = s2 as u32;
+                let x = mac(u64::from(*w), m0, u64::from(a), &mut c0);
+                let x = mac(x, m1, u64::from(b), &mut c1);
+                let x = mac(x, m2, u64::from(c), &mut c2);
+                let x = mac(x, m3, u64::from(d), &mut c3);
+                *w = x as u32;
             }
-            if let Some([wk, wk1]) = win.get_mut(k..k + 2) {
-                let s = u64::from(*wk) + c0 + carry;
-                let s2 = (s & LOW) + m1 * n_last + c1;
-                *wk = s2 as u32;
-                let s3 = u64::from(*wk1) + (s >> 32) + (s2 >> 32);
-                *wk1 = s3 as u32;
-                carry = s3 >> 32;
+            // Words i + k .. i + k + 3: the rows' tails and carries.
+            if let Some([t0, t1, t2, t3]) = win.get_mut(k..k + 4) {
+                let s = u64::from(*t0) + c0 + carry;
+                let mut c = s >> 32;
+                let x = mac(s & LOW, m1, nc, &mut c1);
+                let x = mac(x, m2, nb, &mut c2);
+                let x = mac(x, m3, na, &mut c3);
+                *t0 = x as u32;
+                let s = u64::from(*t1) + c + c1;
+                c = s >> 32;
+                let x = mac(s & LOW, m2, nc, &mut c2);
+                let x = mac(x, m3, nb, &mut c3);
+                *t1 = x as u32;
+                let s = u64::from(*t2) + c + c2;
+                c = s >> 32;
+                let x = mac(s & LOW, m3, nc, &mut c3);
+                *t2 = x as u32;
+                let s = u64::from(*t3) + c + c3;
+                *t3 = s as u32;
+                carry = s >> 32;
             }
         }
-        if k % 2 == 1 {
-            let i = k - 1;
+        // The remaining rows one at a time.
+        for i in 4 * blocks..k {
             let Some((top, window)) = wide.get_mut(i..=i + k).and_then(<[u32]>::split_last_mut)
             else {
                 return;
@@ -386,7 +416,7 @@ impl RsaPublicKey {
             let Some(&w0) = window.first() else {
                 return;
             };
-            let m = u64::from(w0.wrapping_mul(self.n0_inv));
+            let m = u64::from(w0.wrapping_mul(inv));
             let mut c = 0u64;
             for (w, &nj) in window.iter_mut().zip(n) {
                 let s = u64::from(*w) + m * u64::from(nj) + c;
@@ -489,6 +519,20 @@ fn mgf1_xor(hash: Hash, seed: &[u8], out: &mut [u8]) {
 /// Low 32 bits of a `u64`.
 const LOW: u64 = 0xffff_ffff;
 
+/// `x + a·b + c` for 32-bit `x`, `a`, `b`, `c`: the low word is returned
+/// and the high word becomes the new carry `c`. Never overflows a `u64`.
+#[inline(always)]
+fn mac(x: u64, a: u64, b: u64, c: &mut u64) -> u64 {
+    let s = x + a * b + *c;
+    *c = s >> 32;
+    s & LOW
+}
+
+/// `s[from..to]`, empty if out of range.
+fn range_mut<T>(s: &mut [T], from: usize, to: usize) -> &mut [T] {
+    s.get_mut(from..to).unwrap_or_default()
+}
+
 /// `s[from..]`, empty if `from` is past the end.
 fn tail<T>(s: &[T], from: usize) -> &[T] {
     s.get(from..).unwrap_or_default()
@@ -497,12 +541,6 @@ fn tail<T>(s: &[T], from: usize) -> &[T] {
 /// `s[from..]`, empty if `from` is past the end.
 fn tail_mut<T>(s: &mut [T], from: usize) -> &mut [T] {
     s.get_mut(from..).unwrap_or_default()
-}
-
-/// `s[..to]`, clamped to the length.
-fn head_mut<T>(s: &mut [T], to: usize) -> &mut [T] {
-    let to = to.min(s.len());
-    s.get_mut(..to).unwrap_or_default()
 }
 
 fn strip_zeros(bytes: &[u8]) -> &[u8] {
