@@ -28,11 +28,11 @@ pub const MAX_KID_BYTES: usize = 256;
 /// RSA keys below this size are refused (RFC 7518 section 3.3 requires 2048).
 pub const MIN_RSA_BITS: usize = 2048;
 
-/// RSA keys above this size are refused: ring does not verify with them, and
-/// they would make each verification needlessly slow.
+/// RSA keys above this size are refused: ring and `rsa_fast` do not verify
+/// with them, and they would make each verification needlessly slow.
 pub const MAX_RSA_BITS: usize = 8192;
 
-/// Public key material in the form ring verifies with.
+/// Public key material in the form the verifiers use (ring; `rsa_fast` for RSA).
 #[derive(Clone, PartialEq, Eq)]
 pub enum KeyMaterial {
     /// An RSA public key: modulus and public exponent, big-endian, without

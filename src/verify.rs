@@ -1,6 +1,7 @@
 //! Token decoding and checks: strict compact-JWS parsing, signature
-//! verification (ring, plugged into jwt-compact as one [`Algorithm`]), and the
-//! registered-claim checks on time and audience.
+//! verification (ring, and [`crate::rsa_fast`] for RS*/PS*, plugged into
+//! jwt-compact as one [`Algorithm`]), and the registered-claim checks on time
+//! and audience.
 //!
 //! This module knows nothing about providers or configuration: callers pass in
 //! the key, secret, time policy, audiences and clock. Errors are classes
@@ -455,7 +456,8 @@ impl AlgorithmSignature for RingSignature {
     }
 }
 
-/// One jwt-compact [`Algorithm`] for every [`Alg`], backed by ring. Its
+/// One jwt-compact [`Algorithm`] for every [`Alg`], backed by ring (RSA by
+/// [`crate::rsa_fast`], with per-key precomputed Montgomery constants). Its
 /// `name()` is the header `alg` it was built for, so jwt-compact's Validator
 /// refuses any token whose header names another algorithm.
 struct RingVerifier<'k> {

@@ -27,7 +27,7 @@ fn main() {
         "exp": 1_795_698_000, "iat": 1_795_694_400, "nonce": "n-0S6_WzA2Mj",
     });
     let claims = serde_json::to_vec(&claims).expect("json");
-    let mut out = String::from("const CASES: &[(&str, &str, &str, u32)] = &[\n");
+    let mut out = String::from("const CASES: &[(&str, &str, &str, &str, u32)] = &[\n");
     for (name, file, alg, n) in cases {
         let path = format!("{keys}/{file}");
         println!("cargo:rerun-if-changed={path}");
@@ -36,7 +36,12 @@ fn main() {
         let jwks = serde_json::to_string(&json!({ "keys": [jwk] })).expect("json");
         let token =
             sign_compact(alg, &sk, &json!({"kid": "k", "typ": "JWT"}), &claims).expect("sign");
-        writeln!(out, "    ({name:?}, {jwks:?}, {token:?}, {n}),").expect("fmt");
+        writeln!(
+            out,
+            "    ({name:?}, {:?}, {jwks:?}, {token:?}, {n}),",
+            alg.name()
+        )
+        .expect("fmt");
     }
     out.push_str("];\n");
     let dest = format!("{}/cases.rs", std::env::var("OUT_DIR").expect("OUT_DIR"));

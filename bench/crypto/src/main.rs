@@ -1,90 +1,156 @@
-//! Times `Untrusted::verify_with_key` (jwt-compact plumbing + the signature
-//! check) per algorithm. Build for wasm32-wasip1 and run with `node run.mjs`,
-//! so the numbers are V8's, as in Envoy; a native build runs too.
+//! Times signature verification per algorithm: the filter's whole path
+//! (`Untrusted::verify_with_key`: jwt-compact plumbing + the check), and the
+//! bare verifiers (`rsa_fast`, ring) on the same signature. Build for
+//! wasm32-wasip1 and run with `node run.mjs`, so the numbers are V8's, as in
+//! Envoy; a native build runs too.
 //!
 //! Usage: crypto-bench [iterations-scale] [case-filter]
 
 use std::hint::black_box;
 use std::time::Instant;
 
+use base64::Engine as _;
 use mpass_guard::alg::Alg;
-use mpass_guard::keys::{KeyMaterial, KeySet};
+use mpass_guard::keys::{KeyMaterial, KeySet, VerifyingKey};
 use mpass_guard::rsa_fast::{Hash, Padding};
 use mpass_guard::verify::Untrusted;
+use ring::signature::{self, RsaPublicKeyComponents, UnparsedPublicKey};
 
-// (name, JWKS, token, iterations), minted by build.rs.
+// (name, alg, JWKS, token, iterations), minted by build.rs.
 include!(concat!(env!("OUT_DIR"), "/cases.rs"));
 
-fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    let scale: u32 = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(1);
-    let filter = args.get(2).cloned().unwrap_or_default();
-    for &(name, jwks, token, n) in CASES {
-        if !name.contains(filter.as_str()) {
-            continue;
-        }
-        let n = n * scale;
-        let t0 = Instant::now();
-        let (set, _) = KeySet::parse(jwks.as_bytes(), &Alg::ALL).expect("jwks");
-        let parse_us = t0.elapsed().as_secs_f64() * 1e6;
-        let key = set.keys().first().expect("one key").clone();
-        let raw = raw_rsa(name, &key.material, token);
-        let token = Untrusted::decode(token, 16 * 1024).expect("decode");
-        // Warm-up lets V8 tier the code up (Liftoff -> TurboFan).
-        for _ in 0..n / 4 + 10 {
-            assert!(token.verify_with_key(black_box(&key)).is_ok(), "{name}");
-        }
-        // The machine is shared: report the best of 5 rounds (and the median).
-        let mut rounds: Vec<f64> = (0..5)
-            .map(|_| {
-                let start = Instant::now();
-                for _ in 0..n {
-                    assert!(token.verify_with_key(black_box(&key)).is_ok(), "{name}");
-                }
-                start.elapsed().as_secs_f64() * 1e6 / f64::from(n)
-            })
-            .collect();
-        rounds.sort_by(f64::total_cmp);
-        let (us, median) = (rounds[0], rounds[2]);
-        let raw_us = raw.map(|f| {
+type Check<'a> = Box<dyn Fn() -> bool + 'a>;
+
+/// Best and median µs per call over 5 rounds of `n` calls, after a warm-up
+/// (at least n/4 calls and 200 ms) that lets V8 tier the code up (Liftoff ->
+/// TurboFan, compiled in the background). The machine may be shared: the
+/// best round is the least disturbed one.
+fn time(f: &dyn Fn() -> bool, n: u32) -> (f64, f64) {
+    let warm = Instant::now();
+    let mut calls = 0;
+    while calls < n / 4 + 10 || warm.elapsed().as_millis() < 200 {
+        assert!(f());
+        calls += 1;
+    }
+    let mut rounds: Vec<f64> = (0..5)
+        .map(|_| {
             let start = Instant::now();
             for _ in 0..n {
                 assert!(f());
             }
             start.elapsed().as_secs_f64() * 1e6 / f64::from(n)
-        });
-        let raw_note = raw_us.map_or(String::new(), |r| format!(" [rsa_fast alone {r:.1}]"));
-        println!(
-            "{name:<11} best {us:>7.1} us/verify  median {median:>7.1}  5x{n} (jwks parse {parse_us:.0} us){raw_note}"
-        );
+        })
+        .collect();
+    rounds.sort_by(f64::total_cmp);
+    (rounds[0], rounds[2])
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let scale: u32 = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(1);
+    let filter = args.get(2).cloned().unwrap_or_default();
+    println!("best (median) us per verify; 5 rounds of n after a warm-up");
+    for &(name, alg, jwks, token, n) in CASES {
+        if !name.contains(filter.as_str()) {
+            continue;
+        }
+        let n = n * scale;
+        let alg = Alg::from_name(alg).expect("alg");
+        let t0 = Instant::now();
+        let (set, _) = KeySet::parse(jwks.as_bytes(), &Alg::ALL).expect("jwks");
+        let parse_us = t0.elapsed().as_secs_f64() * 1e6;
+        let key: VerifyingKey = set.keys().first().expect("one key").clone();
+        let dot = token.rfind('.').expect("jws");
+        let msg = &token.as_bytes()[..dot];
+        let sig = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(&token[dot + 1..])
+            .expect("b64");
+        let untrusted = Untrusted::decode(token, 16 * 1024).expect("decode");
+        let mut checks: Vec<(&str, Check<'_>)> = vec![(
+            "filter",
+            Box::new(|| untrusted.verify_with_key(black_box(&key)).is_ok()),
+        )];
+        checks.extend(bare(alg, &key.material, msg, &sig));
+        let mut line = format!("{name:<11}");
+        for (label, f) in &checks {
+            let (best, median) = time(f.as_ref(), n);
+            line += &format!("  {label} {best:6.1} ({median:6.1})");
+        }
+        println!("{line}  n={n} jwks-parse={parse_us:.0}us");
     }
 }
 
-/// For RSA cases: a closure verifying with `rsa_fast` directly, without the
-/// jwt-compact plumbing, to show what the plumbing costs.
-fn raw_rsa<'a>(
-    name: &str,
+/// The bare verifiers for this algorithm, on the same message and signature.
+fn bare<'a>(
+    alg: Alg,
     material: &'a KeyMaterial,
-    token: &'static str,
-) -> Option<Box<dyn Fn() -> bool + 'a>> {
-    use base64::Engine as _;
-    let KeyMaterial::Rsa { public, .. } = material else {
-        return None;
-    };
-    let (padding, hash) = match name.get(..5)? {
-        "RS256" => (Padding::Pkcs1v15, Hash::Sha256),
-        "RS384" => (Padding::Pkcs1v15, Hash::Sha384),
-        "RS512" => (Padding::Pkcs1v15, Hash::Sha512),
-        "PS256" => (Padding::Pss, Hash::Sha256),
-        "PS384" => (Padding::Pss, Hash::Sha384),
-        _ => (Padding::Pss, Hash::Sha512),
-    };
-    let dot = token.rfind('.')?;
-    let msg = token.get(..dot)?.as_bytes();
-    let sig = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(token.get(dot + 1..)?)
-        .ok()?;
-    Some(Box::new(move || {
-        public.verify(padding, hash, msg, black_box(&sig))
-    }))
+    msg: &'a [u8],
+    sig: &'a [u8],
+) -> Vec<(&'static str, Check<'a>)> {
+    match material {
+        KeyMaterial::Rsa { n, e, public } => {
+            let (padding, hash, params) = match alg {
+                Alg::RS256 => (
+                    Padding::Pkcs1v15,
+                    Hash::Sha256,
+                    &signature::RSA_PKCS1_2048_8192_SHA256,
+                ),
+                Alg::RS384 => (
+                    Padding::Pkcs1v15,
+                    Hash::Sha384,
+                    &signature::RSA_PKCS1_2048_8192_SHA384,
+                ),
+                Alg::RS512 => (
+                    Padding::Pkcs1v15,
+                    Hash::Sha512,
+                    &signature::RSA_PKCS1_2048_8192_SHA512,
+                ),
+                Alg::PS256 => (
+                    Padding::Pss,
+                    Hash::Sha256,
+                    &signature::RSA_PSS_2048_8192_SHA256,
+                ),
+                Alg::PS384 => (
+                    Padding::Pss,
+                    Hash::Sha384,
+                    &signature::RSA_PSS_2048_8192_SHA384,
+                ),
+                _ => (
+                    Padding::Pss,
+                    Hash::Sha512,
+                    &signature::RSA_PSS_2048_8192_SHA512,
+                ),
+            };
+            vec![
+                (
+                    "rsa_fast",
+                    Box::new(move || public.verify(padding, hash, msg, black_box(sig))),
+                ),
+                (
+                    "ring",
+                    Box::new(move || {
+                        RsaPublicKeyComponents { n, e }
+                            .verify(params, msg, black_box(sig))
+                            .is_ok()
+                    }),
+                ),
+            ]
+        }
+        KeyMaterial::EcP256 { point } => vec![(
+            "ring",
+            Box::new(move || {
+                UnparsedPublicKey::new(&signature::ECDSA_P256_SHA256_FIXED, point)
+                    .verify(msg, black_box(sig))
+                    .is_ok()
+            }),
+        )],
+        KeyMaterial::Ed25519 { public } => vec![(
+            "ring",
+            Box::new(move || {
+                UnparsedPublicKey::new(&signature::ED25519, public)
+                    .verify(msg, black_box(sig))
+                    .is_ok()
+            }),
+        )],
+    }
 }
