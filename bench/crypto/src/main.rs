@@ -136,14 +136,37 @@ fn bare<'a>(
                 ),
             ]
         }
-        KeyMaterial::EcP256 { point } => vec![(
-            "ring",
-            Box::new(move || {
-                UnparsedPublicKey::new(&signature::ECDSA_P256_SHA256_FIXED, point)
-                    .verify(msg, black_box(sig))
-                    .is_ok()
-            }),
-        )],
+        KeyMaterial::EcP256 { point } => {
+            use p256::ecdsa::signature::Verifier as _;
+            let vk = p256::ecdsa::VerifyingKey::from_sec1_bytes(point).expect("p256 key");
+            vec![
+                (
+                    "ring",
+                    Box::new(move || {
+                        UnparsedPublicKey::new(&signature::ECDSA_P256_SHA256_FIXED, point)
+                            .verify(msg, black_box(sig))
+                            .is_ok()
+                    }),
+                ),
+                (
+                    "p256",
+                    Box::new(move || {
+                        p256::ecdsa::Signature::from_slice(black_box(sig))
+                            .is_ok_and(|s| vk.verify(msg, &s).is_ok())
+                    }),
+                ),
+                (
+                    "p256+key",
+                    Box::new(move || {
+                        let Ok(vk) = p256::ecdsa::VerifyingKey::from_sec1_bytes(point) else {
+                            return false;
+                        };
+                        p256::ecdsa::Signature::from_slice(black_box(sig))
+                            .is_ok_and(|s| vk.verify(msg, &s).is_ok())
+                    }),
+                ),
+            ]
+        }
         KeyMaterial::Ed25519 { public } => vec![(
             "ring",
             Box::new(move || {
