@@ -22,13 +22,14 @@ include!(concat!(env!("OUT_DIR"), "/cases.rs"));
 type Check<'a> = Box<dyn Fn() -> bool + 'a>;
 
 /// Best and median µs per call over 5 rounds of `n` calls, after a warm-up
-/// (at least n/4 calls and 200 ms) that lets V8 tier the code up (Liftoff ->
-/// TurboFan, compiled in the background). The machine may be shared: the
-/// best round is the least disturbed one.
+/// (at least n/4 calls and 1 s) that lets V8 tier the code up (Liftoff ->
+/// TurboFan, compiled in the background: with 200 ms the first case still
+/// ran ~50 % slow). The machine may be shared: the best round is the least
+/// disturbed one.
 fn time(f: &dyn Fn() -> bool, n: u32) -> (f64, f64) {
     let warm = Instant::now();
     let mut calls = 0;
-    while calls < n / 4 + 10 || warm.elapsed().as_millis() < 200 {
+    while calls < n / 4 + 10 || warm.elapsed().as_millis() < 1000 {
         assert!(f());
         calls += 1;
     }
