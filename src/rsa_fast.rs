@@ -256,48 +256,68 @@ impl RsaPublicKey {
     fn mont_sqr(&self, a: &[u32], wide: &mut [u32], out: &mut [u32]) {
         let k = a.len();
         wide.fill(0);
-        // Cross products a[i]·a[j], i < j, at i + j: rows i and i + 1 in one
-        // pass while row i + 1 has a term beyond its first, then row by row.
-        // Each row's final carry lands on a word no earlier row reached.
+        // Cross products a[i]·a[j], i < j, at word i + j. Four rows (i ..
+        // i + 3) per pass while each has a few terms, then row by row. Row r
+        // starts at word 2(i + r) + 1; each row's final carry lands on a word
+        // no earlier row reached (so it is stored, not added).
         let mut i = 0;
-        while i + 3 <= k {
-            let (Some(&ai), Some(&ai1), Some(&ai2), Some(&a_last)) =
-                (a.get(i), a.get(i + 1), a.get(i + 2), a.last())
-            else {
+        while i + 7 <= k {
+            let (Some(lead), Some(&[t0, t1, t2])) = (
+                a.get(i..).and_then(<[u32]>::first_chunk::<7>),
+                a.last_chunk::<3>(),
+            ) else {
                 break;
             };
-            let (ai, ai1) = (u64::from(ai), u64::from(ai1));
-            // Words 2i+1 ..= i+k+1.
-            let Some(win) = wide.get_mut(2 * i + 1..i + k + 2) else {
+            let [x0, x1, x2, x3, x4, x5, x6] = lead.map(u64::from);
+            let [a_k3, a_k2, a_k1] = [t0, t1, t2].map(u64::from);
+            // Words 2i+1 ..= i+k+3.
+            let Some(win) = wide.get_mut(2 * i + 1..i + k + 4) else {
                 break;
             };
-            let Some((first, rest)) = win.split_first_mut() else {
+            let Some((head, rest)) = win.split_first_chunk_mut::<6>() else {
                 break;
             };
-            let s = u64::from(*first) + ai * ai1;
-            *first = s as u32;
-            let mut c0 = s >> 32;
-            let Some((second, rest)) = rest.split_first_mut() else {
+            let Some((mid, top)) = rest.split_last_chunk_mut::<4>() else {
                 break;
             };
-            let s = u64::from(*second) + ai * u64::from(ai2) + c0;
-            *second = s as u32;
-            c0 = s >> 32;
-            let mut c1 = 0u64;
-            let Some((mid, [top, top1])) = rest.split_last_chunk_mut::<2>() else {
-                break;
-            };
-            for ((w, &aj), &aj1) in mid.iter_mut().zip(tail(a, i + 3)).zip(tail(a, i + 2)) {
-                let s = u64::from(*w) + ai * u64::from(aj) + c0;
-                c0 = s >> 32;
-                let s2 = (s & LOW) + ai1 * u64::from(aj1) + c1;
-                c1 = s2 >> 32;
-                *w = s2 as u32;
+            let (mut c0, mut c1, mut c2, mut c3) = (0u64, 0u64, 0u64, 0u64);
+            let [h0, h1, h2, h3, h4, h5] = head;
+            *h0 = mac(u64::from(*h0), x0, x1, &mut c0) as u32;
+            *h1 = mac(u64::from(*h1), x0, x2, &mut c0) as u32;
+            let v = mac(u64::from(*h2), x0, x3, &mut c0);
+            *h2 = mac(v, x1, x2, &mut c1) as u32;
+            let v = mac(u64::from(*h3), x0, x4, &mut c0);
+            *h3 = mac(v, x1, x3, &mut c1) as u32;
+            let v = mac(u64::from(*h4), x0, x5, &mut c0);
+            let v = mac(v, x1, x4, &mut c1);
+            *h4 = mac(v, x2, x3, &mut c2) as u32;
+            let v = mac(u64::from(*h5), x0, x6, &mut c0);
+            let v = mac(v, x1, x5, &mut c1);
+            *h5 = mac(v, x2, x4, &mut c2) as u32;
+            // Words 2i+7 ..= i+k-1: all four rows.
+            for ((((w, &b0), &b1), &b2), &b3) in mid
+                .iter_mut()
+                .zip(tail(a, i + 7))
+                .zip(tail(a, i + 6))
+                .zip(tail(a, i + 5))
+                .zip(tail(a, i + 4))
+            {
+                let v = mac(u64::from(*w), x0, u64::from(b0), &mut c0);
+                let v = mac(v, x1, u64::from(b1), &mut c1);
+                let v = mac(v, x2, u64::from(b2), &mut c2);
+                *w = mac(v, x3, u64::from(b3), &mut c3) as u32;
             }
-            let s = c0 + ai1 * u64::from(a_last) + c1;
-            *top = s as u32;
-            *top1 = (s >> 32) as u32;
-            i += 2;
+            // Words i+k ..= i+k+3, not reached before: the rows' last terms
+            // and carries.
+            let [e0, e1, e2, e3] = top;
+            let v = mac(c0, x1, a_k1, &mut c1);
+            let v = mac(v, x2, a_k2, &mut c2);
+            *e0 = mac(v, x3, a_k3, &mut c3) as u32;
+            let v = mac(c1, x2, a_k1, &mut c2);
+            *e1 = mac(v, x3, a_k2, &mut c3) as u32;
+            *e2 = mac(c2, x3, a_k1, &mut c3) as u32;
+            *e3 = c3 as u32;
+            i += 4;
         }
         for (i, &ai) in a.iter().enumerate().skip(i) {
             let ai = u64::from(ai);
