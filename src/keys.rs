@@ -628,6 +628,20 @@ mod tests {
     }
 
     #[test]
+    fn an_even_modulus_is_skipped_at_load() {
+        // Not an RSA modulus; the fast verifier's Montgomery arithmetic
+        // needs it odd, so the key is refused once, with a warning.
+        let mut k = jwk("rsa-a.pem", "even");
+        let mut n = decode_b64url_strict(k["n"].as_str().unwrap()).unwrap();
+        *n.last_mut().unwrap() &= 0xfe;
+        k["n"] = json!(URL_SAFE_NO_PAD.encode(&n));
+        let (keys, warnings) = parse_keys(&jwks(vec![k, jwk("rsa-b.pem", "b")]), ALL).unwrap();
+        assert_eq!(keys.len(), 1);
+        assert_eq!(warnings.len(), 1);
+        assert!(warnings[0].contains("rsa modulus is even"), "{warnings:?}");
+    }
+
+    #[test]
     fn kid_selects_exactly_that_key_and_only_for_its_family_and_declared_alg() {
         let mut a = jwk("rsa-a.pem", "a");
         a["alg"] = json!("RS256");

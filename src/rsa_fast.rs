@@ -5,13 +5,18 @@
 //! `RsaPublicKeyComponents::verify`, rebuilds the key's Montgomery constants
 //! (`R² mod n`) on every verification. Here the constants are computed once
 //! per key, when the JWKS is parsed ([`RsaPublicKey::new`]), and each
-//! verification is one conversion into Montgomery form, `e`'s squarings and
-//! multiplications (16 + 1 for `e = 65537`) and one conversion out.
+//! verification is one multiplication into Montgomery form, then `e`'s
+//! squarings and multiplications (16 + 1 for `e = 65537`), the last of which
+//! multiplies by the plain signature and so also leaves Montgomery form.
 //!
 //! Arithmetic: 32-bit limbs with `u64` accumulators (wasm has a native 64-bit
-//! multiply; `u128` would lower to a slow library call), Montgomery
-//! multiplication in the interleaved (CIOS) form, and a dedicated squaring
-//! that computes each cross product once and doubles them.
+//! multiply; `u128` would lower to a slow library call). Montgomery
+//! multiplication in the interleaved (CIOS) form; a dedicated squaring that
+//! computes each cross product once and doubles them, then reduces. The
+//! squaring's two loops (16 of the 18 operations for `e = 65537`) handle four
+//! rows per pass over the limbs, which in V8 saves most of the loads and
+//! stores of the intermediate words: `bench/crypto` measures each step (a
+//! 2048-bit RS256 verification went from ~200 µs with ring to ~48 µs).
 //!
 //! **Not constant time, on purpose.** Verification handles only public data
 //! (the public key, the signed message and the signature), so branches and
@@ -212,9 +217,10 @@ impl RsaPublicKey {
         // Into Montgomery form: s·R = MontMul(s, R²).
         self.mont_mul(&s, &self.rr, &mut base);
         acc.copy_from_slice(&base);
-        // Left to right over e's bits below the top one. e is odd, so the
-        // last step is a multiplication: by s itself rather than s·R, which
-        // leaves Montgomery form for free (acc·R · s / R = s^e).
+        // Left to right over e's bits below the top one. e is odd and at
+        // least 3 (checked in `new`), so the loop runs and its last step is a
+        // multiplication into `tmp`: by s itself rather than s·R, which
+        // leaves Montgomery form for free (s^(e-1)·R · s / R = s^e).
         let top = 63 - self.e.leading_zeros();
         for bit in (0..top).rev() {
             self.mont_sqr(&acc, &mut wide, &mut tmp);
