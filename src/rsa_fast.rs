@@ -26,8 +26,6 @@
 //! The hashes come from ring. No `unsafe`, and no panicking operation outside
 //! tests: every slice access goes through iterators or `get`.
 
-use std::cell::Cell;
-
 use ring::digest;
 
 /// Smallest accepted modulus, in bits (RFC 7518 section 3.3).
@@ -215,7 +213,7 @@ impl RsaPublicKey {
         let mut tmp = vec![0u32; k];
         let mut wide = vec![0u32; 2 * k];
         // Into Montgomery form: s·R = MontMul(s, R²).
-        self.mont_mul(&s, &self.rr, &mut base);
+        self.mont_mul(&s, &self.rr, &mut wide, &mut base);
         acc.copy_from_slice(&base);
         // Left to right over e's bits below the top one. e is odd and at
         // least 3 (checked in `new`), so the loop runs and its last step is a
@@ -226,56 +224,20 @@ impl RsaPublicKey {
             self.mont_sqr(&acc, &mut wide, &mut tmp);
             std::mem::swap(&mut acc, &mut tmp);
             if bit == 0 {
-                self.mont_mul(&acc, &s, &mut tmp);
+                self.mont_mul(&acc, &s, &mut wide, &mut tmp);
             } else if (self.e >> bit) & 1 == 1 {
-                self.mont_mul(&acc, &base, &mut tmp);
+                self.mont_mul(&acc, &base, &mut wide, &mut tmp);
                 std::mem::swap(&mut acc, &mut tmp);
             }
         }
         Some(to_be_bytes(&tmp, self.len))
     }
 
-    /// `out = a·b·R⁻¹ mod n` for `a, b < n` (CIOS: multiply and reduce
-    /// interleaved, one pass over the limbs per limb of `a`).
-    fn mont_mul(&self, a: &[u32], b: &[u32], out: &mut [u32]) {
-        out.fill(0);
-        let (Some(&b0), Some(&n0)) = (b.first(), self.n.first()) else {
-            return;
-        };
-        let mut t_hi = 0u32;
-        // Cells let one pass read t[j] and write t[j - 1] (the division by
-        // 2³² of each round) without indexing.
-        let t = Cell::from_mut(&mut *out).as_slice_of_cells();
-        let (Some(t0), Some(t_last)) = (t.first(), t.last()) else {
-            return;
-        };
-        for &ai in a {
-            let ai = u64::from(ai);
-            let s = u64::from(t0.get()) + ai * u64::from(b0);
-            let mut c1 = s >> 32;
-            let m = u64::from((s as u32).wrapping_mul(self.n0_inv));
-            let s2 = u64::from(s as u32) + m * u64::from(n0);
-            let mut c2 = s2 >> 32;
-            for (((dst, src), &bj), &nj) in t
-                .iter()
-                .zip(t.iter().skip(1))
-                .zip(b.iter().skip(1))
-                .zip(self.n.iter().skip(1))
-            {
-                let s = u64::from(src.get()) + ai * u64::from(bj) + c1;
-                c1 = s >> 32;
-                let s2 = u64::from(s as u32) + m * u64::from(nj) + c2;
-                c2 = s2 >> 32;
-                dst.set(s2 as u32);
-            }
-            let top = u64::from(t_hi) + c1 + c2;
-            t_last.set(top as u32);
-            t_hi = (top >> 32) as u32;
-        }
-        // t < 2n here.
-        if t_hi != 0 || !less_than(out, &self.n) {
-            sub_in_place(out, &self.n);
-        }
+    /// `out = a·b·R⁻¹ mod n` for `a, b < n`: the full product in `wide`
+    /// (2·limbs words), then REDC.
+    fn mont_mul(&self, a: &[u32], b: &[u32], wide: &mut [u32], out: &mut [u32]) {
+        mul_wide(a, b, wide);
+        self.redc(wide, out);
     }
 
     /// `out = a²·R⁻¹ mod n` for `a < n`: the full square in `wide` (each
@@ -480,6 +442,84 @@ impl RsaPublicKey {
         // The result is below 2n.
         if carry != 0 || !less_than(out, &self.n) {
             sub_in_place(out, &self.n);
+        }
+    }
+}
+
+/// `wide = a·b` (schoolbook, `wide` has `a.len() + b.len()` words, equal
+/// lengths k). Four rows (limbs of `a`) per pass over `b`, as the squaring's
+/// cross products; row r of a block starting at i adds `a[i+r]·b` at word
+/// i + r, and each block's top four words are ones no earlier block reached.
+fn mul_wide(a: &[u32], b: &[u32], wide: &mut [u32]) {
+    let k = a.len();
+    wide.fill(0);
+    let (Some(&[b0, b1, b2, b3]), Some(&[bk3, bk2, bk1])) =
+        (b.first_chunk::<4>(), b.last_chunk::<3>())
+    else {
+        return;
+    };
+    let [b0, b1, b2, b3] = [b0, b1, b2, b3].map(u64::from);
+    let [bk3, bk2, bk1] = [bk3, bk2, bk1].map(u64::from);
+    let mut i = 0;
+    while i + 4 <= k {
+        let Some(rows) = a.get(i..).and_then(<[u32]>::first_chunk::<4>) else {
+            break;
+        };
+        let [x0, x1, x2, x3] = rows.map(u64::from);
+        // Words i ..= i+k+3.
+        let Some(win) = wide.get_mut(i..i + k + 4) else {
+            break;
+        };
+        let Some((head, rest)) = win.split_first_chunk_mut::<4>() else {
+            break;
+        };
+        let Some((mid, top)) = rest.split_last_chunk_mut::<4>() else {
+            break;
+        };
+        let (mut c0, mut c1, mut c2, mut c3) = (0u64, 0u64, 0u64, 0u64);
+        let [h0, h1, h2, h3] = head;
+        *h0 = mac(u64::from(*h0), x0, b0, &mut c0) as u32;
+        let v = mac(u64::from(*h1), x0, b1, &mut c0);
+        *h1 = mac(v, x1, b0, &mut c1) as u32;
+        let v = mac(u64::from(*h2), x0, b2, &mut c0);
+        let v = mac(v, x1, b1, &mut c1);
+        *h2 = mac(v, x2, b0, &mut c2) as u32;
+        let v = mac(u64::from(*h3), x0, b3, &mut c0);
+        let v = mac(v, x1, b2, &mut c1);
+        let v = mac(v, x2, b1, &mut c2);
+        *h3 = mac(v, x3, b0, &mut c3) as u32;
+        // Words i+4 ..= i+k-1: all four rows.
+        for ((((w, &y0), &y1), &y2), &y3) in mid
+            .iter_mut()
+            .zip(tail(b, 4))
+            .zip(tail(b, 3))
+            .zip(tail(b, 2))
+            .zip(tail(b, 1))
+        {
+            let v = mac(u64::from(*w), x0, u64::from(y0), &mut c0);
+            let v = mac(v, x1, u64::from(y1), &mut c1);
+            let v = mac(v, x2, u64::from(y2), &mut c2);
+            *w = mac(v, x3, u64::from(y3), &mut c3) as u32;
+        }
+        let [e0, e1, e2, e3] = top;
+        let v = mac(c0, x1, bk1, &mut c1);
+        let v = mac(v, x2, bk2, &mut c2);
+        *e0 = mac(v, x3, bk3, &mut c3) as u32;
+        let v = mac(c1, x2, bk1, &mut c2);
+        *e1 = mac(v, x3, bk2, &mut c3) as u32;
+        *e2 = mac(c2, x3, bk1, &mut c3) as u32;
+        *e3 = c3 as u32;
+        i += 4;
+    }
+    // The remaining rows one at a time.
+    for (i, &ai) in a.iter().enumerate().skip(i) {
+        let ai = u64::from(ai);
+        let mut c = 0u64;
+        for (w, &bj) in tail_mut(wide, i).iter_mut().zip(b) {
+            *w = mac(u64::from(*w), ai, u64::from(bj), &mut c) as u32;
+        }
+        if let Some(w) = wide.get_mut(i + k) {
+            *w = c as u32;
         }
     }
 }
