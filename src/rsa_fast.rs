@@ -10,13 +10,13 @@
 //! multiplies by the plain signature and so also leaves Montgomery form.
 //!
 //! Arithmetic: 32-bit limbs with `u64` accumulators (wasm has a native 64-bit
-//! multiply; `u128` would lower to a slow library call). Montgomery
-//! multiplication in the interleaved (CIOS) form; a dedicated squaring that
-//! computes each cross product once and doubles them, then reduces. The
-//! squaring's two loops (16 of the 18 operations for `e = 65537`) handle four
-//! rows per pass over the limbs, which in V8 saves most of the loads and
-//! stores of the intermediate words: `bench/crypto` measures each step (a
-//! 2048-bit RS256 verification went from ~200 µs with ring to ~48 µs).
+//! multiply; `u128` would lower to a slow library call). Each Montgomery
+//! operation is a full product (schoolbook; for squaring each cross product
+//! once, doubled, plus the diagonal) followed by Montgomery reduction (REDC).
+//! The product and reduction loops handle four rows per pass over the limbs,
+//! which in V8 saves most of the loads and stores of the intermediate words.
+//! `bench/crypto` measures each step (a 2048-bit RS256 verification went
+//! from ~200 µs with ring to ~47 µs).
 //!
 //! **Not constant time, on purpose.** Verification handles only public data
 //! (the public key, the signed message and the signature), so branches and
