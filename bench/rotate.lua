@@ -33,7 +33,11 @@ function init(args)
   if seq and seq ~= "-" and seq ~= "" then
     order = {}
     for line in io.lines(seq) do
-      if #line > 0 then order[#order + 1] = tonumber(line) + 1 end
+      if #line > 0 then
+        local k = tonumber(line) + 1
+        assert(k <= #reqs, "sequence index " .. k .. " is beyond the pool of " .. #reqs)
+        order[#order + 1] = k
+      end
     end
   end
 end

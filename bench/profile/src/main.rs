@@ -49,7 +49,9 @@ fn decide(args: &[String]) -> Result<(), String> {
     let mut keys = KeyStore::new(&config);
     let engine = Engine::new(config);
     let text = String::from_utf8(read(tokens)?).map_err(|_| "tokens are not UTF-8")?;
-    let pool: Vec<&str> = text.lines().filter(|l| !l.is_empty()).collect();
+    // Only the tokens this run uses: a 20k-token pool would otherwise
+    // dominate a short callgrind run.
+    let pool: Vec<&str> = text.lines().filter(|l| !l.is_empty()).take(n).collect();
     if pool.is_empty() {
         return Err("empty token pool".into());
     }
@@ -72,8 +74,7 @@ fn decide(args: &[String]) -> Result<(), String> {
     let start = Instant::now();
     for i in 0..n {
         let headers = &requests[i % requests.len()];
-        let d = engine.handle(&Request { headers, route_name: None }, now_ms, &mut keys, false);
-        match d.respond {
+        match decide_one(&engine, headers, now_ms, &mut keys) {
             None => allowed += 1,
             Some(r) => {
                 if refused == 0 {
@@ -86,6 +87,20 @@ fn decide(args: &[String]) -> Result<(), String> {
     let ns = start.elapsed().as_nanos() as f64 / n as f64;
     println!("{{\"requests\": {n}, \"ns_per_request\": {ns:.0}, \"allowed\": {allowed}, \"refused\": {refused}}}");
     Ok(())
+}
+
+/// One decision; not inlined so that callgrind can collect exactly this
+/// (`--toggle-collect=*decide_one*`).
+#[inline(never)]
+fn decide_one(
+    engine: &Engine,
+    headers: &[(String, String)],
+    now_ms: u64,
+    keys: &mut KeyStore,
+) -> Option<mpass_guard::engine::Response> {
+    engine
+        .handle(&Request { headers, route_name: None }, now_ms, keys, false)
+        .respond
 }
 
 fn load(args: &[String]) -> Result<(), String> {
