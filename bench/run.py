@@ -676,7 +676,7 @@ def summarise(results: list[dict], cell_list: list[Cell]) -> list[dict]:
             "not_ok": not_ok,
             "errors": "; ".join(sorted({r["wrk"]["errors"] for r in rs if r["wrk"]["errors"]})),
             "sanity": sanity_problems,
-            "valid": not_ok == 0 and not sanity_problems and all(r["completed"] > 0 for r in rs),
+            "valid": not_ok == 0 and not sanity_problems and all(r["completed"] >= 100 for r in rs),
             "others_cores": max(r["others_cores"] for r in rs),
             "pool_wrapped": any(r["pool_wrapped"] for r in rs),
         })
@@ -857,7 +857,9 @@ def render_profile(cg: dict) -> str:
                 grab = True
                 continue
             if grab and line.strip() and not line.startswith("--"):
-                lines.append(re.sub(r"\s+", " ", line.strip())[:170])
+                line = re.sub(r"/root/\.cargo/registry/src/[^/]+/|/rustc/[0-9a-f]+/|\S*/wt-[^/]+/| \[[^\]]*\]$", "",
+                              line.strip())
+                lines.append(re.sub(r"\s+", " ", line)[:160])
             if len(lines) >= n:
                 break
         return lines
@@ -877,7 +879,8 @@ def render_profile(cg: dict) -> str:
          "Top functions by exclusive instructions (Ir):", "", "```"]
     L += top(cg["exclusive"], 18)
     L += ["```", "", "Top functions by inclusive instructions (Ir):", "", "```"]
-    L += top(cg["inclusive"], 25)
+    L += [x for x in top(cg["inclusive"], 40) if "backtrace" not in x and "libc_start" not in x
+          and "(below main)" not in x and "::main" not in x and "ld-linux" not in x][:28]
     L += ["```"]
     return "\n".join(L)
 
@@ -912,7 +915,8 @@ def chart(rows: list[dict], meta: dict) -> None:
     ax.set_yticks(list(y))
     ax.set_yticklabels([r["cell"] for r in rows], fontsize=8)
     ax.set_xlabel("Envoy CPU time per request (µs, median; bars: min-max over rounds)")
-    ax.set_title(f"mpass-guard vs baselines, Envoy {meta['machine']['envoy']}, 1 worker "
+    ver = re.search(r"/(\d+\.\d+\.\d+)/", meta["machine"]["envoy"])
+    ax.set_title(f"mpass-guard vs baselines, Envoy {ver.group(1) if ver else '?'}, 1 worker "
                  f"({meta['mode']}, {meta['rounds']} round(s))", fontsize=10)
     ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()

@@ -117,6 +117,6 @@ fn load(args: &[String]) -> Result<(), String> {
         best = best.min(start.elapsed().as_secs_f64());
         providers = c.providers.len();
     }
-    println!("{{\"providers\": {providers}, \"bytes\": {}, \"load_seconds\": {best:.4}}}", bytes.len());
+    println!("{{\"providers\": {providers}, \"bytes\": {}, \"load_seconds\": {best:.6}}}", bytes.len());
     Ok(())
 }
