@@ -20,7 +20,10 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("decide") => decide(&args[1..]),
         Some("load") => load(&args[1..]),
-        _ => Err("usage: mpass-guard-profile decide CONFIG TOKENS N [PATH] | load CONFIG [REPEAT]".into()),
+        _ => Err(
+            "usage: mpass-guard-profile decide CONFIG TOKENS N [PATH] | load CONFIG [REPEAT]"
+                .into(),
+        ),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -99,7 +102,15 @@ fn decide_one(
     keys: &mut KeyStore,
 ) -> Option<mpass_guard::engine::Response> {
     engine
-        .handle(&Request { headers, route_name: None }, now_ms, keys, false)
+        .handle(
+            &Request {
+                headers,
+                route_name: None,
+            },
+            now_ms,
+            keys,
+            false,
+        )
         .respond
 }
 
@@ -113,10 +124,14 @@ fn load(args: &[String]) -> Result<(), String> {
     let mut providers = 0;
     for _ in 0..repeat.max(1) {
         let start = Instant::now();
-        let c = Config::load(&bytes, &|name| std::env::var(name).ok()).map_err(|e| format!("{cfg}: {e}"))?;
+        let c = Config::load(&bytes, &|name| std::env::var(name).ok())
+            .map_err(|e| format!("{cfg}: {e}"))?;
         best = best.min(start.elapsed().as_secs_f64());
         providers = c.providers.len();
     }
-    println!("{{\"providers\": {providers}, \"bytes\": {}, \"load_seconds\": {best:.6}}}", bytes.len());
+    println!(
+        "{{\"providers\": {providers}, \"bytes\": {}, \"load_seconds\": {best:.6}}}",
+        bytes.len()
+    );
     Ok(())
 }
