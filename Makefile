@@ -105,6 +105,7 @@ $(BENCH_STAMP): $(BENCH_REQUIREMENTS) $(VENV_STAMP)
 bench-build: build
 	cd bench/empty-filter && cargo build --release --target wasm32-wasip1
 	cd bench/profile && cargo build --release
+	cd bench/profile && cargo build --release --target wasm32-wasip1
 
 bench: setup bench-tools $(BENCH_STAMP) bench-build
 	$(VENV_PY) bench/run.py $(if $(BENCH_QUICK),--quick) $(BENCH_ARGS)

@@ -50,6 +50,7 @@ BUILD = REPO / "build" / "bench"
 POOLS = BUILD / "pools"
 EMPTY_WASM = REPO / "bench" / "empty-filter" / "target" / "wasm32-wasip1" / "release" / "empty_filter.wasm"
 PROFILER = REPO / "bench" / "profile" / "target" / "release" / "mpass-guard-profile"
+WASM_PROFILER = REPO / "bench" / "profile" / "target" / "wasm32-wasip1" / "release" / "mpass-guard-profile.wasm"
 ROTATE = REPO / "bench" / "rotate.lua"
 REPORT = REPO / "BENCHMARKS.md"
 CHART = REPO / "bench" / "cpu_per_request.png"
@@ -624,6 +625,73 @@ def perf_envoy(upstream: harness.Upstream, seconds: float) -> dict[str, Any]:
             "top_regions": [v / total for v in top[:5]], "jit_regions": len(regions)}
 
 
+def demangle(name: str) -> str:
+    """Legacy Rust symbol mangling (`_ZN...17h<hash>E`) to a readable path."""
+    m = re.match(r"^\*?_ZN(.*)E$", name)
+    if not m:
+        return name.lstrip("*")
+    rest, parts = m.group(1), []
+    while rest and rest[0].isdigit():
+        n = re.match(r"^(\d+)", rest).group(1)
+        rest = rest[len(n):]
+        parts.append(rest[: int(n)])
+        rest = rest[int(n):]
+    if parts and re.match(r"^h[0-9a-f]{16}$", parts[-1]):
+        parts.pop()
+    out = "::".join(parts)
+    for a, b in (("$LT$", "<"), ("$GT$", ">"), ("$u20$", " "), ("$C$", ","), ("$RF$", "&"), ("..", "::"),
+                 ("$u7b$", "{"), ("$u7d$", "}"), ("$BP$", "*")):
+        out = out.replace(a, b)
+    return out
+
+
+def wasm_profile(quick: bool) -> dict[str, Any]:
+    """The cold RS256 decision compiled to Wasm, run in Node's V8 under
+    `--prof`: per-request time and the Wasm functions that take it."""
+    node = subprocess.run(["which", "node"], capture_output=True, text=True).stdout.strip()
+    if not node or not WASM_PROFILER.exists():
+        return {"error": "node or the wasm32 profile driver is missing"}
+    work = BUILD / "wasm-prof"
+    work.mkdir(parents=True, exist_ok=True)
+    for old in work.glob("isolate-*.log"):
+        old.unlink()
+    n = "500" if quick else "3000"
+    cmd = [node, "--no-warnings", "--prof", "--prof-sampling-interval=200", str(REPO / "bench" / "wasm_profile.mjs"),
+           str(WASM_PROFILER), "decide", str(BUILD / "mpass.json"), str(pool_path("RS256")), n]
+    # Node 20 may crash on exit after a WASI program returns; the output and
+    # the profile log are complete by then, so only those are checked.
+    r = subprocess.run(cmd, capture_output=True, text=True, cwd=work)
+    line = next((l for l in r.stdout.splitlines() if l.startswith("{")), None)
+    logs = sorted(work.glob("isolate-*.log"))
+    if line is None or not logs:
+        return {"error": f"wasm driver failed ({r.returncode}): {r.stderr[-300:]}"}
+    res: dict[str, Any] = {"decide": json.loads(line), "requests": int(n)}
+    text = subprocess.run([node, "--prof-process", str(logs[-1])], capture_output=True, text=True, cwd=work).stdout
+    m = re.search(r"\((\d+) ticks", text)
+    total = int(m.group(1)) if m else 0
+    funcs: dict[str, int] = {}
+    section = None
+    for l in text.splitlines():
+        if l.strip().startswith("["):
+            section = l.strip()
+            continue
+        mm = re.match(r"^\s+(\d+)\s+[\d.]+%\s+(?:[\d.]+%\s+)?(?:JS: )?(\S.*)$", l)
+        if mm and section and section.startswith("[JavaScript]"):
+            name = demangle(mm.group(2).strip())
+            funcs[name] = funcs.get(name, 0) + int(mm.group(1))
+    wasm_ticks = sum(funcs.values())
+    res["ticks"] = total
+    res["wasm_ticks"] = wasm_ticks
+    res["top"] = ([(k, v / wasm_ticks) for k, v in sorted(funcs.items(), key=lambda kv: -kv[1])[:15]]
+                  if wasm_ticks else [])
+    # The time per decision without the profiler attached.
+    plain = subprocess.run([c for c in cmd if not c.startswith("--prof")], capture_output=True, text=True, cwd=work)
+    line = next((l for l in plain.stdout.splitlines() if l.startswith("{")), None)
+    if line:
+        res["decide"] = json.loads(line)
+    return res
+
+
 def callgrind(quick: bool) -> dict[str, Any]:
     """Where the native decision spends instructions on the cold RS256 path."""
     if not PROFILER.exists() or subprocess.run(["which", "valgrind"], capture_output=True).returncode:
@@ -882,6 +950,17 @@ def render_profile(cg: dict) -> str:
               + ", ".join(f"{100 * v:.1f}%" for v in pf["top_regions"]) + " of all Envoy samples.", ""]
     elif pf:
         L += [f"perf not run: {pf['error']}", ""]
+    wp = cg.get("wasm", {})
+    if wp and "error" not in wp:
+        L += [f"**The same decision compiled to Wasm**, run in Node's V8 (`node --prof`, "
+              f"bench/wasm_profile.mjs, {wp['requests']} cold RS256 decisions): "
+              f"{wp['decide']['ns_per_request'] / 1e3:.0f} µs per decision without Envoy and without the "
+              f"profiler. Self time by Wasm function, as a share of the {wp.get('wasm_ticks', '?')} ticks "
+              f"spent in Wasm code ({wp['ticks']} ticks in all):", "", "```"]
+        L += [f"{100 * share:5.1f}%  {name[:140]}" for name, share in wp["top"] if share >= 0.005]
+        L += ["```", ""]
+    elif wp:
+        L += [f"Wasm profile not run: {wp['error']}", ""]
     L += [f"**Native core under callgrind**: `{cg['command']}` (native x86-64 build of the same core, ring with its assembly; "
          "the Wasm build runs ring's portable code, so absolute costs differ).", "",
          "Top functions by exclusive instructions (Ir):", "", "```"]
@@ -956,6 +1035,8 @@ def main() -> None:
     ap.add_argument("--no-profile", action="store_true", help="skip callgrind")
     ap.add_argument("--no-report", action="store_true", help="do not touch BENCHMARKS.md and the chart")
     ap.add_argument("--sanity-every-round", action="store_true")
+    ap.add_argument("--profile-only", action="store_true",
+                    help="re-run only the profiles (perf, callgrind, Wasm in Node) into build/bench/results.json")
     ap.add_argument("--report-only", action="store_true",
                     help="re-render BENCHMARKS.md and the chart from build/bench/results.json")
     args = ap.parse_args()
@@ -963,6 +1044,16 @@ def main() -> None:
     args.duration = args.duration or (3.0 if args.quick else 10.0)
     args.warmup = args.warmup or (1.0 if args.quick else 2.0)
 
+    if args.profile_only:
+        saved = json.loads((BUILD / "results.json").read_text())
+        upstream = harness.Upstream().start()
+        try:
+            pf = perf_envoy(upstream, 3 if args.quick else 8)
+        finally:
+            upstream.stop()
+        saved["callgrind"] = {**callgrind(args.quick), "perf": pf, "wasm": wasm_profile(args.quick)}
+        (BUILD / "results.json").write_text(json.dumps(saved, indent=1, default=str))
+        args.report_only = True
     if args.report_only:
         saved = json.loads((BUILD / "results.json").read_text())
         for r in saved["results"]:  # re-read load times from the Envoy logs kept under build/bench/envoy
@@ -1010,6 +1101,8 @@ def main() -> None:
     cg = {} if args.no_profile else callgrind(args.quick)
     if pf:
         cg["perf"] = pf
+    if not args.no_profile:
+        cg["wasm"] = wasm_profile(args.quick)
     meta["finished"] = time.strftime("%Y-%m-%d %H:%M:%S %Z")
     meta["load_end"] = open("/proc/loadavg").read().split()[:3]
     rows = summarise(results, all_cells)
