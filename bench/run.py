@@ -997,7 +997,7 @@ def chart(rows: list[dict], meta: dict) -> None:
         if not r["valid"]:
             b.set_hatch("//")
             b.set_edgecolor("red")
-        ax.text(b.get_width() * 1.01 + 1, b.get_y() + b.get_height() / 2,
+        ax.text(r["cpu_us_max"] + 0.01 * max(vals), b.get_y() + b.get_height() / 2,
                 f"{r['cpu_us']:.0f}" + ("" if r["valid"] else " INVALID"), va="center", fontsize=8)
     ax.set_yticks(list(y))
     ax.set_yticklabels([r["cell"] for r in rows], fontsize=8)
