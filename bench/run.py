@@ -114,6 +114,8 @@ def mpass_config(providers: dict[str, Any]) -> dict[str, Any]:
         "issuers": issuers,
         "from_headers": [{"name": "authorization", "value_prefix": "Bearer "}],
         "header_prefix": "x-mpass-",
+        # The same capacity as jwt_authn's jwt_cache_size in the cache cells.
+        "token_cache": {"max_entries": CACHE_CAPACITY},
         "providers": providers,
     }
     return deep_merge(cfg, MPASS_EXTRA)
