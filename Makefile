@@ -7,6 +7,8 @@
 #   make fuzz    every fuzz target for FUZZ_SECONDS (default 60) each
 #   make run     setup + build + demo (Envoy on 127.0.0.1:10000, upstream on :8080)
 #   make soak    load with faults (SOAK_SECONDS, default 180) against a flapping key server
+#   make bench   setup + build + benchmark (BENCHMARKS.md, bench/cpu_per_request.png);
+#                BENCH_QUICK=1 for a 1-round, 3-second-cell smoke run. Not part of test.
 #   make clean   remove build outputs and the virtualenv
 
 SHELL := /usr/bin/env bash
@@ -32,7 +34,8 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 SOAK_SECONDS ?= 180
 
-.PHONY: soak setup toolchain clang cargo-fuzz venv interop build wasm wasm-test-trap cli test cargo-test clippy fmt e2e fuzz fuzz-smoke run clean
+.PHONY: soak setup toolchain clang cargo-fuzz venv interop build wasm wasm-test-trap cli test cargo-test clippy fmt e2e fuzz fuzz-smoke run clean \
+	bench bench-tools bench-build
 
 setup: toolchain clang cargo-fuzz venv interop
 
@@ -109,8 +112,41 @@ fuzz-smoke: cargo-fuzz
 run: setup build
 	$(VENV_PY) scripts/demo.py
 
+# ---------------------------------------------------------------- benchmark
+
+BENCH_REQUIREMENTS := bench/requirements.txt
+BENCH_STAMP := $(VENV)/.stamp-bench-requirements
+BENCH_QUICK ?=
+BENCH_ARGS ?=
+
+# wrk (load), valgrind (callgrind profile): installed only when missing.
+bench-tools:
+	@missing=""; \
+	command -v wrk >/dev/null 2>&1 || missing="$$missing wrk"; \
+	command -v valgrind >/dev/null 2>&1 || missing="$$missing valgrind"; \
+	if [ -n "$$missing" ]; then \
+		echo "installing$$missing with apt-get"; \
+		$(SUDO) apt-get update; \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y $$missing; \
+	fi
+
+$(BENCH_STAMP): $(BENCH_REQUIREMENTS) $(VENV_STAMP)
+	$(VENV_PY) -m pip install --quiet --disable-pip-version-check -r $(BENCH_REQUIREMENTS)
+	@touch $@
+
+# The empty baseline filter and the native profile driver build standalone.
+bench-build: build
+	cd bench/empty-filter && cargo build --release --target wasm32-wasip1
+	cd bench/profile && cargo build --release
+	cd bench/profile && cargo build --release --target wasm32-wasip1
+
+bench: setup bench-tools $(BENCH_STAMP) bench-build
+	$(VENV_PY) bench/run.py $(if $(BENCH_QUICK),--quick) $(BENCH_ARGS)
+
 clean:
 	cargo clean
+	cd bench/empty-filter && cargo clean
+	cd bench/profile && cargo clean
 	rm -rf $(VENV) build
 
 # Load with faults for SOAK_SECONDS (default 180): the invariant is checked on

@@ -6,10 +6,11 @@
 //! (`providers.studeo.audiences[0]`). Unknown fields are errors. Field names
 //! follow Envoy's `jwt_authn` where they mean the same thing.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
 
 use serde::Deserialize;
+use serde_json::value::RawValue;
 
 use crate::alg::Alg;
 use crate::contract::{CompileContext, Contract, ContractConfig};
@@ -61,7 +62,44 @@ pub struct PluginConfig {
     pub audit: Option<AuditConfig>,
     #[serde(default)]
     pub token_cache: Option<TokenCacheConfig>,
-    pub providers: BTreeMap<String, ProviderConfig>,
+    /// Provider id -> its JSON, kept raw so that each provider is parsed,
+    /// compiled and dropped in turn: with thousands of providers the VM's
+    /// memory (which never shrinks) then peaks at one provider's wire form.
+    pub providers: ProviderList,
+}
+
+/// The `providers` object, in the order written, each value still raw JSON.
+/// A provider id written twice is an error (a map would keep the last).
+#[derive(Debug, Default)]
+pub struct ProviderList(pub Vec<(String, Box<RawValue>)>);
+
+impl<'de> Deserialize<'de> for ProviderList {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = ProviderList;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an object of provider ids to providers")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut m: A,
+            ) -> Result<ProviderList, A::Error> {
+                let mut out: Vec<(String, Box<RawValue>)> = Vec::new();
+                let mut seen = HashSet::new();
+                while let Some(id) = m.next_key::<String>()? {
+                    if !seen.insert(id.clone()) {
+                        return Err(serde::de::Error::custom(format!(
+                            "provider `{id}` is listed twice"
+                        )));
+                    }
+                    out.push((id, m.next_value()?));
+                }
+                Ok(ProviderList(out))
+            }
+        }
+        d.deserialize_map(V)
+    }
 }
 
 /// One trusted issuer.
@@ -185,8 +223,9 @@ pub struct ProviderConfig {
     pub hs_secret_env: Option<String>,
     #[serde(default)]
     pub forward: bool,
+    /// Kept raw: identical contracts are compiled once.
     #[serde(default)]
-    pub contract: Option<ContractConfig>,
+    pub contract: Option<Box<RawValue>>,
 }
 
 /// How requests are matched to a provider.
@@ -235,7 +274,8 @@ pub struct Provider {
     pub hs_secret: Option<Vec<u8>>,
     /// Keep the token in the request after verification.
     pub forward: bool,
-    pub contract: Contract,
+    /// Shared between providers whose contracts are written identically.
+    pub contract: Rc<Contract>,
 }
 
 /// The whole compiled configuration.
@@ -375,16 +415,20 @@ fn compile(
         extra_never_release: &wire.never_release,
     };
 
-    if wire.providers.is_empty() {
+    if wire.providers.0.is_empty() {
         return Err(ConfigError::new(
             "providers",
             "at least one provider is required",
         ));
     }
-    let mut providers = Vec::new();
+    let mut list = wire.providers.0;
+    list.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut providers = Vec::with_capacity(list.len());
     let mut matcher = MatcherBuilder::default();
-    for (id, pc) in &wire.providers {
-        let path = join("providers", id);
+    // Identical contracts (by their JSON text) are compiled once and shared.
+    let mut contracts: HashMap<String, (Rc<Contract>, String, Vec<String>)> = HashMap::new();
+    for (id, raw) in list {
+        let path = join("providers", &id);
         if id.is_empty()
             || !id
                 .bytes()
@@ -395,6 +439,17 @@ fn compile(
                 "provider ids use letters, digits, '-', '_' and '.' only (they appear in stats names)",
             ));
         }
+        let de = &mut serde_json::Deserializer::from_str(raw.get());
+        let pc: ProviderConfig = serde_path_to_error::deserialize(de).map_err(|e| {
+            let inner = e.path().to_string();
+            let at = if inner == "." {
+                path.clone()
+            } else {
+                join(&path, &inner)
+            };
+            ConfigError::new(at, strip_position(&e.inner().to_string()))
+        })?;
+        drop(raw);
         if pc.audiences.is_empty() {
             return Err(ConfigError::new(
                 join(&path, "audiences"),
@@ -433,20 +488,58 @@ fn compile(
             }
         };
         let contract_path = join(&path, "contract");
-        let (contract, contract_warnings) = match &pc.contract {
-            Some(c) => Contract::compile(c, &contract_path, &ctx)?,
-            // No contract: verification only, nothing released.
-            None => Contract::compile(&release_nothing(), &contract_path, &ctx)?,
+        let key = match &pc.contract {
+            Some(c) => c.get().to_owned(),
+            None => String::new(),
         };
-        warnings.extend(contract_warnings);
-        for name in contract.header_names() {
-            sanitiser.add_emitted(name);
-        }
+        let contract = match contracts.get(&key) {
+            Some((contract, first_path, first_warnings)) => {
+                // Same text, same contract: its warnings apply here too.
+                for w in first_warnings {
+                    warnings.push(w.replacen(first_path.as_str(), &contract_path, 1));
+                }
+                Rc::clone(contract)
+            }
+            None => {
+                let wire_contract = match &pc.contract {
+                    Some(raw) => {
+                        let de = &mut serde_json::Deserializer::from_str(raw.get());
+                        serde_path_to_error::deserialize(de).map_err(|e| {
+                            let inner = e.path().to_string();
+                            let at = if inner == "." {
+                                contract_path.clone()
+                            } else {
+                                join(&contract_path, &inner)
+                            };
+                            ConfigError::new(at, strip_position(&e.inner().to_string()))
+                        })?
+                    }
+                    // No contract: verification only, nothing released.
+                    None => release_nothing(),
+                };
+                let (compiled, contract_warnings) =
+                    Contract::compile(&wire_contract, &contract_path, &ctx)?;
+                let compiled = Rc::new(compiled);
+                for name in compiled.header_names() {
+                    sanitiser.add_emitted(name);
+                }
+                warnings.extend(contract_warnings.iter().cloned());
+                contracts.insert(
+                    key,
+                    (
+                        Rc::clone(&compiled),
+                        contract_path.clone(),
+                        contract_warnings,
+                    ),
+                );
+                compiled
+            }
+        };
         let pi = providers.len();
         matcher.add(&pc.matching, pi, &join(&path, "match"))?;
         providers.push(Provider {
-            id: id.clone(),
-            audiences: pc.audiences.clone(),
+            id,
+            audiences: pc.audiences,
             hs_secret,
             forward: pc.forward || contract.forwards_token(),
             contract,
@@ -1118,6 +1211,55 @@ mod tests {
             let mut v = base();
             mutate(&mut v);
             assert_eq!(error_path(&v), want, "{v}");
+        }
+    }
+
+    #[test]
+    fn a_provider_id_written_twice_is_refused() {
+        let text = r#"{"issuers": [], "providers": {"a": {}, "a": {}}}"#;
+        let err = Config::load(text.as_bytes(), &|_| None).unwrap_err();
+        assert!(err.message.contains("listed twice"), "{err}");
+    }
+
+    #[test]
+    fn errors_inside_a_provider_name_the_full_path() {
+        let mut v = base();
+        v["providers"]["shop"]["contract"] =
+            json!({"organisations": ["*"], "release": {"uid": {"purpos": "x"}}});
+        assert_eq!(error_path(&v), "providers.shop.contract.release.uid.purpos");
+        let mut v = base();
+        v["providers"]["shop"]["match"]["hosts"] = json!(["x"]);
+        assert_eq!(error_path(&v), "providers.shop.match.hosts");
+    }
+
+    #[test]
+    fn identical_contracts_are_compiled_once_and_shared() {
+        let mut v = base();
+        let contract =
+            json!({"organisations": ["*"], "release": {"email": {"purpose": "receipts"}}});
+        v["providers"] = json!({
+            "a": { "audiences": ["a"], "match": { "path_prefixes": ["/a/"] }, "contract": contract },
+            "b": { "audiences": ["b"], "match": { "path_prefixes": ["/b/"] }, "contract": contract },
+            "c": { "audiences": ["c"], "match": { "path_prefixes": ["/c/"] },
+                   "contract": {"organisations": ["*"], "release": {"uid": {}}} }
+        });
+        let c = load(&v).unwrap();
+        assert!(Rc::ptr_eq(
+            &c.providers[0].contract,
+            &c.providers[1].contract
+        ));
+        assert!(!Rc::ptr_eq(
+            &c.providers[0].contract,
+            &c.providers[2].contract
+        ));
+        // The shared contract's warning (e-mail not limited to staff) is
+        // reported for each provider that has it.
+        for id in ["providers.a.contract", "providers.b.contract"] {
+            assert!(
+                c.warnings.iter().any(|w| w.starts_with(id)),
+                "{id}: {:?}",
+                c.warnings
+            );
         }
     }
 

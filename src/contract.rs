@@ -744,6 +744,24 @@ impl Contract {
             }
         }
 
+        // `email_verified` says something about an address: where the
+        // contract releases the address but withholds it for this user (a
+        // learner under a staff-only rule), the flag is withheld with it.
+        if release.released.contains(&"email_verified")
+            && !release.released.contains(&"email")
+            && self.rules.iter().any(|r| r.attr.name == "email")
+        {
+            if let Some(i) = release.released.iter().position(|a| *a == "email_verified") {
+                release.released.remove(i);
+                if let Some(h) = release.headers.get(i) {
+                    let name = h.0.clone();
+                    release.headers.retain(|(n, _)| *n != name);
+                }
+                release.purposes.retain(|(a, _)| *a != "email_verified");
+                payload.remove("email_verified");
+            }
+        }
+
         for attr in &self.required {
             if !release.released.contains(&attr.name) {
                 return Err(Denial {

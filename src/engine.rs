@@ -68,19 +68,32 @@ pub struct Audit {
     /// Keyed pseudonym of `iss` + `sub`, when a key is configured and the
     /// token was verified.
     pub subject: Option<String>,
+    /// The JSON of everything above, rendered once when the record is made
+    /// for a cached decision (the time is added per request).
+    pub rendered: Option<Rc<str>>,
 }
 
 impl Audit {
     /// The JSON log line.
     pub fn to_json(&self, now: i64) -> String {
+        let body = match &self.rendered {
+            Some(body) => Rc::clone(body),
+            None => self.render_body(),
+        };
+        // `body` is a JSON object: splice the type and time in front.
+        let rest = body.get(1..).unwrap_or("}");
+        let sep = if rest == "}" { "" } else { "," };
+        format!(r#"{{"type":"mpass_guard.audit","time":{now}{sep}{rest}"#)
+    }
+
+    /// The record's fields as a JSON object, without type and time.
+    fn render_body(&self) -> Rc<str> {
         let purposes: serde_json::Map<String, serde_json::Value> = self
             .purposes
             .iter()
             .map(|(k, v)| ((*k).to_owned(), serde_json::Value::String(v.to_string())))
             .collect();
         serde_json::json!({
-            "type": "mpass_guard.audit",
-            "time": now,
             "provider": self.provider,
             "decision": if self.allowed { "allow" } else { "deny" },
             "status": self.status,
@@ -92,6 +105,7 @@ impl Audit {
             "subject": self.subject,
         })
         .to_string()
+        .into()
     }
 }
 
@@ -119,9 +133,56 @@ struct Verified {
     key: Option<[u8; 32]>,
 }
 
+/// A release for one provider with everything the request path needs
+/// already rendered: headers, counter names and the audit record.
+struct Admitted {
+    release: Release,
+    counters: Vec<String>,
+    audit: Audit,
+}
+
+impl Admitted {
+    fn new(provider: &Provider, release: Release, subject: Option<String>) -> Admitted {
+        let mut counters = Vec::with_capacity(1 + release.released.len() + release.withheld.len());
+        counters.push(format!("provider.{}.allowed", provider.id));
+        for a in &release.released {
+            counters.push(format!(
+                "provider.{}.released.{}",
+                provider.id,
+                counter_name(a)
+            ));
+        }
+        for a in &release.withheld {
+            counters.push(format!(
+                "provider.{}.withheld.{}",
+                provider.id,
+                counter_name(a)
+            ));
+        }
+        let mut audit = Audit {
+            provider: provider.id.clone(),
+            allowed: true,
+            status: 200,
+            reason: "ok",
+            released: release.released.clone(),
+            withheld: release.withheld.clone(),
+            purposes: release.purposes.clone(),
+            contract_version: provider.contract.version().to_owned(),
+            subject,
+            rendered: None,
+        };
+        audit.rendered = Some(audit.render_body());
+        Admitted {
+            release,
+            counters,
+            audit,
+        }
+    }
+}
+
 /// What a token means for one provider: the release, or a refusal
 /// (audience or contract) that does not depend on time.
-type Outcome = Result<Rc<Release>, Refusal>;
+type Outcome = Result<Rc<Admitted>, Refusal>;
 
 /// A verified token in the cache.
 struct Entry {
@@ -145,7 +206,7 @@ impl Entry {
             Ok(_) => provider
                 .contract
                 .apply(self.token.claims())
-                .map(Rc::new)
+                .map(|release| Rc::new(Admitted::new(provider, release, self.subject.clone())))
                 .map_err(|d| Refusal::Contract(d.reason)),
         };
         self.outcomes.push((provider_index, o.clone()));
@@ -244,42 +305,18 @@ impl Engine {
             resumed,
         };
         match self.admit(provider_index, provider, req, path, ctx) {
-            Ok((release, token_removal, subject)) => {
+            Ok((admitted, token_removal, _subject)) => {
                 if let Some(r) = token_removal {
                     match r {
                         Removal::Remove(name) => decision.remove.push(name),
                         Removal::Set(name, value) => decision.set.push((name, value)),
                     }
                 }
-                decision.set.extend(release.headers.iter().cloned());
                 decision
-                    .counters
-                    .push(format!("provider.{}.allowed", provider.id));
-                for a in &release.released {
-                    decision.counters.push(format!(
-                        "provider.{}.released.{}",
-                        provider.id,
-                        counter_name(a)
-                    ));
-                }
-                for a in &release.withheld {
-                    decision.counters.push(format!(
-                        "provider.{}.withheld.{}",
-                        provider.id,
-                        counter_name(a)
-                    ));
-                }
-                decision.audit = Some(Audit {
-                    provider: provider.id.clone(),
-                    allowed: true,
-                    status: 200,
-                    reason: "ok",
-                    released: release.released.clone(),
-                    withheld: release.withheld.clone(),
-                    purposes: release.purposes.clone(),
-                    contract_version: provider.contract.version().to_owned(),
-                    subject,
-                });
+                    .set
+                    .extend(admitted.release.headers.iter().cloned());
+                decision.counters.extend(admitted.counters.iter().cloned());
+                decision.audit = Some(admitted.audit.clone());
             }
             Err((Refusal::Wait(issuer), _)) => {
                 decision.wait = Some(issuer);
@@ -304,6 +341,7 @@ impl Engine {
                     purposes: Vec::new(),
                     contract_version: provider.contract.version().to_owned(),
                     subject,
+                    rendered: None,
                 });
                 decision.respond = Some(response);
             }
@@ -321,7 +359,7 @@ impl Engine {
         req: &Request<'_>,
         path: &str,
         ctx: Ctx<'_>,
-    ) -> Result<(Rc<Release>, Option<Removal>, Option<String>), (Refusal, Option<String>)> {
+    ) -> Result<(Rc<Admitted>, Option<Removal>, Option<String>), (Refusal, Option<String>)> {
         let cfg = &self.config;
         let found = match cfg.locations.find(req.headers, path) {
             Ok(Some(found)) => found,
@@ -372,9 +410,10 @@ impl Engine {
         };
         let outcome = entry.outcome(provider_index, provider);
         let subject = entry.subject.clone();
-        // Parsed claims take a few times the token's size; released headers
-        // are small next to that.
-        let bytes = found.token.len().saturating_mul(4).saturating_add(512);
+        // Measured in V8 (BENCHMARKS.md): an entry holds about six times the
+        // token's size (raw and decoded parts, parsed claims) plus about 1 KiB
+        // of rendered release, counters and audit record per provider.
+        let bytes = found.token.len().saturating_mul(6).saturating_add(1024);
         self.cache.borrow_mut().insert(digest, entry, bytes);
         finish(outcome, subject)
     }

@@ -25,12 +25,19 @@ pub struct Sanitiser {
 /// are (per byte they would turn into different characters, and normalising
 /// twice would not give the same name).
 pub fn normalise(name: &str) -> String {
-    name.chars()
-        .map(|c| match c {
-            '_' => '-',
-            c => c.to_ascii_lowercase(),
-        })
-        .collect()
+    let mut out = String::with_capacity(name.len());
+    normalise_into(name, &mut out);
+    out
+}
+
+/// [`normalise`] into a reused buffer (the request path sanitises every
+/// header name; one buffer per request instead of one string per header).
+fn normalise_into(name: &str, out: &mut String) {
+    out.clear();
+    out.extend(name.chars().map(|c| match c {
+        '_' => '-',
+        c => c.to_ascii_lowercase(),
+    }));
 }
 
 impl Sanitiser {
@@ -73,18 +80,26 @@ impl Sanitiser {
 
     /// True when a client must not be able to send this header upstream.
     pub fn is_identity_header(&self, name: &str) -> bool {
-        let norm = normalise(name);
+        self.matches(&normalise(name))
+    }
+
+    fn matches(&self, norm: &str) -> bool {
         (!self.prefix.is_empty() && norm.starts_with(&self.prefix))
-            || self.exact.contains(&norm)
-            || self.prefixes.iter().any(|p| norm.starts_with(p))
+            || self.exact.contains(norm)
+            || self.prefixes.iter().any(|p| norm.starts_with(p.as_str()))
     }
 
     /// The names (as the client sent them) of every identity header in the
     /// request, each once.
     pub fn spoofed(&self, headers: &[(String, String)]) -> Vec<String> {
         let mut out: Vec<String> = Vec::new();
+        let mut norm = String::with_capacity(64);
         for (name, _) in headers {
-            if !name.starts_with(':') && self.is_identity_header(name) && !out.contains(name) {
+            if name.starts_with(':') {
+                continue;
+            }
+            normalise_into(name, &mut norm);
+            if self.matches(&norm) && !out.contains(name) {
                 out.push(name.clone());
             }
         }

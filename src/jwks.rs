@@ -444,6 +444,14 @@ impl KeyStore {
         self.issuers.get_mut(i).and_then(Option::as_mut)
     }
 
+    /// The fetch policy of issuer `i`, if it has remote keys.
+    pub fn policy(&self, i: usize) -> Option<&FetchPolicy> {
+        self.issuers
+            .get(i)
+            .and_then(Option::as_ref)
+            .map(|r| &r.policy)
+    }
+
     /// True when any issuer fetches keys remotely.
     pub fn has_remote(&self) -> bool {
         self.issuers.iter().any(Option::is_some)

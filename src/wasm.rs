@@ -142,10 +142,8 @@ impl Shared {
             let wait = self
                 .keys
                 .borrow()
-                .issuers
-                .get(issuer)
-                .and_then(Option::as_ref)
-                .map_or(0, |r| r.policy.initial_wait_ms);
+                .policy(issuer)
+                .map_or(0, |p| p.initial_wait_ms);
             self.parked.borrow_mut().push(Parked {
                 context_id,
                 issuer,
@@ -241,10 +239,8 @@ impl Context for Root {
         let max = shared
             .keys
             .borrow()
-            .issuers
-            .get(issuer)
-            .and_then(Option::as_ref)
-            .map_or(0, |r| r.policy.max_response_bytes);
+            .policy(issuer)
+            .map_or(0, |p| p.max_response_bytes);
         let status = hostcalls::get_map_value(MapType::HttpCallResponseHeaders, ":status")
             .ok()
             .flatten()

@@ -615,3 +615,33 @@ fn releasing_email_to_learners_or_a_school_code_as_oid_is_warned_about() {
     .expect("compiles");
     assert!(warnings.is_empty(), "{warnings:?}");
 }
+
+#[test]
+fn email_verified_is_withheld_whenever_the_address_itself_is() {
+    let shop = compile(json!({
+        "organisations": ["*"],
+        "release": {
+            "uid": {},
+            "email": {"purpose": "payment receipts", "only_roles": [2, 3, 4, 5, 6]},
+            "email_verified": {}
+        }
+    }));
+    let learner = with(
+        with(fixture("learner"), "email", json!("aino@koulu.example.fi")),
+        "email_verified",
+        json!(true),
+    );
+    let release = shop.apply(&learner).unwrap();
+    let names: Vec<&str> = release.headers.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["x-mpass-uid"], "{names:?}");
+    assert!(release.withheld.contains(&"email_verified"));
+    assert!(release.withheld.contains(&"email"));
+
+    let staff = fixture("staff");
+    let release = shop.apply(&staff).unwrap();
+    let names: Vec<&str> = release.headers.iter().map(|(n, _)| n.as_str()).collect();
+    assert!(
+        names.contains(&"x-mpass-email") && names.contains(&"x-mpass-email-verified"),
+        "{names:?}"
+    );
+}

@@ -1,0 +1,137 @@
+//! `mpass-guard-profile`: drive the pure decision engine natively.
+//!
+//!   mpass-guard-profile decide CONFIG.json TOKENS.txt N [PATH]
+//!       decide N requests, the i-th carrying token i (mod the pool), and
+//!       print wall-clock nanoseconds per request and the status mix
+//!   mpass-guard-profile load CONFIG.json [REPEAT]
+//!       time `Config::load` (parse + compile) of CONFIG, best of REPEAT
+//!
+//! Used under `valgrind --tool=callgrind` by bench/run.py's profile step.
+
+use std::process::ExitCode;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use mpass_guard::config::Config;
+use mpass_guard::engine::{Engine, Request};
+use mpass_guard::jwks::KeyStore;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("decide") => decide(&args[1..]),
+        Some("load") => load(&args[1..]),
+        _ => Err(
+            "usage: mpass-guard-profile decide CONFIG TOKENS N [PATH] | load CONFIG [REPEAT]"
+                .into(),
+        ),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("mpass-guard-profile: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn read(path: &str) -> Result<Vec<u8>, String> {
+    std::fs::read(path).map_err(|e| format!("{path}: {e}"))
+}
+
+fn config(path: &str) -> Result<Config, String> {
+    Config::load(&read(path)?, &|name| std::env::var(name).ok()).map_err(|e| format!("{path}: {e}"))
+}
+
+fn decide(args: &[String]) -> Result<(), String> {
+    let [cfg, tokens, n, rest @ ..] = args else {
+        return Err("decide CONFIG TOKENS N [PATH]".into());
+    };
+    let n: usize = n.parse().map_err(|_| "N must be a number")?;
+    let path = rest.first().map(String::as_str).unwrap_or("/bench/");
+    let config = config(cfg)?;
+    let mut keys = KeyStore::new(&config);
+    let engine = Engine::new(config);
+    let text = String::from_utf8(read(tokens)?).map_err(|_| "tokens are not UTF-8")?;
+    // Only the tokens this run uses: a 20k-token pool would otherwise
+    // dominate a short callgrind run.
+    let pool: Vec<&str> = text.lines().filter(|l| !l.is_empty()).take(n).collect();
+    if pool.is_empty() {
+        return Err("empty token pool".into());
+    }
+    let requests: Vec<Vec<(String, String)>> = (0..n.min(pool.len()))
+        .map(|i| {
+            vec![
+                (":authority".into(), "localhost".into()),
+                (":path".into(), path.into()),
+                (":method".into(), "GET".into()),
+                ("authorization".into(), format!("Bearer {}", pool[i])),
+                ("user-agent".into(), "wrk".into()),
+            ]
+        })
+        .collect();
+    let now_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    let (mut allowed, mut refused) = (0usize, 0usize);
+    let start = Instant::now();
+    for i in 0..n {
+        let headers = &requests[i % requests.len()];
+        match decide_one(&engine, headers, now_ms, &mut keys) {
+            None => allowed += 1,
+            Some(r) => {
+                if refused == 0 {
+                    eprintln!("first refusal: {} {}", r.status, r.body);
+                }
+                refused += 1
+            }
+        }
+    }
+    let ns = start.elapsed().as_nanos() as f64 / n as f64;
+    println!("{{\"requests\": {n}, \"ns_per_request\": {ns:.0}, \"allowed\": {allowed}, \"refused\": {refused}}}");
+    Ok(())
+}
+
+/// One decision; not inlined so that callgrind can collect exactly this
+/// (`--toggle-collect=*decide_one*`).
+#[inline(never)]
+fn decide_one(
+    engine: &Engine,
+    headers: &[(String, String)],
+    now_ms: u64,
+    keys: &mut KeyStore,
+) -> Option<mpass_guard::engine::Response> {
+    engine
+        .handle(
+            &Request {
+                headers,
+                route_name: None,
+            },
+            now_ms,
+            keys,
+            false,
+        )
+        .respond
+}
+
+fn load(args: &[String]) -> Result<(), String> {
+    let [cfg, rest @ ..] = args else {
+        return Err("load CONFIG [REPEAT]".into());
+    };
+    let repeat: usize = rest.first().and_then(|r| r.parse().ok()).unwrap_or(3);
+    let bytes = read(cfg)?;
+    let mut best = f64::MAX;
+    let mut providers = 0;
+    for _ in 0..repeat.max(1) {
+        let start = Instant::now();
+        let c = Config::load(&bytes, &|name| std::env::var(name).ok())
+            .map_err(|e| format!("{cfg}: {e}"))?;
+        best = best.min(start.elapsed().as_secs_f64());
+        providers = c.providers.len();
+    }
+    println!(
+        "{{\"providers\": {providers}, \"bytes\": {}, \"load_seconds\": {best:.6}}}",
+        bytes.len()
+    );
+    Ok(())
+}
