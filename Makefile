@@ -72,6 +72,11 @@ INTEROP_STAMP := tests/interop/node_modules/.package-lock.json
 interop: $(INTEROP_STAMP)
 
 $(INTEROP_STAMP): tests/interop/package.json tests/interop/package-lock.json
+	@if ! command -v npm >/dev/null 2>&1; then \
+		echo "npm not found: installing Node.js and npm with apt-get (the interop test runs oidc-provider)"; \
+		$(SUDO) apt-get update; \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y nodejs npm; \
+	fi
 	cd tests/interop && npm ci --no-audit --no-fund
 	@touch $@
 
