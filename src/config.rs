@@ -885,6 +885,17 @@ pub fn parse_duration_ms(raw: &str) -> Option<u64> {
 
 // ------------------------------------------------------------------ matching
 
+/// The result of matching a request to a provider.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lookup {
+    /// No provider: the request passes through (sanitised).
+    None,
+    /// This provider.
+    Provider(usize),
+    /// The raw and the normalised path match different providers.
+    Conflict,
+}
+
 /// Finds the provider a request goes to. Precedence: Envoy route name, then
 /// authority with the longest path prefix, then any authority with the
 /// longest path prefix. Lookups are hash lookups, one per distinct prefix
@@ -1001,8 +1012,33 @@ impl Matcher {
         // provider when Envoy does not normalise; then the path as sent, so
         // that `/shop/../public` still needs a token. Matching more is the
         // safe direction.
-        self.find_path(&authority, &normalise_path(path))
-            .or_else(|| self.find_path(&authority, path))
+        match self.lookup(&authority, path) {
+            Lookup::Provider(i) => Some(i),
+            Lookup::None | Lookup::Conflict => None,
+        }
+    }
+
+    /// Like [`Matcher::find`], but says when the path as sent and the path
+    /// as a normalising upstream reads it belong to two different providers
+    /// (`/a/../b/x`): Envoy may route the raw path to one service while the
+    /// token and the release would be the other's, so such a request is
+    /// refused rather than guessed at.
+    pub fn find_checked(&self, authority: &str, path: &str, route_name: Option<&str>) -> Lookup {
+        if let Some(r) = route_name.and_then(|r| self.by_route.get(r)) {
+            return Lookup::Provider(*r);
+        }
+        let path = path.split(['?', '#']).next().unwrap_or_default();
+        self.lookup(&normalise_authority(authority), path)
+    }
+
+    fn lookup(&self, authority: &str, path: &str) -> Lookup {
+        let normalised = self.find_path(authority, &normalise_path(path));
+        let raw = self.find_path(authority, path);
+        match (normalised, raw) {
+            (Some(a), Some(b)) if a != b => Lookup::Conflict,
+            (Some(a), _) | (None, Some(a)) => Lookup::Provider(a),
+            (None, None) => Lookup::None,
+        }
     }
 
     fn find_path(&self, authority: &str, path: &str) -> Option<usize> {
@@ -1295,6 +1331,15 @@ mod tests {
         assert_eq!(id("shop.example.fi", "/shop/x", Some("r1")), Some("route"));
         assert_eq!(id("x.fi", "/public", None), None);
         assert_eq!(id("x.fi", "/sho", None), None);
+        // A path that reads as another provider's once normalised is neither.
+        assert_eq!(
+            c.matcher.find_checked("x.fi", "/shop/admin/../x", None),
+            Lookup::Conflict
+        );
+        assert_eq!(
+            c.matcher.find_checked("x.fi", "//shop/x", None),
+            Lookup::Provider(0)
+        );
     }
 
     #[test]

@@ -13,7 +13,7 @@ use ring::{digest, hmac};
 
 use crate::cache::Lru;
 
-use crate::config::{Config, IssuerKeys, Provider};
+use crate::config::{Config, IssuerKeys, Lookup, Provider};
 use crate::contract::Release;
 use crate::extract::{removal, ExtractError, Removal};
 use crate::jwks::{Availability, KeyStore};
@@ -290,11 +290,23 @@ impl Engine {
             .or_else(|| header(req.headers, "host"))
             .unwrap_or_default();
         let path = header(req.headers, ":path").unwrap_or("/");
-        let Some((provider_index, provider)) = cfg
-            .matcher
-            .find(authority, path, req.route_name)
-            .and_then(|i| Some((i, cfg.providers.get(i)?)))
-        else {
+        let found = match cfg.matcher.find_checked(authority, path, req.route_name) {
+            Lookup::Provider(i) => cfg.providers.get(i).map(|p| (i, p)),
+            Lookup::None => None,
+            Lookup::Conflict => {
+                decision.counters.push("ambiguous_path".into());
+                decision.respond = Some(Response {
+                    status: 400,
+                    headers: vec![
+                        ("content-type".to_owned(), "application/json".to_owned()),
+                        ("cache-control".to_owned(), "no-store".to_owned()),
+                    ],
+                    body: r#"{"error":"invalid_request","reason":"ambiguous_path"}"#.to_owned(),
+                });
+                return decision;
+            }
+        };
+        let Some((provider_index, provider)) = found else {
             decision.counters.push("unmatched".into());
             return decision;
         };
