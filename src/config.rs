@@ -1000,29 +1000,14 @@ impl MatcherBuilder {
 }
 
 impl Matcher {
-    /// The provider for a request, if any. `path` may carry a query.
-    pub fn find(&self, authority: &str, path: &str, route_name: Option<&str>) -> Option<usize> {
-        if let Some(r) = route_name.and_then(|r| self.by_route.get(r)) {
-            return Some(*r);
-        }
-        let path = path.split(['?', '#']).next().unwrap_or_default();
-        let authority = normalise_authority(authority);
-        // The path as a normalising upstream reads it first, so that
-        // `//shop/x` or `/public/../shop/x` cannot slip past the `/shop/`
-        // provider when Envoy does not normalise; then the path as sent, so
-        // that `/shop/../public` still needs a token. Matching more is the
-        // safe direction.
-        match self.lookup(&authority, path) {
-            Lookup::Provider(i) => Some(i),
-            Lookup::None | Lookup::Conflict => None,
-        }
-    }
-
-    /// Like [`Matcher::find`], but says when the path as sent and the path
-    /// as a normalising upstream reads it belong to two different providers
-    /// (`/a/../b/x`): Envoy may route the raw path to one service while the
-    /// token and the release would be the other's, so such a request is
-    /// refused rather than guessed at.
+    /// The provider for a request (`path` may carry a query). The path is
+    /// matched both as a normalising upstream reads it (so `//shop/x` or
+    /// `/public/../shop/x` cannot slip past the `/shop/` provider when Envoy
+    /// does not normalise) and as sent (so `/shop/../public` still needs a
+    /// token): matching more is the safe direction. When the two belong to
+    /// different providers (`/a/../b/x`), Envoy may route the raw path to one
+    /// service while the token and the release would be the other's, so the
+    /// answer is [`Lookup::Conflict`] and the request is refused.
     pub fn find_checked(&self, authority: &str, path: &str, route_name: Option<&str>) -> Lookup {
         if let Some(r) = route_name.and_then(|r| self.by_route.get(r)) {
             return Lookup::Provider(*r);
@@ -1319,10 +1304,12 @@ mod tests {
             "route": { "audiences": ["e"], "match": { "route_names": ["r1"] } }
         });
         let c = load(&v).unwrap();
-        let id = |authority: &str, path: &str, route: Option<&str>| {
-            c.matcher
-                .find(authority, path, route)
-                .map(|i| c.providers[i].id.as_str())
+        let id = |authority: &str, path: &str, route: Option<&str>| match c
+            .matcher
+            .find_checked(authority, path, route)
+        {
+            Lookup::Provider(i) => Some(c.providers[i].id.as_str()),
+            Lookup::None | Lookup::Conflict => None,
         };
         assert_eq!(id("x.fi", "/shop/a", None), Some("any-shop"));
         assert_eq!(id("x.fi", "/shop/admin/x?q=1", None), Some("deep"));
