@@ -1,4 +1,4 @@
-//! A bounded LRU map from a token's SHA-256 to what verifying it produced.
+//! A bounded LRU map from a token key to what verifying it produced.
 //!
 //! Only tokens that verified are ever inserted, so a flood of garbage or
 //! forged tokens cannot evict good entries. The map is bounded by entry count
@@ -7,24 +7,23 @@
 //! an entry holds and when a hit is still valid.
 
 use std::collections::HashMap;
-
-/// A cache key: the SHA-256 of the token bytes.
-pub type Digest = [u8; 32];
+use std::hash::Hash;
 
 const NIL: usize = usize::MAX;
 
-struct Node<V> {
-    key: Digest,
+struct Node<K, V> {
+    key: K,
     value: V,
     bytes: usize,
     prev: usize,
     next: usize,
 }
 
-/// The LRU map. `V` is the engine's entry type.
-pub struct Lru<V> {
-    map: HashMap<Digest, usize>,
-    nodes: Vec<Option<Node<V>>>,
+/// The LRU map. `K` is a small key (the engine's keyed hash of the token),
+/// `V` the engine's entry type.
+pub struct Lru<K, V> {
+    map: HashMap<K, usize>,
+    nodes: Vec<Option<Node<K, V>>>,
     free: Vec<usize>,
     head: usize,
     tail: usize,
@@ -33,7 +32,7 @@ pub struct Lru<V> {
     max_bytes: usize,
 }
 
-impl<V> std::fmt::Debug for Lru<V> {
+impl<K, V> std::fmt::Debug for Lru<K, V> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Lru")
             .field("entries", &self.map.len())
@@ -42,9 +41,9 @@ impl<V> std::fmt::Debug for Lru<V> {
     }
 }
 
-impl<V> Lru<V> {
+impl<K: Hash + Eq + Copy, V> Lru<K, V> {
     /// An empty cache; `max_entries == 0` disables it.
-    pub fn new(max_entries: usize, max_bytes: usize) -> Lru<V> {
+    pub fn new(max_entries: usize, max_bytes: usize) -> Lru<K, V> {
         Lru {
             map: HashMap::new(),
             nodes: Vec::new(),
@@ -73,7 +72,7 @@ impl<V> Lru<V> {
     }
 
     /// The entry for `key`, marked most recently used.
-    pub fn get_mut(&mut self, key: &Digest) -> Option<&mut V> {
+    pub fn get_mut(&mut self, key: &K) -> Option<&mut V> {
         let i = *self.map.get(key)?;
         self.unlink(i);
         self.push_front(i);
@@ -83,7 +82,7 @@ impl<V> Lru<V> {
     /// Inserts or replaces an entry of about `bytes` bytes, evicting the
     /// least recently used entries to stay within both bounds. An entry
     /// larger than the whole byte budget is not stored.
-    pub fn insert(&mut self, key: Digest, value: V, bytes: usize) {
+    pub fn insert(&mut self, key: K, value: V, bytes: usize) {
         if self.max_entries == 0 || bytes > self.max_bytes {
             return;
         }
@@ -122,7 +121,7 @@ impl<V> Lru<V> {
     }
 
     /// Removes an entry.
-    pub fn remove(&mut self, key: &Digest) {
+    pub fn remove(&mut self, key: &K) {
         let Some(i) = self.map.remove(key) else {
             return;
         };
@@ -187,8 +186,8 @@ impl<V> Lru<V> {
 mod tests {
     use super::*;
 
-    fn k(n: u8) -> Digest {
-        [n; 32]
+    fn k(n: u8) -> u64 {
+        u64::from(n)
     }
 
     #[test]
@@ -241,9 +240,7 @@ mod tests {
     fn heavy_churn_never_exceeds_the_bounds_and_reuses_slots() {
         let mut c = Lru::new(8, 1_000);
         for i in 0..10_000u32 {
-            let mut key = [0u8; 32];
-            key[..4].copy_from_slice(&i.to_be_bytes());
-            c.insert(key, i, 100);
+            c.insert(u64::from(i), i, 100);
             assert!(c.len() <= 8 && c.bytes() <= 1_000);
         }
         assert!(c.nodes.len() <= 9, "slots are reused, not leaked");

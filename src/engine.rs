@@ -6,10 +6,13 @@
 //! contract, and only then add released headers.
 
 use std::cell::RefCell;
+use std::collections::hash_map::RandomState;
+use std::collections::HashMap;
 use std::fmt::Write as _;
+use std::hash::BuildHasher;
 use std::rc::Rc;
 
-use ring::{digest, hmac};
+use ring::hmac;
 
 use crate::cache::Lru;
 
@@ -37,21 +40,83 @@ pub struct Response {
 }
 
 /// What the glue does with the request.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Decision {
     /// Headers to remove (every occurrence), applied first.
     pub remove: Vec<String>,
-    /// Headers to set (replacing), applied after the removals.
+    /// Headers to set (replacing), applied after the removals: the token's
+    /// carrier rewritten without the token (cookie, query string).
     pub set: Vec<(String, String)>,
+    /// What the contract released, shared with the token cache; its headers
+    /// are set after `set` (see [`Decision::headers`]).
+    pub release: Option<Rc<Admitted>>,
     /// `Some` to answer locally; the request never reaches the upstream.
     pub respond: Option<Response>,
     /// The audit record, for requests that matched a provider.
-    pub audit: Option<Audit>,
+    pub audit: Option<Rc<Audit>>,
     /// `Some(issuer index)`: park the request until that issuer's keys
     /// change or the wait ends, then decide again with `resumed` set.
     pub wait: Option<usize>,
-    /// Counter names to increment (without the `mpass_guard.` prefix).
-    pub counters: Vec<String>,
+    /// Counters to increment besides the release's own (see
+    /// [`Decision::counter_ids`]); names from [`Engine::counter_name`].
+    pub counters: Vec<CounterId>,
+}
+
+impl Decision {
+    /// Every header to set, in order: `set`, then the released ones.
+    pub fn headers(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.set
+            .iter()
+            .chain(self.release.iter().flat_map(|a| a.release.headers.iter()))
+            .map(|(n, v)| (n.as_str(), v.as_str()))
+    }
+
+    /// Every counter to increment once for this request.
+    pub fn counter_ids(&self) -> impl Iterator<Item = CounterId> + '_ {
+        self.counters
+            .iter()
+            .chain(self.release.iter().flat_map(|a| a.counters.iter()))
+            .copied()
+    }
+}
+
+/// A counter, interned: the glue maps it to the host's metric once, and a
+/// request increments counters without building or hashing their names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct CounterId(u32);
+
+impl CounterId {
+    /// Dense index, from 0, in the order the counters were first used.
+    pub fn index(self) -> usize {
+        self.0 as usize
+    }
+
+    /// The counter at a dense index (the inverse of [`CounterId::index`]).
+    pub fn from_index(index: usize) -> CounterId {
+        CounterId(u32::try_from(index).unwrap_or(u32::MAX))
+    }
+}
+
+/// Counter names seen so far. Bounded by the configuration: every name is
+/// made of a provider id, a fixed outcome or reason, and an attribute name
+/// from the catalogue or a contract.
+#[derive(Default)]
+struct Interner {
+    names: Vec<Rc<str>>,
+    ids: HashMap<Rc<str>, CounterId>,
+}
+
+impl Interner {
+    fn id(&mut self, name: &str) -> CounterId {
+        if let Some(id) = self.ids.get(name) {
+            return *id;
+        }
+        let id = CounterId(u32::try_from(self.names.len()).unwrap_or(u32::MAX));
+        let name: Rc<str> = name.into();
+        self.names.push(Rc::clone(&name));
+        self.ids.insert(name, id);
+        id
+    }
 }
 
 /// One audit record: no token, no claim value.
@@ -76,14 +141,28 @@ pub struct Audit {
 impl Audit {
     /// The JSON log line.
     pub fn to_json(&self, now: i64) -> String {
-        let body = match &self.rendered {
-            Some(body) => Rc::clone(body),
-            None => self.render_body(),
+        let mut out = String::new();
+        self.write_json(now, &mut out);
+        out
+    }
+
+    /// Appends the JSON log line (no newline) to `out`.
+    pub fn write_json(&self, now: i64, out: &mut String) {
+        let fresh;
+        let body: &str = match &self.rendered {
+            Some(body) => body,
+            None => {
+                fresh = self.render_body();
+                &fresh
+            }
         };
         // `body` is a JSON object: splice the type and time in front.
         let rest = body.get(1..).unwrap_or("}");
         let sep = if rest == "}" { "" } else { "," };
-        format!(r#"{{"type":"mpass_guard.audit","time":{now}{sep}{rest}"#)
+        let _ = write!(
+            out,
+            r#"{{"type":"mpass_guard.audit","time":{now}{sep}{rest}"#
+        );
     }
 
     /// The record's fields as a JSON object, without type and time.
@@ -114,7 +193,18 @@ pub struct Engine {
     pub config: Config,
     pseudonym_key: Option<hmac::Key>,
     /// Verified tokens (the VM is single-threaded; the cache is per VM).
-    cache: RefCell<Lru<Entry>>,
+    cache: RefCell<Lru<u64, Entry>>,
+    /// The cache's keyed hash (SipHash with a random key per VM).
+    token_hasher: RandomState,
+    counters: RefCell<Interner>,
+    fixed: FixedCounters,
+}
+
+/// Counters that do not depend on a provider, interned at start.
+struct FixedCounters {
+    spoofed: CounterId,
+    unmatched: CounterId,
+    ambiguous_path: CounterId,
 }
 
 impl std::fmt::Debug for Engine {
@@ -134,30 +224,45 @@ struct Verified {
 }
 
 /// A release for one provider with everything the request path needs
-/// already rendered: headers, counter names and the audit record.
-struct Admitted {
+/// already rendered: headers, counters and the audit record.
+pub struct Admitted {
     release: Release,
-    counters: Vec<String>,
-    audit: Audit,
+    counters: Vec<CounterId>,
+    audit: Rc<Audit>,
+}
+
+// Released values stay out of Debug output.
+impl std::fmt::Debug for Admitted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Admitted")
+            .field("released", &self.release.released)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Admitted {
-    fn new(provider: &Provider, release: Release, subject: Option<String>) -> Admitted {
+    fn new(
+        provider: &Provider,
+        release: Release,
+        subject: Option<String>,
+        names: &RefCell<Interner>,
+    ) -> Admitted {
+        let mut names = names.borrow_mut();
         let mut counters = Vec::with_capacity(1 + release.released.len() + release.withheld.len());
-        counters.push(format!("provider.{}.allowed", provider.id));
+        counters.push(names.id(&format!("provider.{}.allowed", provider.id)));
         for a in &release.released {
-            counters.push(format!(
+            counters.push(names.id(&format!(
                 "provider.{}.released.{}",
                 provider.id,
                 counter_name(a)
-            ));
+            )));
         }
         for a in &release.withheld {
-            counters.push(format!(
+            counters.push(names.id(&format!(
                 "provider.{}.withheld.{}",
                 provider.id,
                 counter_name(a)
-            ));
+            )));
         }
         let mut audit = Audit {
             provider: provider.id.clone(),
@@ -175,7 +280,7 @@ impl Admitted {
         Admitted {
             release,
             counters,
-            audit,
+            audit: Rc::new(audit),
         }
     }
 }
@@ -186,6 +291,9 @@ type Outcome = Result<Rc<Admitted>, Refusal>;
 
 /// A verified token in the cache.
 struct Entry {
+    /// The token itself: a hit needs the whole token to be equal, not just
+    /// its key.
+    raw: Box<str>,
     token: Untrusted,
     issuer: usize,
     key: Option<[u8; 32]>,
@@ -197,7 +305,12 @@ struct Entry {
 }
 
 impl Entry {
-    fn outcome(&mut self, provider_index: usize, provider: &Provider) -> Outcome {
+    fn outcome(
+        &mut self,
+        provider_index: usize,
+        provider: &Provider,
+        names: &RefCell<Interner>,
+    ) -> Outcome {
         if let Some((_, o)) = self.outcomes.iter().find(|(p, _)| *p == provider_index) {
             return o.clone();
         }
@@ -206,7 +319,14 @@ impl Entry {
             Ok(_) => provider
                 .contract
                 .apply(self.token.claims())
-                .map(|release| Rc::new(Admitted::new(provider, release, self.subject.clone())))
+                .map(|release| {
+                    Rc::new(Admitted::new(
+                        provider,
+                        release,
+                        self.subject.clone(),
+                        names,
+                    ))
+                })
                 .map_err(|d| Refusal::Contract(d.reason)),
         };
         self.outcomes.push((provider_index, o.clone()));
@@ -252,11 +372,34 @@ impl Engine {
             .as_ref()
             .map(|k| hmac::Key::new(hmac::HMAC_SHA256, k));
         let cache = RefCell::new(Lru::new(config.cache_max_entries, config.cache_max_bytes));
+        let mut names = Interner::default();
+        let fixed = FixedCounters {
+            spoofed: names.id("spoofed_headers_removed"),
+            unmatched: names.id("unmatched"),
+            ambiguous_path: names.id("ambiguous_path"),
+        };
         Engine {
             config,
             pseudonym_key,
             cache,
+            token_hasher: RandomState::new(),
+            counters: RefCell::new(names),
+            fixed,
         }
+    }
+
+    /// The name of a counter (without the `mpass_guard.` prefix).
+    pub fn counter_name(&self, id: CounterId) -> Option<Rc<str>> {
+        self.counters.borrow().names.get(id.index()).cloned()
+    }
+
+    /// The names of every counter a decision increments, in order.
+    pub fn counter_names(&self, decision: &Decision) -> Vec<String> {
+        decision
+            .counter_ids()
+            .filter_map(|id| self.counter_name(id))
+            .map(|n| n.to_string())
+            .collect()
     }
 
     /// Number of verified tokens held in this VM's cache.
@@ -278,13 +421,14 @@ impl Engine {
         let mut decision = Decision {
             remove: cfg.sanitiser.spoofed(req.headers),
             set: Vec::new(),
+            release: None,
             respond: None,
             audit: None,
             wait: None,
             counters: Vec::new(),
         };
         if !decision.remove.is_empty() {
-            decision.counters.push("spoofed_headers_removed".into());
+            decision.counters.push(self.fixed.spoofed);
         }
         let authority = header(req.headers, ":authority")
             .or_else(|| header(req.headers, "host"))
@@ -294,7 +438,7 @@ impl Engine {
             Lookup::Provider(i) => cfg.providers.get(i).map(|p| (i, p)),
             Lookup::None => None,
             Lookup::Conflict => {
-                decision.counters.push("ambiguous_path".into());
+                decision.counters.push(self.fixed.ambiguous_path);
                 decision.respond = Some(Response {
                     status: 400,
                     headers: vec![
@@ -307,7 +451,7 @@ impl Engine {
             }
         };
         let Some((provider_index, provider)) = found else {
-            decision.counters.push("unmatched".into());
+            decision.counters.push(self.fixed.unmatched);
             return decision;
         };
 
@@ -324,11 +468,8 @@ impl Engine {
                         Removal::Set(name, value) => decision.set.push((name, value)),
                     }
                 }
-                decision
-                    .set
-                    .extend(admitted.release.headers.iter().cloned());
-                decision.counters.extend(admitted.counters.iter().cloned());
-                decision.audit = Some(admitted.audit.clone());
+                decision.audit = Some(Rc::clone(&admitted.audit));
+                decision.release = Some(admitted);
             }
             Err((Refusal::Wait(issuer), _)) => {
                 decision.wait = Some(issuer);
@@ -340,10 +481,12 @@ impl Engine {
                     Refusal::KeysUnavailable | Refusal::Wait(_) => "keys_unavailable",
                     Refusal::Token(r) | Refusal::Forbidden(r) | Refusal::Contract(r) => r,
                 };
-                decision
+                let counter = self
                     .counters
-                    .push(format!("provider.{}.denied.{}", provider.id, reason));
-                decision.audit = Some(Audit {
+                    .borrow_mut()
+                    .id(&format!("provider.{}.denied.{}", provider.id, reason));
+                decision.counters.push(counter);
+                decision.audit = Some(Rc::new(Audit {
                     provider: provider.id.clone(),
                     allowed: false,
                     status: response.status,
@@ -354,7 +497,7 @@ impl Engine {
                     contract_version: provider.contract.version().to_owned(),
                     subject,
                     rendered: None,
-                });
+                }));
                 decision.respond = Some(response);
             }
         }
@@ -381,7 +524,10 @@ impl Engine {
         if found.token.len() > cfg.max_token_bytes {
             return Err((Refusal::Token(TokenError::TooLarge.reason()), None));
         }
-        let digest = sha256(found.token.as_bytes());
+        // Keyed SipHash of the token: cheap next to a SHA-256 in V8, and an
+        // entry answers only for a byte-equal token, so a collision (or a
+        // forged token with a colliding key) can only cause a miss.
+        let key = self.token_hasher.hash_one(found.token.as_bytes());
         let finish = |outcome: Outcome, subject: Option<String>| {
             let release = outcome.map_err(|r| (r, subject.clone()))?;
             let token_removal =
@@ -392,19 +538,19 @@ impl Engine {
         let mut ctx = ctx;
         {
             let mut cache = self.cache.borrow_mut();
-            if let Some(entry) = cache.get_mut(&digest) {
+            if let Some(entry) = cache.get_mut(&key).filter(|e| *e.raw == *found.token) {
                 match self.revalidate(entry, provider_index, &mut ctx) {
                     Hit::Valid => {
-                        let outcome = entry.outcome(provider_index, provider);
+                        let outcome = entry.outcome(provider_index, provider, &self.counters);
                         let subject = entry.subject.clone();
                         drop(cache);
                         return finish(outcome, subject);
                     }
                     Hit::Refused(refusal) => {
-                        cache.remove(&digest);
+                        cache.remove(&key);
                         return Err((refusal, None));
                     }
-                    Hit::Stale => cache.remove(&digest),
+                    Hit::Stale => cache.remove(&key),
                 }
             }
         }
@@ -413,6 +559,7 @@ impl Engine {
             .verify(provider, &found.token, ctx)
             .map_err(|e| (e, None))?;
         let mut entry = Entry {
+            raw: found.token.as_str().into(),
             subject: self.pseudonym(&verified.token),
             hmac_provider: verified.key.is_none().then_some(provider_index),
             token: verified.token,
@@ -420,13 +567,14 @@ impl Engine {
             key: verified.key,
             outcomes: Vec::new(),
         };
-        let outcome = entry.outcome(provider_index, provider);
+        let outcome = entry.outcome(provider_index, provider, &self.counters);
         let subject = entry.subject.clone();
-        // Measured in V8 (BENCHMARKS.md): an entry holds about six times the
-        // token's size (raw and decoded parts, parsed claims) plus about 1 KiB
-        // of rendered release, counters and audit record per provider.
-        let bytes = found.token.len().saturating_mul(6).saturating_add(1024);
-        self.cache.borrow_mut().insert(digest, entry, bytes);
+        // Measured in V8 (BENCHMARKS.md): an entry holds about seven times
+        // the token's size (the token, its raw and decoded parts, parsed
+        // claims) plus about 1 KiB of rendered release, counters and audit
+        // record per provider.
+        let bytes = found.token.len().saturating_mul(7).saturating_add(1024);
+        self.cache.borrow_mut().insert(key, entry, bytes);
         finish(outcome, subject)
     }
 
@@ -594,12 +742,6 @@ impl Engine {
             body,
         }
     }
-}
-
-fn sha256(bytes: &[u8]) -> [u8; 32] {
-    let mut out = [0u8; 32];
-    out.copy_from_slice(digest::digest(&digest::SHA256, bytes).as_ref());
-    out
 }
 
 /// The first value of a header.

@@ -7,12 +7,18 @@
 //! parked and decided again from the root context once the keys change or
 //! their wait ends.
 //!
+//! With `audit.flush_interval` set, audit lines and counter increments are
+//! gathered in the VM and handed to the host together, at most that long
+//! after the first of them (and when the VM stops): one log call per batch
+//! and one host call per counter that moved. Without it (the default) each
+//! decision logs its line and increments its counters at once.
+//!
 //! Host calls go through `proxy_wasm::hostcalls` (which return `Result`)
 //! rather than the SDK's trait helpers (which unwrap), so a host error never
 //! becomes a trap. Header values are read as bytes: the SDK's string map
 //! reader panics on a non-UTF-8 value, which a client controls.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::{Duration, UNIX_EPOCH};
@@ -22,12 +28,14 @@ use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, MetricType};
 
 use crate::config::Config;
-use crate::engine::{Decision, Engine, Request};
+use crate::engine::{CounterId, Decision, Engine, Request};
 use crate::jwks::{Fetched, KeyStore, Step};
 
 const METRIC_PREFIX: &str = "mpass_guard.";
 /// Timer granularity for fetch scheduling and parked-request deadlines.
 const TICK: Duration = Duration::from_millis(100);
+/// Pending audit lines are written at once beyond this many bytes.
+const AUDIT_BUFFER_BYTES: usize = 32 * 1024;
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
@@ -61,9 +69,68 @@ fn now_ms() -> u64 {
 #[derive(Default)]
 struct Metrics {
     ids: RefCell<HashMap<String, u32>>,
+    /// Host metric ids of the engine's interned counters, by index.
+    counters: RefCell<Vec<Option<u32>>>,
+    /// Increments not yet handed to the host (batching only), by index.
+    pending: RefCell<Vec<u64>>,
 }
 
 impl Metrics {
+    /// Counts one for a counter: at once, or in the batch.
+    fn count(&self, engine: &Engine, counter: CounterId, batch: bool) {
+        if !batch {
+            self.add(engine, counter, 1);
+            return;
+        }
+        let mut pending = self.pending.borrow_mut();
+        if pending.len() <= counter.index() {
+            pending.resize(counter.index() + 1, 0);
+        }
+        if let Some(n) = pending.get_mut(counter.index()) {
+            *n = n.saturating_add(1);
+        }
+    }
+
+    /// Hands the batched increments to the host.
+    fn flush(&self, engine: &Engine) {
+        let pending = std::mem::take(&mut *self.pending.borrow_mut());
+        for (index, n) in pending.into_iter().enumerate() {
+            if n > 0 {
+                self.add(engine, CounterId::from_index(index), n);
+            }
+        }
+    }
+
+    /// Adds to one of the engine's counters, defining it on first use.
+    fn add(&self, engine: &Engine, counter: CounterId, n: u64) {
+        let known = self
+            .counters
+            .borrow()
+            .get(counter.index())
+            .copied()
+            .flatten();
+        let id = match known {
+            Some(id) => id,
+            None => {
+                let Some(name) = engine.counter_name(counter) else {
+                    return;
+                };
+                let Some(id) = self.id(&name, MetricType::Counter) else {
+                    return;
+                };
+                let mut ids = self.counters.borrow_mut();
+                if ids.len() <= counter.index() {
+                    ids.resize(counter.index() + 1, None);
+                }
+                if let Some(slot) = ids.get_mut(counter.index()) {
+                    *slot = Some(id);
+                }
+                id
+            }
+        };
+        let _ = hostcalls::increment_metric(id, i64::try_from(n).unwrap_or(i64::MAX));
+    }
+
     fn id(&self, name: &str, kind: MetricType) -> Option<u32> {
         let mut ids = self.ids.borrow_mut();
         if let Some(id) = ids.get(name) {
@@ -100,9 +167,56 @@ struct Shared {
     keys: RefCell<KeyStore>,
     parked: RefCell<Vec<Parked>>,
     metrics: Metrics,
+    /// Audit lines not yet logged, newline-separated.
+    audit: RefCell<String>,
+    /// When the oldest pending audit line was made.
+    audit_since_ms: Cell<u64>,
 }
 
 impl Shared {
+    /// Queues one audit line, or logs it at once when batching is off or
+    /// the batch is full.
+    fn audit(&self, line: &crate::engine::Audit, now: u64) {
+        let secs = i64::try_from(now / 1000).unwrap_or(0);
+        if self.engine.config.audit_flush_ms == 0 {
+            log(LogLevel::Info, &line.to_json(secs));
+            return;
+        }
+        let full = {
+            let mut buf = self.audit.borrow_mut();
+            if buf.is_empty() {
+                self.audit_since_ms.set(now);
+            } else {
+                buf.push('\n');
+            }
+            line.write_json(secs, &mut buf);
+            buf.len() >= AUDIT_BUFFER_BYTES
+        };
+        if full {
+            self.flush_audit();
+        }
+    }
+
+    /// Hands the batch to the host: the pending audit lines in one log call
+    /// (each line of the message is one JSON record), then the counters.
+    fn flush_audit(&self) {
+        let lines = std::mem::take(&mut *self.audit.borrow_mut());
+        if !lines.is_empty() {
+            log(LogLevel::Info, &lines);
+        }
+        self.metrics.flush(&self.engine);
+    }
+
+    /// Flushes the batch once its oldest audit line is due, and the
+    /// counters at least once per interval.
+    fn flush_audit_if_due(&self, now: u64) {
+        let interval = self.engine.config.audit_flush_ms;
+        if interval > 0 && now.saturating_sub(self.audit_since_ms.get()) >= interval {
+            self.audit_since_ms.set(now);
+            self.flush_audit();
+        }
+    }
+
     /// Decides for the current effective HTTP context and carries it out.
     /// Returns `None` when the request was parked.
     fn run(&self, context_id: u32, resumed: bool) -> Option<Action> {
@@ -110,7 +224,11 @@ impl Shared {
             match hostcalls::get_map_bytes(MapType::HttpRequestHeaders) {
                 Ok(list) => list
                     .into_iter()
-                    .map(|(n, v)| (n, String::from_utf8_lossy(&v).into_owned()))
+                    .map(|(n, v)| {
+                        let v = String::from_utf8(v)
+                            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
+                        (n, v)
+                    })
                     .collect(),
                 Err(_) => {
                     respond(500, &[], br#"{"error":"internal"}"#);
@@ -155,14 +273,12 @@ impl Shared {
     }
 
     fn carry_out(&self, decision: Decision, now: u64) -> Action {
-        for name in &decision.counters {
-            self.metrics.increment(name);
+        let batch = self.engine.config.audit_flush_ms > 0;
+        for counter in decision.counter_ids() {
+            self.metrics.count(&self.engine, counter, batch);
         }
         if let Some(audit) = &decision.audit {
-            log(
-                LogLevel::Info,
-                &audit.to_json(i64::try_from(now / 1000).unwrap_or(0)),
-            );
+            self.audit(audit, now);
         }
         if let Some(resp) = &decision.respond {
             let headers: Vec<(&str, &str)> = resp
@@ -177,7 +293,7 @@ impl Shared {
         for name in &decision.remove {
             failed |= hostcalls::set_map_value(MapType::HttpRequestHeaders, name, None).is_err();
         }
-        for (name, value) in &decision.set {
+        for (name, value) in decision.headers() {
             failed |=
                 hostcalls::set_map_value(MapType::HttpRequestHeaders, name, Some(value)).is_err();
         }
@@ -222,6 +338,14 @@ struct Root {
 }
 
 impl Context for Root {
+    fn on_done(&mut self) -> bool {
+        // The VM is stopping: write what the audit batch still holds.
+        if let Some(shared) = &self.shared {
+            shared.flush_audit();
+        }
+        true
+    }
+
     fn on_http_call_response(
         &mut self,
         token: u32,
@@ -379,14 +503,17 @@ impl RootContext for Root {
                 );
                 let keys = KeyStore::new(&config);
                 let remote = keys.has_remote();
+                let batching = config.audit_flush_ms > 0;
                 self.shared = Some(Rc::new(Shared {
                     engine: Rc::new(Engine::new(config)),
                     keys: RefCell::new(keys),
                     parked: RefCell::new(Vec::new()),
                     metrics: Metrics::default(),
+                    audit: RefCell::new(String::new()),
+                    audit_since_ms: Cell::new(0),
                 }));
                 self.calls.clear();
-                if remote {
+                if remote || batching {
                     let _ = hostcalls::set_tick_period(TICK);
                 }
                 true
@@ -406,6 +533,7 @@ impl RootContext for Root {
             return;
         };
         let now = now_ms();
+        shared.flush_audit_if_due(now);
         self.start_due_fetches(&shared, now);
         {
             let keys = shared.keys.borrow();

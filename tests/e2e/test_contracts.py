@@ -344,11 +344,18 @@ def test_spoofed_contract_headers_are_replaced_not_appended(guard, upstream):
 # --------------------------------------------------------------------------
 
 
+AUDIT_START = '{"type":"mpass_guard.audit"'
+
+
 def audit_lines(envoy: Envoy) -> list[dict]:
+    """Every audit record in Envoy's log. A batch is one log message whose
+    first record follows Envoy's prefix and whose others are lines of their own."""
     out = []
     for line in envoy.log().splitlines():
-        if "wasm log" in line and '"type":"mpass_guard.audit"' in line:
-            out.append(json.loads(line[line.index("{"):]))
+        i = line.find(AUDIT_START)
+        if i >= 0:
+            assert i == 0 or "wasm log" in line[:i], f"audit record inside another line: {line!r}"
+            out.append(json.loads(line[i:]))
     return out
 
 
@@ -392,6 +399,43 @@ def test_each_decision_is_one_audit_line_with_names_only_and_a_subject_pseudonym
         for value in claim_strings(claims):
             if len(value) >= 4:
                 assert value not in line, f"audit line carries {value!r}"
+
+
+def test_a_burst_of_requests_gives_one_complete_audit_record_per_decision(guard, upstream):
+    before = len(audit_lines(guard))
+    staff = token(fixture("staff-with-email-proposed.json"))
+    statuses = [guard.send("/checkout", bearer(staff), host=SHOP_HOST).status for _ in range(25)]
+    statuses += [guard.send("/checkout", [], host=SHOP_HOST).status for _ in range(5)]
+    assert statuses == [200] * 25 + [401] * 5
+    lines = wait_for_audit(guard, before + 30)[before:]
+    assert [(l["decision"], l["status"]) for l in lines] == [("allow", 200)] * 25 + [("deny", 401)] * 5
+    assert all(l["provider"] == "shop" for l in lines), lines[0]
+
+
+def test_batched_audit_lines_and_counters_arrive_complete_and_in_fewer_log_writes(upstream, tmp_path):
+    """`audit.flush_interval` gathers lines and counts in the VM: every
+    record still arrives, each as one JSON object on a line of its own, and
+    the counters add up."""
+    config = contracts_config()
+    config["audit"]["flush_interval"] = "1s"
+    with Envoy(upstream.port, config, env={PSEUDONYM_ENV: PSEUDONYM_KEY},
+               routes=routes(), workdir=tmp_path) as envoy:
+        staff = token(fixture("staff-with-email-proposed.json"))
+        for _ in range(10):
+            assert envoy.send("/checkout", bearer(staff), host=SHOP_HOST).status == 200
+        lines = wait_for_audit(envoy, 10)
+        assert len(lines) == 10
+        assert all(l["decision"] == "allow" and l["provider"] == "shop" for l in lines)
+        # Ten requests well inside one interval: fewer log messages than records.
+        messages = [l for l in envoy.log().splitlines() if "wasm log" in l and AUDIT_START in l]
+        assert 1 <= len(messages) < 10, messages
+        # The counters arrive with the batch (several workers' VMs each flush their own).
+        name = "wasmcustom.mpass_guard.provider.shop.allowed"
+        deadline = time.monotonic() + 10
+        while envoy.counter(name) < 10 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert envoy.counter(name) == 10
+        assert envoy.counter("wasmcustom.mpass_guard.provider.shop.released.email") == 10
 
 
 def test_the_counters_appear_in_stats_and_prometheus(guard, upstream):
