@@ -104,9 +104,50 @@ impl CounterId {
 struct Interner {
     names: Vec<Rc<str>>,
     ids: HashMap<Rc<str>, CounterId>,
+    /// Per provider index, outcome and attribute: skips formatting the name
+    /// when a new token meets a known provider.
+    per_attribute: HashMap<(usize, Tally, &'static str), CounterId>,
+}
+
+/// The counters of an admitted request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Tally {
+    /// `provider.<id>.allowed` (the attribute is ignored).
+    Allowed,
+    Released,
+    Withheld,
 }
 
 impl Interner {
+    /// `provider.<id>.allowed` or `provider.<id>.released|withheld.<attribute>`.
+    fn attribute(
+        &mut self,
+        index: usize,
+        provider: &Provider,
+        kind: Tally,
+        attribute: &'static str,
+    ) -> CounterId {
+        if let Some(id) = self.per_attribute.get(&(index, kind, attribute)) {
+            return *id;
+        }
+        let name = match kind {
+            Tally::Allowed => format!("provider.{}.allowed", provider.id),
+            Tally::Released => format!(
+                "provider.{}.released.{}",
+                provider.id,
+                counter_name(attribute)
+            ),
+            Tally::Withheld => format!(
+                "provider.{}.withheld.{}",
+                provider.id,
+                counter_name(attribute)
+            ),
+        };
+        let id = self.id(&name);
+        self.per_attribute.insert((index, kind, attribute), id);
+        id
+    }
+
     fn id(&mut self, name: &str) -> CounterId {
         if let Some(id) = self.ids.get(name) {
             return *id;
@@ -167,24 +208,34 @@ impl Audit {
 
     /// The record's fields as a JSON object, without type and time.
     fn render_body(&self) -> Rc<str> {
-        let purposes: serde_json::Map<String, serde_json::Value> = self
-            .purposes
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), serde_json::Value::String(v.to_string())))
-            .collect();
-        serde_json::json!({
-            "provider": self.provider,
-            "decision": if self.allowed { "allow" } else { "deny" },
-            "status": self.status,
-            "reason": self.reason,
-            "released": self.released,
-            "withheld": self.withheld,
-            "purposes": purposes,
-            "contract_version": self.contract_version,
-            "subject": self.subject,
-        })
-        .to_string()
-        .into()
+        /// The record as serialised; fields in name order, as a JSON object
+        /// from a map would have them.
+        #[derive(serde::Serialize)]
+        struct Body<'a> {
+            contract_version: &'a str,
+            decision: &'static str,
+            provider: &'a str,
+            purposes: std::collections::BTreeMap<&'static str, &'a str>,
+            reason: &'static str,
+            released: &'a [&'static str],
+            status: u16,
+            subject: Option<&'a str>,
+            withheld: &'a [&'static str],
+        }
+        let body = Body {
+            contract_version: &self.contract_version,
+            decision: if self.allowed { "allow" } else { "deny" },
+            provider: &self.provider,
+            purposes: self.purposes.iter().map(|(k, v)| (*k, &**v)).collect(),
+            reason: self.reason,
+            released: &self.released,
+            status: self.status,
+            subject: self.subject.as_deref(),
+            withheld: &self.withheld,
+        };
+        serde_json::to_string(&body)
+            .unwrap_or_else(|_| "{}".to_owned())
+            .into()
     }
 }
 
@@ -242,6 +293,7 @@ impl std::fmt::Debug for Admitted {
 
 impl Admitted {
     fn new(
+        index: usize,
         provider: &Provider,
         release: Release,
         subject: Option<String>,
@@ -249,20 +301,12 @@ impl Admitted {
     ) -> Admitted {
         let mut names = names.borrow_mut();
         let mut counters = Vec::with_capacity(1 + release.released.len() + release.withheld.len());
-        counters.push(names.id(&format!("provider.{}.allowed", provider.id)));
+        counters.push(names.attribute(index, provider, Tally::Allowed, ""));
         for a in &release.released {
-            counters.push(names.id(&format!(
-                "provider.{}.released.{}",
-                provider.id,
-                counter_name(a)
-            )));
+            counters.push(names.attribute(index, provider, Tally::Released, a));
         }
         for a in &release.withheld {
-            counters.push(names.id(&format!(
-                "provider.{}.withheld.{}",
-                provider.id,
-                counter_name(a)
-            )));
+            counters.push(names.attribute(index, provider, Tally::Withheld, a));
         }
         let mut audit = Audit {
             provider: provider.id.clone(),
@@ -321,6 +365,7 @@ impl Entry {
                 .apply(self.token.claims())
                 .map(|release| {
                     Rc::new(Admitted::new(
+                        provider_index,
                         provider,
                         release,
                         self.subject.clone(),
