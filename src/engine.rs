@@ -20,7 +20,7 @@ use crate::config::{Config, IssuerKeys, Lookup, Provider};
 use crate::contract::Release;
 use crate::extract::{removal, ExtractError, Removal};
 use crate::jwks::{Availability, KeyStore};
-use crate::verify::{TokenError, Untrusted};
+use crate::verify::{audience_in, Retained, TokenError, Untrusted};
 
 /// The parts of a request the decision needs. Header names are lowercase, as
 /// Envoy passes them; pseudo-headers (`:authority`, `:path`) are included.
@@ -67,8 +67,8 @@ impl Decision {
     pub fn headers(&self) -> impl Iterator<Item = (&str, &str)> {
         self.set
             .iter()
-            .chain(self.release.iter().flat_map(|a| a.release.headers.iter()))
             .map(|(n, v)| (n.as_str(), v.as_str()))
+            .chain(self.release.iter().flat_map(|a| a.headers.iter()))
     }
 
     /// Every counter to increment once for this request.
@@ -277,7 +277,7 @@ struct Verified {
 /// A release for one provider with everything the request path needs
 /// already rendered: headers, counters and the audit record.
 pub struct Admitted {
-    release: Release,
+    headers: Packed,
     counters: Vec<CounterId>,
     audit: Rc<Audit>,
 }
@@ -286,7 +286,7 @@ pub struct Admitted {
 impl std::fmt::Debug for Admitted {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Admitted")
-            .field("released", &self.release.released)
+            .field("released", &self.audit.released)
             .finish_non_exhaustive()
     }
 }
@@ -313,19 +313,82 @@ impl Admitted {
             allowed: true,
             status: 200,
             reason: "ok",
-            released: release.released.clone(),
-            withheld: release.withheld.clone(),
-            purposes: release.purposes.clone(),
+            released: release.released,
+            withheld: release.withheld,
+            purposes: release.purposes,
             contract_version: provider.contract.version().to_owned(),
             subject,
             rendered: None,
         };
         audit.rendered = Some(audit.render_body());
         Admitted {
-            release,
+            headers: Packed::new(&release.headers),
             counters,
             audit: Rc::new(audit),
         }
+    }
+}
+
+/// Header names and values in one buffer: a cached release is a handful of
+/// allocations however many attributes it sets, which keeps evicting it
+/// cheap.
+struct Packed {
+    text: String,
+    /// Per header: end of the name, end of the value (offsets into `text`).
+    ends: Vec<(u32, u32)>,
+}
+
+impl Packed {
+    fn new(headers: &[(String, String)]) -> Packed {
+        let mut text = String::with_capacity(headers.iter().map(|(n, v)| n.len() + v.len()).sum());
+        let mut ends = Vec::with_capacity(headers.len());
+        for (name, value) in headers {
+            text.push_str(name);
+            let name_end = text.len();
+            text.push_str(value);
+            ends.push((
+                u32::try_from(name_end).unwrap_or(u32::MAX),
+                u32::try_from(text.len()).unwrap_or(u32::MAX),
+            ));
+        }
+        Packed { text, ends }
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        let mut start = 0usize;
+        self.ends.iter().map(move |&(name_end, end)| {
+            let (name_end, end) = (name_end as usize, end as usize);
+            let name = self.text.get(start..name_end).unwrap_or_default();
+            let value = self.text.get(name_end..end).unwrap_or_default();
+            start = end;
+            (name, value)
+        })
+    }
+}
+
+/// The outcome for one provider, computed from the token's claims.
+fn outcome_for(
+    claims: &serde_json::Map<String, serde_json::Value>,
+    provider_index: usize,
+    provider: &Provider,
+    subject: Option<String>,
+    names: &RefCell<Interner>,
+) -> Outcome {
+    match audience_in(claims, &provider.audiences) {
+        Err(e) => Err(Refusal::Forbidden(e.reason())),
+        Ok(_) => provider
+            .contract
+            .apply(claims)
+            .map(|release| {
+                Rc::new(Admitted::new(
+                    provider_index,
+                    provider,
+                    release,
+                    subject,
+                    names,
+                ))
+            })
+            .map_err(|d| Refusal::Contract(d.reason)),
     }
 }
 
@@ -338,7 +401,7 @@ struct Entry {
     /// The token itself: a hit needs the whole token to be equal, not just
     /// its key.
     raw: Box<str>,
-    token: Untrusted,
+    token: Retained,
     issuer: usize,
     key: Option<[u8; 32]>,
     /// For HS* tokens: the provider whose secret verified it.
@@ -358,21 +421,16 @@ impl Entry {
         if let Some((_, o)) = self.outcomes.iter().find(|(p, _)| *p == provider_index) {
             return o.clone();
         }
-        let o = match self.token.check_audience(&provider.audiences) {
-            Err(e) => Err(Refusal::Forbidden(e.reason())),
-            Ok(_) => provider
-                .contract
-                .apply(self.token.claims())
-                .map(|release| {
-                    Rc::new(Admitted::new(
-                        provider_index,
-                        provider,
-                        release,
-                        self.subject.clone(),
-                        names,
-                    ))
-                })
-                .map_err(|d| Refusal::Contract(d.reason)),
+        // A provider this token has not met yet: parse its claims again.
+        let o = match self.token.claims() {
+            Ok(claims) => outcome_for(
+                &claims,
+                provider_index,
+                provider,
+                self.subject.clone(),
+                names,
+            ),
+            Err(e) => Err(Refusal::Token(e.reason())),
         };
         self.outcomes.push((provider_index, o.clone()));
         o
@@ -603,22 +661,32 @@ impl Engine {
         let verified = self
             .verify(provider, &found.token, ctx)
             .map_err(|e| (e, None))?;
-        let mut entry = Entry {
+        let subject = self.pseudonym(&verified.token);
+        let outcome = outcome_for(
+            verified.token.claims(),
+            provider_index,
+            provider,
+            subject.clone(),
+            &self.counters,
+        );
+        let entry = Entry {
             raw: found.token.as_str().into(),
-            subject: self.pseudonym(&verified.token),
+            subject: subject.clone(),
             hmac_provider: verified.key.is_none().then_some(provider_index),
-            token: verified.token,
+            token: verified.token.into_retained(),
             issuer: verified.issuer,
             key: verified.key,
-            outcomes: Vec::new(),
+            outcomes: vec![(provider_index, outcome.clone())],
         };
-        let outcome = entry.outcome(provider_index, provider, &self.counters);
-        let subject = entry.subject.clone();
-        // Measured in V8 (BENCHMARKS.md): an entry holds about seven times
-        // the token's size (the token, its raw and decoded parts, parsed
-        // claims) plus about 1 KiB of rendered release, counters and audit
-        // record per provider.
-        let bytes = found.token.len().saturating_mul(7).saturating_add(1024);
+        // An entry holds the token, its decoded claims JSON (smaller than
+        // the token) and, per provider, about 1 KiB of packed headers,
+        // counters and audit record; BENCHMARKS.md has the VM memory this
+        // estimate gives with the cache full.
+        let bytes = found
+            .token
+            .len()
+            .saturating_add(entry.token.size())
+            .saturating_add(1024);
         self.cache.borrow_mut().insert(key, entry, bytes);
         finish(outcome, subject)
     }

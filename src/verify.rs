@@ -134,6 +134,8 @@ pub struct Untrusted {
     token: UntrustedToken<'static, Empty>,
     alg: Alg,
     kid: Option<String>,
+    /// The decoded claims JSON, kept for [`Untrusted::into_retained`].
+    payload: Vec<u8>,
     claims: Map<String, Value>,
     exp: Option<i64>,
     nbf: Option<i64>,
@@ -238,6 +240,7 @@ impl Untrusted {
             token: untrusted,
             alg,
             kid,
+            payload,
             claims,
             exp,
             nbf,
@@ -372,6 +375,94 @@ impl Untrusted {
 
     /// Checks `exp`, `nbf`, `iat` and lifetime against `now` (seconds since the epoch).
     pub fn check_times(&self, policy: &TimePolicy, now: i64) -> Result<(), TokenError> {
+        self.times().check(policy, now)
+    }
+
+    /// Checks that `aud` holds one of `audiences` and returns the match.
+    ///
+    /// With several `aud` values and an `azp`, the match must be `azp`
+    /// (OpenID Connect Core 3.1.3.7): the token was issued to that party.
+    pub fn check_audience(&self, audiences: &[String]) -> Result<String, TokenError> {
+        audience_in(&self.claims, audiences)
+    }
+
+    fn times(&self) -> Times {
+        Times {
+            exp: self.exp,
+            nbf: self.nbf,
+            iat: self.iat,
+        }
+    }
+
+    /// What a cache keeps of a token once it is verified: its times and its
+    /// decoded claims JSON, a single allocation instead of the parsed tree.
+    pub fn into_retained(self) -> Retained {
+        Retained {
+            times: self.times(),
+            payload: self.payload.into_boxed_slice(),
+        }
+    }
+}
+
+/// A verified token as a cache holds it (see [`Untrusted::into_retained`]).
+pub struct Retained {
+    times: Times,
+    payload: Box<[u8]>,
+}
+
+impl Retained {
+    /// As [`Untrusted::check_times`].
+    pub fn check_times(&self, policy: &TimePolicy, now: i64) -> Result<(), TokenError> {
+        self.times.check(policy, now)
+    }
+
+    /// The claims, parsed again (they parsed strictly when the token was
+    /// decoded, so this fails only if memory was corrupted).
+    pub fn claims(&self) -> Result<Map<String, Value>, TokenError> {
+        parse_strict_object(&self.payload).map_err(|_| TokenError::Malformed)
+    }
+
+    /// Bytes held.
+    pub fn size(&self) -> usize {
+        self.payload.len()
+    }
+}
+
+/// As [`Untrusted::check_audience`], on parsed claims.
+pub fn audience_in(
+    claims: &Map<String, Value>,
+    audiences: &[String],
+) -> Result<String, TokenError> {
+    let token_auds: Vec<&str> = match claims.get("aud") {
+        Some(Value::String(a)) => vec![a.as_str()],
+        Some(Value::Array(items)) => items.iter().filter_map(Value::as_str).collect(),
+        _ => Vec::new(),
+    };
+    let accepted = |a: &str| audiences.iter().any(|want| want == a);
+    let azp = match (
+        token_auds.len() > 1,
+        claims.get("azp").and_then(Value::as_str),
+    ) {
+        (true, Some(azp)) => Some(azp),
+        _ => None,
+    };
+    token_auds
+        .into_iter()
+        .find(|a| accepted(a) && azp.is_none_or(|azp| azp == *a))
+        .map(str::to_owned)
+        .ok_or(TokenError::AudienceMismatch)
+}
+
+/// The registered time claims of a token.
+#[derive(Debug, Clone, Copy)]
+struct Times {
+    exp: Option<i64>,
+    nbf: Option<i64>,
+    iat: Option<i64>,
+}
+
+impl Times {
+    fn check(&self, policy: &TimePolicy, now: i64) -> Result<(), TokenError> {
         // i128 so that no combination of i64 times and u64 policy overflows.
         let now = i128::from(now);
         let skew = i128::from(policy.clock_skew_secs);
@@ -393,24 +484,6 @@ impl Untrusted {
             }
         }
         Ok(())
-    }
-
-    /// Checks that `aud` holds one of `audiences` and returns the match.
-    ///
-    /// With several `aud` values and an `azp`, the match must be `azp`
-    /// (OpenID Connect Core 3.1.3.7): the token was issued to that party.
-    pub fn check_audience(&self, audiences: &[String]) -> Result<String, TokenError> {
-        let token_auds = self.audiences();
-        let accepted = |a: &str| audiences.iter().any(|want| want == a);
-        let azp = match (token_auds.len() > 1, self.azp()) {
-            (true, Some(azp)) => Some(azp),
-            _ => None,
-        };
-        token_auds
-            .into_iter()
-            .find(|a| accepted(a) && azp.is_none_or(|azp| azp == *a))
-            .map(str::to_owned)
-            .ok_or(TokenError::AudienceMismatch)
     }
 }
 
