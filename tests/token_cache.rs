@@ -106,6 +106,31 @@ fn a_second_request_with_the_same_token_is_answered_identically_from_the_cache()
 }
 
 #[test]
+fn a_forged_token_ending_like_a_cached_one_is_verified_not_served_from_the_cache() {
+    let engine = local_engine(16);
+    let mut keys = KeyStore::new(&engine.config);
+    let t = token("rsa-a.pem", "a", NOW + 600);
+    assert_eq!(status(&send(&engine, &mut keys, &t, NOW)), 200);
+    // Same header and signature (so the same cache key), another payload.
+    let parts: Vec<&str> = t.split('.').collect();
+    let other = token("rsa-a.pem", "a", NOW + 900);
+    let forged = format!(
+        "{}.{}.{}",
+        parts[0],
+        other.split('.').nth(1).unwrap(),
+        parts[2]
+    );
+    assert!(forged.ends_with(&t[t.len() - 64..]));
+    let d = send(&engine, &mut keys, &forged, NOW + 1);
+    assert_eq!(status(&d), 401);
+    assert!(d.respond.as_ref().unwrap().body.contains("bad_signature"));
+    assert_eq!(d.headers().count(), 0);
+    // The genuine entry is still there and still answers.
+    assert_eq!(engine.cached_tokens(), 1);
+    assert_eq!(status(&send(&engine, &mut keys, &t, NOW + 2)), 200);
+}
+
+#[test]
 fn a_cached_token_is_refused_once_it_expires() {
     let engine = local_engine(16);
     let mut keys = KeyStore::new(&engine.config);
