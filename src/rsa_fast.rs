@@ -97,6 +97,8 @@ pub struct RsaPublicKey {
     /// Modulus length in bits and in bytes.
     bits: usize,
     len: usize,
+    /// The modulus in 28-bit limbs, for [`lazy`].
+    m28: lazy::Modulus,
 }
 
 impl std::fmt::Debug for RsaPublicKey {
@@ -133,6 +135,7 @@ impl RsaPublicKey {
             inv = inv.wrapping_mul(2u32.wrapping_sub(n_lo.wrapping_mul(inv)));
         }
         let k = limbs.len();
+        let m28 = lazy::Modulus::new(lazy::from_be_bytes(n, lazy::limbs_for(bits)), inv);
         let mut key = RsaPublicKey {
             n: limbs,
             n0_inv: inv.wrapping_neg(),
@@ -140,8 +143,10 @@ impl RsaPublicKey {
             e,
             bits,
             len: n.len(),
+            m28,
         };
         key.rr = key.r_squared();
+        key.m28.rr = key.r_squared_lazy();
         Some(key)
     }
 
@@ -174,6 +179,71 @@ impl RsaPublicKey {
         x
     }
 
+    /// `R² mod n` for [`lazy`] (`R = 2^(28k)`), as [`Self::r_squared`]:
+    /// doublings up to `2^(28k + j)` (32-bit limbs), then `t` squarings.
+    fn r_squared_lazy(&self) -> Vec<u32> {
+        let m = &self.m28;
+        let r_bits = lazy::W as usize * m.n.len();
+        let t = r_bits.trailing_zeros();
+        let j = r_bits >> t;
+        let mut x = vec![0u32; self.n.len()];
+        if let Some(limb) = x.get_mut((self.bits - 1) / 32) {
+            *limb = 1 << ((self.bits - 1) % 32);
+        }
+        for _ in (self.bits - 1)..(r_bits + j) {
+            let carry = shl1(&mut x);
+            if carry || !less_than(&x, &self.n) {
+                sub_in_place(&mut x, &self.n);
+            }
+        }
+        let mut x = lazy::from_be_bytes(&to_be_bytes(&x, self.len), m.n.len());
+        let mut tmp = vec![0u32; m.n.len()];
+        let mut s = m.scratch();
+        for _ in 0..t {
+            m.mul(&x, &x, &mut s, &mut tmp);
+            std::mem::swap(&mut x, &mut tmp);
+        }
+        if !lazy::less_than(&x, &m.n) {
+            lazy::sub_in_place(&mut x, &m.n);
+        }
+        x
+    }
+
+    /// `sig^e mod n` as [`Self::public_op`], with [`lazy`] arithmetic.
+    fn public_op_lazy(&self, sig: &[u8]) -> Option<Vec<u8>> {
+        if sig.len() != self.len {
+            return None;
+        }
+        let m = &self.m28;
+        let k = m.n.len();
+        let s = lazy::from_be_bytes(sig, k);
+        if !lazy::less_than(&s, &m.n) {
+            return None;
+        }
+        let mut scratch = m.scratch();
+        let mut base = vec![0u32; k];
+        let mut acc = vec![0u32; k];
+        let mut tmp = vec![0u32; k];
+        m.mul(&s, &m.rr, &mut scratch, &mut base);
+        acc.copy_from_slice(&base);
+        let top = 63 - self.e.leading_zeros();
+        for bit in (0..top).rev() {
+            m.mul(&acc, &acc, &mut scratch, &mut tmp);
+            std::mem::swap(&mut acc, &mut tmp);
+            if bit == 0 {
+                m.mul(&acc, &s, &mut scratch, &mut tmp);
+            } else if (self.e >> bit) & 1 == 1 {
+                m.mul(&acc, &base, &mut scratch, &mut tmp);
+                std::mem::swap(&mut acc, &mut tmp);
+            }
+        }
+        // Below 2n: one subtraction at most.
+        if !lazy::less_than(&tmp, &m.n) {
+            lazy::sub_in_place(&mut tmp, &m.n);
+        }
+        Some(lazy::to_be_bytes(&tmp, self.len))
+    }
+
     /// Modulus length in bytes: the length of every signature.
     pub fn modulus_len(&self) -> usize {
         self.len
@@ -187,7 +257,12 @@ impl RsaPublicKey {
     /// Verifies `sig` over `message`. The signature must be exactly as long
     /// as the modulus and, as a number, below it.
     pub fn verify(&self, padding: Padding, hash: Hash, message: &[u8], sig: &[u8]) -> bool {
-        let Some(em) = self.public_op(sig) else {
+        let em = if USE_LAZY {
+            self.public_op_lazy(sig)
+        } else {
+            self.public_op(sig)
+        };
+        let Some(em) = em else {
             return false;
         };
         let m_hash = digest::digest(hash.algorithm(), message);
@@ -603,6 +678,9 @@ fn mgf1_xor(hash: Hash, seed: &[u8], out: &mut [u8]) {
     }
 }
 
+/// Whether [`RsaPublicKey::verify`] uses the [`lazy`] arithmetic.
+const USE_LAZY: bool = cfg!(target_arch = "wasm32");
+
 /// Low 32 bits of a `u64`.
 const LOW: u64 = 0xffff_ffff;
 
@@ -695,6 +773,328 @@ fn shl1(a: &mut [u32]) -> bool {
     carry == 1
 }
 
+/// Montgomery arithmetic on 28-bit limbs held lazily in 64-bit lanes, two
+/// lanes per vector: wasm `simd128` in the filter, a plain two-`u64`
+/// emulation natively (so the same code is tested natively).
+mod lazy {
+    #[cfg(target_arch = "wasm32")]
+    use core::arch::wasm32::{
+        u32x4, u32x4_splat, u64x2_add, u64x2_extmul_high_u32x4, u64x2_extmul_low_u32x4,
+        u64x2_extract_lane, u64x2_splat, v128,
+    };
+    #[cfg(not(target_arch = "wasm32"))]
+    use emu::{
+        u32x4, u32x4_splat, u64x2_add, u64x2_extmul_high_u32x4, u64x2_extmul_low_u32x4,
+        u64x2_extract_lane, u64x2_splat, v128,
+    };
+
+    /// Limb width.
+    pub const W: u32 = 28;
+    /// Low `W` bits.
+    pub const MASK: u32 = (1 << W) - 1;
+
+    /// A modulus in 28-bit limbs with its Montgomery constants
+    /// (`R = 2^(28k)`, `k` even and `28k ≥ bits + 2`, so `4n < R`).
+    #[derive(Clone)]
+    pub struct Modulus {
+        /// Limbs, least significant first.
+        pub n: Vec<u32>,
+        /// Per group of four words: `n[4q..4q+4]` and `n[4q-1..4q+3]`
+        /// (zero outside `0..k`).
+        packs: Vec<[v128; 2]>,
+        /// `-n⁻¹ mod 2^28`.
+        inv: u32,
+        /// `R² mod n`.
+        pub rr: Vec<u32>,
+    }
+
+    impl PartialEq for Modulus {
+        fn eq(&self, other: &Self) -> bool {
+            self.n == other.n
+        }
+    }
+    impl Eq for Modulus {}
+
+    /// Work space for [`Modulus::mul`].
+    pub struct Scratch {
+        t: Vec<v128>,
+        packs: Vec<[v128; 2]>,
+        padded: Vec<u32>,
+        /// The current rows' multipliers, read from memory in the inner
+        /// loop so that LLVM keeps `extmul` instead of hoisting a widening
+        /// and emitting `i64x2.mul` (which V8 emulates, slowly).
+        mults: Vec<v128>,
+    }
+
+    /// Number of 28-bit limbs for a `bits`-bit modulus: even, with two
+    /// spare bits.
+    pub fn limbs_for(bits: usize) -> usize {
+        (bits + 2).div_ceil(W as usize).next_multiple_of(2)
+    }
+
+    impl Modulus {
+        /// `n` in 28-bit limbs (`limbs_for(bits)` of them), `n32_inv =
+        /// n⁻¹ mod 2³²`; `rr` is filled in by the caller.
+        pub fn new(n: Vec<u32>, n_inv32: u32) -> Modulus {
+            let packs = pack(&n);
+            Modulus {
+                n,
+                packs,
+                inv: n_inv32.wrapping_neg() & MASK,
+                rr: Vec::new(),
+            }
+        }
+
+        pub fn scratch(&self) -> Scratch {
+            let k = self.n.len();
+            let q = self.packs.len();
+            Scratch {
+                t: vec![zero(); k / 2 + 2 * q + 1],
+                packs: vec![[zero(); 2]; q],
+                padded: vec![0; 4 * q + 1],
+                mults: vec![zero(); 4],
+            }
+        }
+
+        /// `out = a·b·R⁻¹ mod n`, up to one extra `n`: for `a, b < 2n`
+        /// (normalised 28-bit limbs), `out < 2n`, normalised.
+        #[cfg_attr(target_arch = "wasm32", target_feature(enable = "simd128"))]
+        pub fn mul(&self, a: &[u32], b: &[u32], s: &mut Scratch, out: &mut [u32]) {
+            let k = self.n.len();
+            let inv = self.inv;
+            // b's packs, as n's.
+            if let Some((first, rest)) = s.padded.split_first_mut() {
+                *first = 0;
+                for (p, &x) in rest.iter_mut().zip(b.iter().chain(core::iter::repeat(&0))) {
+                    *p = x;
+                }
+            }
+            for (p, w) in s.packs.iter_mut().zip(s.padded.windows(5).step_by(4)) {
+                if let [w0, w1, w2, w3, w4] = *w {
+                    *p = [u32x4(w1, w2, w3, w4), u32x4(w0, w1, w2, w3)];
+                }
+            }
+            s.t.fill(u64x2_splat(0));
+            let (Some(&[b0, b1]), Some(&[n0, n1])) =
+                (b.first_chunk::<2>(), self.n.first_chunk::<2>())
+            else {
+                return;
+            };
+            let [b0, b1, n0, n1] = [b0, b1, n0, n1].map(u64::from);
+            let span = 2 * self.packs.len();
+            let mut carry = 0u64;
+            // Rows i and i + 1 (i even) per pass: a[i]·b and m[i]·n at word
+            // i, a[i+1]·b and m[i+1]·n at word i + 1, with m chosen so that
+            // words i and i + 1 become multiples of 2^28 (their carry goes
+            // to word i + 2; every other word just accumulates, at most 2k
+            // products below 2^56 each: no overflow for k ≤ 254).
+            for (h, pair) in a.chunks_exact(2).enumerate() {
+                let (&[x0, x1], Some(win)) = (pair, s.t.get_mut(h..h + span)) else {
+                    return;
+                };
+                let Some(&first) = win.first() else {
+                    return;
+                };
+                let (x0, x1) = (u64::from(x0), u64::from(x1));
+                let t0 = u64x2_extract_lane::<0>(first) + carry;
+                let v = t0 + x0 * b0;
+                let m0 = u64::from((v as u32).wrapping_mul(inv) & MASK);
+                let c0 = (v + m0 * n0) >> W;
+                let v = u64x2_extract_lane::<1>(first) + x0 * b1 + m0 * n1 + c0 + x1 * b0;
+                let m1 = u64::from((v as u32).wrapping_mul(inv) & MASK);
+                carry = (v + m1 * n0) >> W;
+                if let Some(slots) = s.mults.first_chunk_mut::<4>() {
+                    *slots = [
+                        u32x4_splat(x0 as u32),
+                        u32x4_splat(x1 as u32),
+                        u32x4_splat(m0 as u32),
+                        u32x4_splat(m1 as u32),
+                    ];
+                }
+                let mults = s.mults.as_slice();
+                for ((t, [bp, bs]), [np, ns]) in win
+                    .chunks_exact_mut(2)
+                    .zip(s.packs.iter())
+                    .zip(self.packs.iter())
+                {
+                    if let ([lo, hi], Some(&[x0, x1, y0, y1])) = (t, mults.first_chunk::<4>()) {
+                        let l = u64x2_add(
+                            u64x2_add(
+                                u64x2_extmul_low_u32x4(x0, *bp),
+                                u64x2_extmul_low_u32x4(x1, *bs),
+                            ),
+                            u64x2_add(
+                                u64x2_extmul_low_u32x4(y0, *np),
+                                u64x2_extmul_low_u32x4(y1, *ns),
+                            ),
+                        );
+                        *lo = u64x2_add(*lo, l);
+                        let h = u64x2_add(
+                            u64x2_add(
+                                u64x2_extmul_high_u32x4(x0, *bp),
+                                u64x2_extmul_high_u32x4(x1, *bs),
+                            ),
+                            u64x2_add(
+                                u64x2_extmul_high_u32x4(y0, *np),
+                                u64x2_extmul_high_u32x4(y1, *ns),
+                            ),
+                        );
+                        *hi = u64x2_add(*hi, h);
+                    }
+                }
+            }
+            // Words k .. 2k, normalised.
+            let words = s
+                .t
+                .iter()
+                .skip(k / 2)
+                .flat_map(|v| [u64x2_extract_lane::<0>(*v), u64x2_extract_lane::<1>(*v)]);
+            for (o, w) in out.iter_mut().zip(words) {
+                let v = w + carry;
+                *o = v as u32 & MASK;
+                carry = v >> W;
+            }
+        }
+    }
+
+    /// Per group of four words q: `x[4q..4q+4]` and `x[4q-1..4q+3]`, zero
+    /// outside the limbs, for `(k + 1) / 4` rounded up groups.
+    fn pack(x: &[u32]) -> Vec<[v128; 2]> {
+        let q = (x.len() + 1).div_ceil(4);
+        let mut padded = vec![0u32; 4 * q + 1];
+        for (p, &l) in padded.iter_mut().skip(1).zip(x) {
+            *p = l;
+        }
+        padded
+            .windows(5)
+            .step_by(4)
+            .map(|w| match *w {
+                [w0, w1, w2, w3, w4] => [mk(w1, w2, w3, w4), mk(w0, w1, w2, w3)],
+                _ => [zero(); 2],
+            })
+            .collect()
+    }
+
+    #[cfg_attr(target_arch = "wasm32", target_feature(enable = "simd128"))]
+    fn mk(a: u32, b: u32, c: u32, d: u32) -> v128 {
+        u32x4(a, b, c, d)
+    }
+
+    #[cfg_attr(target_arch = "wasm32", target_feature(enable = "simd128"))]
+    fn zero() -> v128 {
+        u64x2_splat(0)
+    }
+
+    /// `a < b` for equal-length limb vectors.
+    pub fn less_than(a: &[u32], b: &[u32]) -> bool {
+        super::less_than(a, b)
+    }
+
+    /// `a -= b` for normalised 28-bit limbs, `a ≥ b`.
+    pub fn sub_in_place(a: &mut [u32], b: &[u32]) {
+        let mut borrow = 0u32;
+        for (x, &y) in a.iter_mut().zip(b) {
+            let d = x.wrapping_sub(y).wrapping_sub(borrow);
+            borrow = d >> 31;
+            *x = d & MASK;
+        }
+    }
+
+    /// Big-endian bytes to `limbs` 28-bit limbs, least significant first
+    /// (the value must fit).
+    pub fn from_be_bytes(be: &[u8], limbs: usize) -> Vec<u32> {
+        let mut out = vec![0u32; limbs];
+        let mut acc = 0u64;
+        let mut have = 0;
+        let mut slots = out.iter_mut();
+        for &byte in be.iter().rev() {
+            acc |= u64::from(byte) << have;
+            have += 8;
+            if have >= W {
+                if let Some(o) = slots.next() {
+                    *o = acc as u32 & MASK;
+                }
+                acc >>= W;
+                have -= W;
+            }
+        }
+        if let Some(o) = slots.next() {
+            *o = acc as u32;
+        }
+        out
+    }
+
+    /// 28-bit limbs to `len` big-endian bytes (the value must fit).
+    pub fn to_be_bytes(limbs: &[u32], len: usize) -> Vec<u8> {
+        let mut out = vec![0u8; len];
+        let mut acc = 0u64;
+        let mut have = 0;
+        let mut limbs = limbs.iter();
+        for o in out.iter_mut().rev() {
+            if have < 8 {
+                acc |= u64::from(limbs.next().copied().unwrap_or(0)) << have;
+                have += W;
+            }
+            *o = acc as u8;
+            acc >>= 8;
+            have -= 8;
+        }
+        out
+    }
+
+    /// Two `u64` lanes with the few wasm `simd128` operations used here.
+    #[cfg(not(target_arch = "wasm32"))]
+    mod emu {
+        #[allow(non_camel_case_types)]
+        #[derive(Clone, Copy, Debug)]
+        pub struct v128([u64; 2]);
+
+        fn halves(x: u64) -> [u64; 2] {
+            [x & 0xffff_ffff, x >> 32]
+        }
+
+        pub fn u32x4(a: u32, b: u32, c: u32, d: u32) -> v128 {
+            let lane = |lo: u32, hi: u32| u64::from(lo) | (u64::from(hi) << 32);
+            v128([lane(a, b), lane(c, d)])
+        }
+
+        pub fn u32x4_splat(x: u32) -> v128 {
+            u32x4(x, x, x, x)
+        }
+
+        pub fn u64x2_splat(x: u64) -> v128 {
+            v128([x, x])
+        }
+
+        pub fn u64x2_add(a: v128, b: v128) -> v128 {
+            let ([a0, a1], [b0, b1]) = (a.0, b.0);
+            v128([a0.wrapping_add(b0), a1.wrapping_add(b1)])
+        }
+
+        fn extmul(a: u64, b: u64) -> v128 {
+            let ([a0, a1], [b0, b1]) = (halves(a), halves(b));
+            v128([a0 * b0, a1 * b1])
+        }
+
+        pub fn u64x2_extmul_low_u32x4(a: v128, b: v128) -> v128 {
+            extmul(a.0[0], b.0[0])
+        }
+
+        pub fn u64x2_extmul_high_u32x4(a: v128, b: v128) -> v128 {
+            extmul(a.0[1], b.0[1])
+        }
+
+        pub fn u64x2_extract_lane<const N: usize>(a: v128) -> u64 {
+            let [l0, l1] = a.0;
+            if N == 0 {
+                l0
+            } else {
+                l1
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -778,5 +1178,62 @@ mod tests {
         assert!(key.public_op(&[0xffu8; 256]).is_none());
         assert!(key.public_op(&[0u8; 255]).is_none());
         assert!(key.public_op(&[0u8; 257]).is_none());
+    }
+
+    /// A deterministic pseudo-random byte stream (xorshift).
+    fn bytes(seed: u64, len: usize) -> Vec<u8> {
+        let mut x = seed | 1;
+        (0..len)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x >> 24) as u8
+            })
+            .collect()
+    }
+
+    #[test]
+    fn lazy_matches_plain() {
+        for (i, bits) in [2048usize, 2049, 2055, 2072, 2080, 3072, 4096, 4095, 8192]
+            .into_iter()
+            .enumerate()
+        {
+            let len = bits.div_ceil(8);
+            let mut n = bytes(i as u64 * 7 + 1, len);
+            n[0] = (n[0] | 0x80) >> ((8 - bits % 8) % 8);
+            n[0] |= 1 << ((bits - 1) % 8);
+            n[len - 1] |= 1;
+            for e in [&[1u8, 0, 1][..], &[3], &[1, 0xff, 0xff, 0xff, 0xff], &[0x35, 0x7]] {
+                let key = RsaPublicKey::new(&n, e).unwrap();
+                let limbs = lazy::limbs_for(bits);
+                assert_eq!(lazy::to_be_bytes(&key.m28.n, len), n);
+                assert_eq!(
+                    lazy::from_be_bytes(&to_be_bytes(&key.rr, len), limbs).len(),
+                    limbs
+                );
+                for j in 0..6u64 {
+                    let mut sig = match j {
+                        0 => n.clone(),
+                        1 => vec![0u8; len],
+                        2 => vec![0xffu8; len],
+                        _ => bytes(j * 1000 + i as u64, len),
+                    };
+                    if j == 0 {
+                        // n - 1.
+                        sig[len - 1] -= 1;
+                    }
+                    if j == 2 || j > 2 {
+                        sig[0] &= n[0] >> 1;
+                    }
+                    assert_eq!(
+                        key.public_op_lazy(&sig),
+                        key.public_op(&sig),
+                        "{bits} bits, e {e:?}, sig {j}"
+                    );
+                }
+                assert!(key.public_op_lazy(&n).is_none());
+            }
+        }
     }
 }
