@@ -200,7 +200,7 @@ impl RsaPublicKey {
         let mut tmp = vec![0u32; m.n.len()];
         let mut s = m.scratch();
         for _ in 0..t {
-            m.mul(&x, &x, &mut s, &mut tmp);
+            m.sqr(&x, &mut s, &mut tmp);
             std::mem::swap(&mut x, &mut tmp);
         }
         if !lazy::less_than(&x, &m.n) {
@@ -228,7 +228,7 @@ impl RsaPublicKey {
         acc.copy_from_slice(&base);
         let top = 63 - self.e.leading_zeros();
         for bit in (0..top).rev() {
-            m.mul(&acc, &acc, &mut scratch, &mut tmp);
+            m.sqr(&acc, &mut scratch, &mut tmp);
             std::mem::swap(&mut acc, &mut tmp);
             if bit == 0 {
                 m.mul(&acc, &s, &mut scratch, &mut tmp);
@@ -779,12 +779,12 @@ fn shl1(a: &mut [u32]) -> bool {
 mod lazy {
     #[cfg(target_arch = "wasm32")]
     use core::arch::wasm32::{
-        u32x4, u32x4_splat, u64x2_add, u64x2_extmul_high_u32x4, u64x2_extmul_low_u32x4,
+        u32x4, u32x4_splat, u64x2, u64x2_add, u64x2_extmul_high_u32x4, u64x2_extmul_low_u32x4,
         u64x2_extract_lane, u64x2_splat, v128,
     };
     #[cfg(not(target_arch = "wasm32"))]
     use emu::{
-        u32x4, u32x4_splat, u64x2_add, u64x2_extmul_high_u32x4, u64x2_extmul_low_u32x4,
+        u32x4, u32x4_splat, u64x2, u64x2_add, u64x2_extmul_high_u32x4, u64x2_extmul_low_u32x4,
         u64x2_extract_lane, u64x2_splat, v128,
     };
 
@@ -824,6 +824,10 @@ mod lazy {
         /// loop so that LLVM keeps `extmul` instead of hoisting a widening
         /// and emitting `i64x2.mul` (which V8 emulates, slowly).
         mults: Vec<v128>,
+        /// For squaring: `2a` with four leading zeros, and its packs at the
+        /// four alignments (`sq[o][q]` = limbs `4q + o - 4 ..` of `2a`).
+        doubled: Vec<u32>,
+        sq: [Vec<v128>; 4],
     }
 
     /// Number of 28-bit limbs for a `bits`-bit modulus: even, with two
@@ -853,6 +857,8 @@ mod lazy {
                 packs: vec![[zero(); 2]; q],
                 padded: vec![0; 4 * q + 1],
                 mults: vec![zero(); 4],
+                doubled: vec![0; k + 16],
+                sq: core::array::from_fn(|_| vec![zero(); k / 4 + 4]),
             }
         }
 
@@ -889,6 +895,10 @@ mod lazy {
             // to word i + 2; every other word just accumulates, at most 2k
             // products below 2^56 each: no overflow for k ≤ 254).
             for (h, pair) in a.chunks_exact(2).enumerate() {
+                if h % NORMALISE_EVERY == NORMALISE_EVERY - 1 {
+                    normalise(tail_mut(&mut s.t, h), carry);
+                    carry = 0;
+                }
                 let (&[x0, x1], Some(win)) = (pair, s.t.get_mut(h..h + span)) else {
                     return;
                 };
@@ -943,18 +953,200 @@ mod lazy {
                     }
                 }
             }
-            // Words k .. 2k, normalised.
-            let words = s
-                .t
-                .iter()
-                .skip(k / 2)
-                .flat_map(|v| [u64x2_extract_lane::<0>(*v), u64x2_extract_lane::<1>(*v)]);
-            for (o, w) in out.iter_mut().zip(words) {
-                let v = w + carry;
-                *o = v as u32 & MASK;
-                carry = v >> W;
-            }
+            top(&s.t, k, carry, out);
         }
+
+        /// `out = a²·R⁻¹ mod n`, up to one extra `n`, as [`Self::mul`]: the
+        /// square first (each cross product once, by `2a`), then REDC.
+        #[cfg_attr(target_arch = "wasm32", target_feature(enable = "simd128"))]
+        pub fn sqr(&self, a: &[u32], s: &mut Scratch, out: &mut [u32]) {
+            let k = self.n.len();
+            if k > MAX_LAZY_SQR {
+                // Square and reduction words would overflow: the multiply
+                // normalises along the way.
+                return self.mul(a, a, s, out);
+            }
+            for (d, &x) in tail_mut(&mut s.doubled, 4)
+                .iter_mut()
+                .zip(a.iter().chain(core::iter::repeat(&0)))
+            {
+                *d = x << 1;
+            }
+            for (o, packs) in s.sq.iter_mut().enumerate() {
+                let windows = tail(&s.doubled, o).windows(4).step_by(4);
+                for (p, w) in packs.iter_mut().zip(windows) {
+                    if let [w0, w1, w2, w3] = *w {
+                        *p = u32x4(w0, w1, w2, w3);
+                    }
+                }
+            }
+            s.t.fill(u64x2_splat(0));
+            let d = tail(&s.doubled, 4);
+            // Rows r and r + 1 (r even) per pass: row r adds a[r]·2a[j] at
+            // word r + j for j > r, and a[r]² at 2r. The first group of four
+            // words (2r ..= 2r + 3) is built from the limbs; then the packs
+            // of 2a at the alignment of r and of r - 1.
+            for (r, pair) in a.chunks_exact(2).enumerate().map(|(h, p)| (2 * h, p)) {
+                let &[x0, x1] = pair else {
+                    return;
+                };
+                let limb = |j: usize| d.get(j).copied().unwrap_or(0);
+                let first = u32x4(x0, limb(r + 1), limb(r + 2), limb(r + 3));
+                let second = u32x4(0, 0, x1, limb(r + 2));
+                let (o0, o1) = (r % 4, (r + 3) % 4);
+                let q0 = r / 4 + 1;
+                let q1 = (r + 3) / 4;
+                let groups = (k - r) / 4;
+                let (Some(p0), Some(p1)) = (
+                    s.sq[o0].get(q0 + 1..q0 + 1 + groups),
+                    s.sq[o1].get(q1 + 1..q1 + 1 + groups),
+                ) else {
+                    return;
+                };
+                let Some(win) = s.t.get_mut(r..r + 2 * groups + 2) else {
+                    return;
+                };
+                if let Some(slots) = s.mults.first_chunk_mut::<2>() {
+                    *slots = [u32x4_splat(x0), u32x4_splat(x1)];
+                }
+                let mults = s.mults.as_slice();
+                let Some(((lo, hi), rest)) = win
+                    .split_first_chunk_mut::<2>()
+                    .map(|([l, h], r)| ((l, h), r))
+                else {
+                    return;
+                };
+                if let Some(&[y0, y1]) = mults.first_chunk::<2>() {
+                    *lo = u64x2_add(*lo, u64x2_extmul_low_u32x4(y0, first));
+                    *hi = u64x2_add(
+                        *hi,
+                        u64x2_add(
+                            u64x2_extmul_high_u32x4(y0, first),
+                            u64x2_extmul_high_u32x4(y1, second),
+                        ),
+                    );
+                }
+                for ((t, &b0), &b1) in rest.chunks_exact_mut(2).zip(p0).zip(p1) {
+                    if let ([lo, hi], Some(&[y0, y1])) = (t, mults.first_chunk::<2>()) {
+                        *lo = u64x2_add(
+                            *lo,
+                            u64x2_add(
+                                u64x2_extmul_low_u32x4(y0, b0),
+                                u64x2_extmul_low_u32x4(y1, b1),
+                            ),
+                        );
+                        *hi = u64x2_add(
+                            *hi,
+                            u64x2_add(
+                                u64x2_extmul_high_u32x4(y0, b0),
+                                u64x2_extmul_high_u32x4(y1, b1),
+                            ),
+                        );
+                    }
+                }
+            }
+            self.reduce(s, out);
+        }
+
+        /// Montgomery reduction of the lazy product in `s.t` (2k words)
+        /// into `out`: rows i and i + 1 (i even) per pass add m[i]·n at word
+        /// i and m[i+1]·n at word i + 1, chosen so that words i and i + 1
+        /// become multiples of 2^28.
+        #[cfg_attr(target_arch = "wasm32", target_feature(enable = "simd128"))]
+        fn reduce(&self, s: &mut Scratch, out: &mut [u32]) {
+            let k = self.n.len();
+            let inv = self.inv;
+            let Some(&[n0, n1]) = self.n.first_chunk::<2>() else {
+                return;
+            };
+            let [n0, n1] = [n0, n1].map(u64::from);
+            let span = 2 * self.packs.len();
+            let mut carry = 0u64;
+            for h in 0..k / 2 {
+                let Some(win) = s.t.get_mut(h..h + span) else {
+                    return;
+                };
+                let Some(&first) = win.first() else {
+                    return;
+                };
+                let v = u64x2_extract_lane::<0>(first) + carry;
+                let m0 = u64::from((v as u32).wrapping_mul(inv) & MASK);
+                let c0 = (v + m0 * n0) >> W;
+                let v = u64x2_extract_lane::<1>(first) + m0 * n1 + c0;
+                let m1 = u64::from((v as u32).wrapping_mul(inv) & MASK);
+                carry = (v + m1 * n0) >> W;
+                if let Some(slots) = s.mults.first_chunk_mut::<2>() {
+                    *slots = [u32x4_splat(m0 as u32), u32x4_splat(m1 as u32)];
+                }
+                let mults = s.mults.as_slice();
+                for (t, [np, ns]) in win.chunks_exact_mut(2).zip(self.packs.iter()) {
+                    if let ([lo, hi], Some(&[y0, y1])) = (t, mults.first_chunk::<2>()) {
+                        *lo = u64x2_add(
+                            *lo,
+                            u64x2_add(
+                                u64x2_extmul_low_u32x4(y0, *np),
+                                u64x2_extmul_low_u32x4(y1, *ns),
+                            ),
+                        );
+                        *hi = u64x2_add(
+                            *hi,
+                            u64x2_add(
+                                u64x2_extmul_high_u32x4(y0, *np),
+                                u64x2_extmul_high_u32x4(y1, *ns),
+                            ),
+                        );
+                    }
+                }
+            }
+            top(&s.t, k, carry, out);
+        }
+    }
+
+    /// Row pairs between two normalisations in [`Modulus::mul`]: each pair
+    /// adds at most four products below 2^56 to a word, so 63 pairs keep a
+    /// word (below 2^28 plus a carry below 2^37 after normalising) under
+    /// 2^64.
+    const NORMALISE_EVERY: usize = 63;
+
+    /// Largest limb count for [`Modulus::sqr`] without normalising: a word
+    /// gets at most k/2 square products below 2^57 and k reduction products
+    /// below 2^56, plus carries: under 2^64 for k ≤ 126 (3526 bits).
+    const MAX_LAZY_SQR: usize = 126;
+
+    /// Carries every word of `t` into the next, leaving 28-bit words, with
+    /// `carry` added to the first (the total must fit in `t`).
+    #[cfg_attr(target_arch = "wasm32", target_feature(enable = "simd128"))]
+    fn normalise(t: &mut [v128], mut carry: u64) {
+        for v in t.iter_mut() {
+            let w0 = u64x2_extract_lane::<0>(*v) + carry;
+            let w1 = u64x2_extract_lane::<1>(*v) + (w0 >> W);
+            carry = w1 >> W;
+            *v = u64x2(w0 & u64::from(MASK), w1 & u64::from(MASK));
+        }
+    }
+
+    /// Words k .. 2k of `t`, plus `carry` into word k, normalised into `out`.
+    #[cfg_attr(target_arch = "wasm32", target_feature(enable = "simd128"))]
+    fn top(t: &[v128], k: usize, mut carry: u64, out: &mut [u32]) {
+        let words = t
+            .iter()
+            .skip(k / 2)
+            .flat_map(|v| [u64x2_extract_lane::<0>(*v), u64x2_extract_lane::<1>(*v)]);
+        for (o, w) in out.iter_mut().zip(words) {
+            let v = w + carry;
+            *o = v as u32 & MASK;
+            carry = v >> W;
+        }
+    }
+
+    /// `s[from..]`, empty if `from` is past the end.
+    fn tail<T>(s: &[T], from: usize) -> &[T] {
+        s.get(from..).unwrap_or_default()
+    }
+
+    /// `s[from..]`, empty if `from` is past the end.
+    fn tail_mut<T>(s: &mut [T], from: usize) -> &mut [T] {
+        s.get_mut(from..).unwrap_or_default()
     }
 
     /// Per group of four words q: `x[4q..4q+4]` and `x[4q-1..4q+3]`, zero
@@ -1060,6 +1252,10 @@ mod lazy {
 
         pub fn u32x4_splat(x: u32) -> v128 {
             u32x4(x, x, x, x)
+        }
+
+        pub fn u64x2(a: u64, b: u64) -> v128 {
+            v128([a, b])
         }
 
         pub fn u64x2_splat(x: u64) -> v128 {
@@ -1204,7 +1400,12 @@ mod tests {
             n[0] = (n[0] | 0x80) >> ((8 - bits % 8) % 8);
             n[0] |= 1 << ((bits - 1) % 8);
             n[len - 1] |= 1;
-            for e in [&[1u8, 0, 1][..], &[3], &[1, 0xff, 0xff, 0xff, 0xff], &[0x35, 0x7]] {
+            for e in [
+                &[1u8, 0, 1][..],
+                &[3],
+                &[1, 0xff, 0xff, 0xff, 0xff],
+                &[0x35, 0x7],
+            ] {
                 let key = RsaPublicKey::new(&n, e).unwrap();
                 let limbs = lazy::limbs_for(bits);
                 assert_eq!(lazy::to_be_bytes(&key.m28.n, len), n);
