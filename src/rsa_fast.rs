@@ -19,9 +19,11 @@
 //! either a fused multiply (`a·b` rows interleaved with the REDC rows) or a
 //! dedicated squaring (each cross product once, by `2a`). Results are only
 //! reduced below `2n` (`R = 2^(28k) > 4n`, so inputs below `2n` give outputs
-//! below `2n`); one subtraction at the very end makes the output exact. For
-//! moduli above 3526 bits (k > 126 limbs) squarings go through the multiply,
-//! which renormalises the running sum every 63 row pairs.
+//! below `2n`); one subtraction at the very end makes the output exact.
+//! Above 3526 bits (k > 126 limbs) a squaring renormalises the running sum
+//! (one carry pass) between the square and the reduction; above 7110 bits
+//! (k > 254) squarings go through the multiply, which renormalises every 63
+//! row pairs.
 //!
 //! The same code runs everywhere: in wasm32 the lanes are `simd128` vectors
 //! (the functions that use them are compiled with
@@ -298,8 +300,14 @@ const NORMALISE_EVERY: usize = 63;
 /// Largest limb count for [`Modulus::sqr`] without renormalising: a word
 /// gets at most k/2 square products below 2^57 and k reduction products
 /// below 2^56, plus carries below 2^37: under 2^64 for k ≤ 126 (up to 3526
-/// bits). Larger moduli square with [`Modulus::mul`].
-const MAX_LAZY_SQR: usize = 126;
+/// bits).
+const MAX_UNNORMALISED_SQR: usize = 126;
+
+/// Largest limb count for [`Modulus::sqr`]: with the square renormalised
+/// before the reduction, each phase adds at most k·2^56 to a word, under
+/// 2^64 for k ≤ 254 (up to 7110 bits). Larger moduli square with
+/// [`Modulus::mul`].
+const MAX_SQR: usize = 254;
 
 /// Number of 28-bit limbs for a `bits`-bit modulus: even (rows go in
 /// pairs), with two spare bits so that `4n < R = 2^(28k)`.
@@ -499,7 +507,7 @@ impl Modulus {
     #[cfg_attr(target_arch = "wasm32", target_feature(enable = "simd128"))]
     fn sqr(&self, a: &[u32], s: &mut Scratch, out: &mut [u32]) {
         let k = self.n.len();
-        if k > MAX_LAZY_SQR {
+        if k > MAX_SQR {
             return self.mul(a, a, s, out);
         }
         for (d, &x) in tail_mut(&mut s.doubled, 4)
@@ -526,8 +534,6 @@ impl Modulus {
             let &[x0, x1] = pair else {
                 return;
             };
-            let first = u32x4(x0, limb(r + 1), limb(r + 2), limb(r + 3));
-            let second = u32x4(0, 0, x1, limb(r + 2));
             let groups = (k - r) / 4;
             let (q0, q1) = (r / 4 + 2, r.div_ceil(4) + 1);
             let (Some(p0), Some(p1), Some(win)) = (
@@ -544,16 +550,12 @@ impl Modulus {
             let Some(([lo, hi], rest)) = win.split_first_chunk_mut::<2>() else {
                 return;
             };
-            if let Some(&[y0, y1]) = mults.first_chunk::<2>() {
-                *lo = u64x2_add(*lo, u64x2_extmul_low_u32x4(y0, first));
-                *hi = u64x2_add(
-                    *hi,
-                    u64x2_add(
-                        u64x2_extmul_high_u32x4(y0, first),
-                        u64x2_extmul_high_u32x4(y1, second),
-                    ),
-                );
-            }
+            // Scalar: as vectors of known lanes, LLVM would turn these
+            // extmuls into `i64x2.mul`.
+            let [a0, a1, d1, d2, d3] =
+                [x0, x1, limb(r + 1), limb(r + 2), limb(r + 3)].map(u64::from);
+            *lo = u64x2_add(*lo, u64x2(a0 * a0, a0 * d1));
+            *hi = u64x2_add(*hi, u64x2(a0 * d2 + a1 * a1, a0 * d3 + a1 * d2));
             for ((t, &b0), &b1) in rest.chunks_exact_mut(2).zip(p0).zip(p1) {
                 if let ([lo, hi], Some(&[y0, y1])) = (t, mults.first_chunk::<2>()) {
                     *lo = u64x2_add(
@@ -572,6 +574,9 @@ impl Modulus {
                     );
                 }
             }
+        }
+        if k > MAX_UNNORMALISED_SQR {
+            normalise(&mut s.t, 0);
         }
         self.reduce(s, out);
     }
@@ -949,9 +954,9 @@ mod tests {
     fn r_squared_matches_plain_doubling() {
         // Moduli of many sizes and shapes (odd, top bit anywhere in the top
         // limb, limb counts that are and are not multiples of 4, past the
-        // lazy squaring's limit of 126 limbs, up to 8192 bits).
+        // squaring's limits of 126 and 254 limbs, up to 8192 bits).
         for (i, bits) in [
-            2048usize, 2049, 2050, 2079, 2080, 2081, 3071, 3526, 3527, 4096, 4097, 8192,
+            2048usize, 2049, 2050, 2079, 2080, 2081, 3071, 3526, 3527, 4096, 4097, 7110, 7111, 8192,
         ]
         .into_iter()
         .enumerate()
@@ -1020,7 +1025,7 @@ mod tests {
     #[test]
     fn public_op_matches_plain_arithmetic() {
         for (i, bits) in [
-            2048usize, 2049, 2055, 2072, 2080, 3072, 3526, 3527, 4095, 4096, 8192,
+            2048usize, 2049, 2055, 2072, 2080, 3072, 3526, 3527, 4095, 4096, 7110, 7111, 8192,
         ]
         .into_iter()
         .enumerate()
