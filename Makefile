@@ -142,6 +142,7 @@ $(BENCH_STAMP): $(BENCH_REQUIREMENTS) $(VENV_STAMP)
 # The empty baseline filter and the native profile driver build standalone.
 bench-build: build
 	cd bench/empty-filter && cargo build --release --target wasm32-wasip1
+	cd bench/floor-filter && cargo build --release --target wasm32-wasip1
 	cd bench/profile && cargo build --release
 	cd bench/profile && cargo build --release --target wasm32-wasip1
 
@@ -151,6 +152,7 @@ bench: setup bench-tools $(BENCH_STAMP) bench-build
 clean:
 	cargo clean
 	cd bench/empty-filter && cargo clean
+	cd bench/floor-filter && cargo clean
 	cd bench/profile && cargo clean
 	rm -rf $(VENV) build
 

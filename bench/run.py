@@ -49,6 +49,7 @@ import harness  # noqa: E402
 BUILD = REPO / "build" / "bench"
 POOLS = BUILD / "pools"
 EMPTY_WASM = REPO / "bench" / "empty-filter" / "target" / "wasm32-wasip1" / "release" / "empty_filter.wasm"
+FLOOR_WASM = REPO / "bench" / "floor-filter" / "target" / "wasm32-wasip1" / "release" / "floor_filter.wasm"
 PROFILER = REPO / "bench" / "profile" / "target" / "release" / "mpass-guard-profile"
 WASM_PROFILER = REPO / "bench" / "profile" / "target" / "wasm32-wasip1" / "release" / "mpass-guard-profile.wasm"
 ROTATE = REPO / "bench" / "rotate.lua"
@@ -220,11 +221,16 @@ def mpass(plugin=mpass_default):
 
 def cells() -> list[Cell]:
     empty = lambda: [wasm_filter(None, EMPTY_WASM, "empty")]  # noqa: E731
+    floor = lambda mode: (lambda: [wasm_filter({"mode": mode}, FLOOR_WASM, "floor")])  # noqa: E731
     nat = lambda alg, cache=None, claims=False: (lambda: [native_filter(alg, cache, claims)])  # noqa: E731
     scale_path = f"/p/{SCALE_TARGET}/x"
     return [
         Cell("none", "no filter", lambda: [], limit=1, group="baseline"),
         Cell("empty", "empty Wasm filter", empty, limit=1, baseline="none", group="baseline"),
+        Cell("floor-read", "host-call floor: read the header map", floor("read"), limit=1,
+             baseline="empty", group="baseline"),
+        Cell("floor-release", "host-call floor: read, remove the token, set 9 headers", floor("release"),
+             limit=1, baseline="empty", group="baseline"),
         Cell("native-warm", "jwt_authn RS256, no cache, same token", nat("RS256"), limit=1,
              kind="native", group="warm"),
         Cell("native-cache-warm", "jwt_authn RS256, cache+claim_to_headers, same token",
@@ -1081,6 +1087,7 @@ def main() -> None:
                      saved["callgrind"])
         return
     for p, hint in ((harness.WASM, "make build"), (EMPTY_WASM, "make bench builds it"),
+                    (FLOOR_WASM, "make bench builds it"),
                     (harness.CLI, "make build")):
         harness.require_file(p, p.name, hint)
     harness.require_envoy()
