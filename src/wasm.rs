@@ -504,6 +504,11 @@ impl RootContext for Root {
                 let keys = KeyStore::new(&config);
                 let remote = keys.has_remote();
                 let batching = config.audit_flush_ms > 0;
+                // A new configuration replaces the state: write out what the
+                // previous one still holds.
+                if let Some(previous) = &self.shared {
+                    previous.flush_audit();
+                }
                 self.shared = Some(Rc::new(Shared {
                     engine: Rc::new(Engine::new(config)),
                     keys: RefCell::new(keys),
