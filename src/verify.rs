@@ -277,11 +277,7 @@ impl Untrusted {
 
     /// The `aud` values (a single string counts as one).
     pub fn audiences(&self) -> Vec<&str> {
-        match self.claims.get("aud") {
-            Some(Value::String(a)) => vec![a.as_str()],
-            Some(Value::Array(items)) => items.iter().filter_map(Value::as_str).collect(),
-            _ => Vec::new(),
-        }
+        aud_values(&self.claims)
     }
 
     /// All claims, parsed strictly (no duplicate names at any depth).
@@ -433,11 +429,7 @@ pub fn audience_in(
     claims: &Map<String, Value>,
     audiences: &[String],
 ) -> Result<String, TokenError> {
-    let token_auds: Vec<&str> = match claims.get("aud") {
-        Some(Value::String(a)) => vec![a.as_str()],
-        Some(Value::Array(items)) => items.iter().filter_map(Value::as_str).collect(),
-        _ => Vec::new(),
-    };
+    let token_auds = aud_values(claims);
     let accepted = |a: &str| audiences.iter().any(|want| want == a);
     let azp = match (
         token_auds.len() > 1,
@@ -451,6 +443,15 @@ pub fn audience_in(
         .find(|a| accepted(a) && azp.is_none_or(|azp| azp == *a))
         .map(str::to_owned)
         .ok_or(TokenError::AudienceMismatch)
+}
+
+/// The `aud` values (a single string counts as one).
+fn aud_values(claims: &Map<String, Value>) -> Vec<&str> {
+    match claims.get("aud") {
+        Some(Value::String(a)) => vec![a.as_str()],
+        Some(Value::Array(items)) => items.iter().filter_map(Value::as_str).collect(),
+        _ => Vec::new(),
+    }
 }
 
 /// The registered time claims of a token.
