@@ -209,7 +209,11 @@ def test_envoy_yaml_writes_one_json_access_log_line_per_request_at_log_level_war
         assert record["method"] == "GET"
         assert record["path"] == path.split("?")[0]
         assert record["status"] == status
+        # The decision record, once the filter writes it, is the declared
+        # Struct (a BytesValue here means the declare_property step is missing).
         assert "mpass_guard" in record
+        assert record["mpass_guard"] is None or \
+            record["mpass_guard"]["@type"] == "type.googleapis.com/google.protobuf.Struct"
     assert forwarded.value("x-request-id") == "req-public-1"
     logged = envoy.stdout.read_text()
     assert token not in logged and token.split(".")[2] not in logged
