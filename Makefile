@@ -27,12 +27,15 @@ WASM := target/wasm32-wasip1/release/mpass_guard.wasm
 
 # Reproducible Wasm: the same bytes whoever builds it, from wherever. The
 # checkout, CARGO_HOME and the toolchain are remapped to fixed names (rustc and,
-# for ring's C code, clang), and SOURCE_DATE_EPOCH is the last commit's time.
+# for ring's C code, clang).
 # `make wasm` and `make release` use the same flags, so what the tests load is
 # what is shipped. The release profile in Cargo.toml is untouched.
+# SOURCE_DATE_EPOCH (the images' timestamps) is the last commit that changed the
+# code, so a docs-only commit (e.g. pinning the new digest in an example) keeps
+# the digests: tag that commit.
 CARGO_HOME_DIR := $(abspath $(or $(CARGO_HOME),$(HOME)/.cargo))
 RUST_SYSROOT := $(shell rustc --print sysroot 2>/dev/null)
-SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
+SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct -- src Cargo.toml Cargo.lock 2>/dev/null || echo 0)
 export SOURCE_DATE_EPOCH
 REPRO_PREFIX_MAP := $(CURDIR)=/mpass-guard $(CARGO_HOME_DIR)=/cargo $(if $(RUST_SYSROOT),$(RUST_SYSROOT)=/rustup/toolchain)
 WASM_RUSTFLAGS := $(foreach m,$(REPRO_PREFIX_MAP),--remap-path-prefix=$(m))
