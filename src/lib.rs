@@ -23,5 +23,8 @@ pub mod render;
 pub mod rsa_fast;
 pub mod verify;
 
+/// The crate version (`Cargo.toml`), as released and tagged `vX.Y.Z`.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
 #[cfg(target_arch = "wasm32")]
 mod wasm;
