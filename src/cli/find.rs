@@ -291,3 +291,48 @@ fn wasm_plugin(doc: &Node, label: &str, found: &mut Found) {
         },
     });
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+    use crate::cli::doc::parse_yaml;
+
+    #[test]
+    fn a_per_route_override_and_a_typed_struct_are_found_and_named_by_route() {
+        let text = r#"
+virtual_hosts:
+- name: vh
+  routes:
+  - name: shop
+    typed_per_filter_config:
+      envoy.filters.http.wasm:
+        "@type": type.googleapis.com/envoy.config.route.v3.FilterConfig
+        config:
+          "@type": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm
+          config:
+            root_id: mpass-guard
+            configuration: {"@type": type.googleapis.com/google.protobuf.StringValue, value: "{}"}
+http_filters:
+- name: envoy.filters.http.wasm
+  typed_config:
+    "@type": type.googleapis.com/xds.type.v3.TypedStruct
+    type_url: type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm
+    value:
+      config:
+        vm_config: {code: {remote: {http_uri: {uri: "https://x/mpass_guard.wasm"}}}}
+"#;
+        let found = find(&parse_yaml(text).unwrap(), None);
+        assert_eq!(found.instances.len(), 2, "{found:?}");
+        assert_eq!(
+            found.instances[0].place,
+            "virtual_hosts[0](vh).routes[0](shop).typed_per_filter_config.envoy.filters.http.wasm.config.config"
+        );
+        assert_eq!(found.instances[0].config, Ok(b"{}".to_vec()));
+        assert_eq!(
+            found.instances[1].place,
+            "http_filters[0](envoy.filters.http.wasm).typed_config.value.config"
+        );
+        assert!(found.instances[1].config.is_err(), "no configuration");
+    }
+}
