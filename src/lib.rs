@@ -7,6 +7,8 @@
 pub mod alg;
 pub mod cache;
 pub mod claims;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod cli;
 pub mod config;
 pub mod contract;
 pub mod engine;
