@@ -5,6 +5,8 @@
 
 use std::fmt;
 
+use crate::rsa_fast::{Hash, Padding};
+
 /// A JWS `alg` value that mpass-guard can verify.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Alg {
@@ -85,6 +87,21 @@ impl Alg {
         }
     }
 
+    /// The RSA signature scheme (padding and hash) of an RS*/PS* algorithm,
+    /// `None` for every other family. The one table of it: verification and
+    /// minting both read it here.
+    pub fn rsa_scheme(self) -> Option<(Padding, Hash)> {
+        match self {
+            Alg::RS256 => Some((Padding::Pkcs1v15, Hash::Sha256)),
+            Alg::RS384 => Some((Padding::Pkcs1v15, Hash::Sha384)),
+            Alg::RS512 => Some((Padding::Pkcs1v15, Hash::Sha512)),
+            Alg::PS256 => Some((Padding::Pss, Hash::Sha256)),
+            Alg::PS384 => Some((Padding::Pss, Hash::Sha384)),
+            Alg::PS512 => Some((Padding::Pss, Hash::Sha512)),
+            Alg::ES256 | Alg::EdDSA | Alg::HS256 | Alg::HS384 | Alg::HS512 => None,
+        }
+    }
+
     /// True for the HMAC algorithms, which are verified only with a provider's secret.
     pub fn is_hmac(self) -> bool {
         self.family() == KeyFamily::Hmac
@@ -106,6 +123,26 @@ mod tests {
         for alg in Alg::ALL {
             assert_eq!(Alg::from_name(alg.name()), Some(alg));
         }
+    }
+
+    #[test]
+    fn exactly_the_rsa_family_has_an_rsa_scheme_and_each_its_own() {
+        let schemes: Vec<_> = Alg::ALL.into_iter().filter_map(Alg::rsa_scheme).collect();
+        for alg in Alg::ALL {
+            assert_eq!(
+                alg.rsa_scheme().is_some(),
+                alg.family() == KeyFamily::Rsa,
+                "{alg}"
+            );
+        }
+        let unique: std::collections::HashSet<_> =
+            schemes.iter().map(|s| format!("{s:?}")).collect();
+        assert_eq!((schemes.len(), unique.len()), (6, 6));
+        assert_eq!(Alg::PS384.rsa_scheme(), Some((Padding::Pss, Hash::Sha384)));
+        assert_eq!(
+            Alg::RS512.rsa_scheme(),
+            Some((Padding::Pkcs1v15, Hash::Sha512))
+        );
     }
 
     #[test]

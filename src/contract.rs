@@ -294,28 +294,6 @@ const FORBIDDEN_HEADERS: &[&str] = &[
 /// Prefixes owned by the proxy or by standards that upstreams trust.
 const FORBIDDEN_PREFIXES: &[&str] = &["x-envoy-", "x-forwarded-", "proxy-"];
 
-fn is_header_token_char(b: u8) -> bool {
-    b.is_ascii_lowercase()
-        || b.is_ascii_digit()
-        || matches!(
-            b,
-            b'!' | b'#'
-                | b'$'
-                | b'%'
-                | b'&'
-                | b'\''
-                | b'*'
-                | b'+'
-                | b'-'
-                | b'.'
-                | b'^'
-                | b'_'
-                | b'`'
-                | b'|'
-                | b'~'
-        )
-}
-
 /// Checks a header name an attribute may be written to.
 fn check_header_name(name: &str) -> Result<(), String> {
     if name.is_empty() {
@@ -326,7 +304,7 @@ fn check_header_name(name: &str) -> Result<(), String> {
             "`{name}` is a pseudo-header and cannot carry an attribute"
         ));
     }
-    if !name.bytes().all(is_header_token_char) {
+    if !crate::http::is_lowercase_token(name) {
         return Err(format!(
             "header name `{}` must be lowercase token characters (a-z 0-9 !#$%&'*+-.^_`|~)",
             name.escape_debug()

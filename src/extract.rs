@@ -5,6 +5,7 @@
 //! [`Carrier`] that says how to take it out of the request.
 
 use crate::error::{index, join, ConfigError};
+use crate::http::{is_token, percent_decode_form};
 
 /// A header that may carry a token, as in Envoy `jwt_authn`'s `from_headers`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -92,7 +93,7 @@ impl Locations {
                 for (i, (name, prefix)) in list.iter().enumerate() {
                     let p = index(&join(path, "from_headers"), i);
                     let lower = name.to_ascii_lowercase();
-                    if !is_token_name(&lower) || lower.starts_with(':') {
+                    if !is_token(&lower) || lower.starts_with(':') {
                         return Err(ConfigError::new(
                             join(&p, "name"),
                             "not a valid header name",
@@ -112,7 +113,7 @@ impl Locations {
             }
         }
         for (i, c) in cookies.iter().enumerate() {
-            if !is_token_name(c) {
+            if !is_token(c) {
                 return Err(ConfigError::new(
                     index(&join(path, "from_cookies"), i),
                     "not a valid cookie name",
@@ -201,10 +202,10 @@ impl Locations {
             if let Some((_, query)) = before_fragment.split_once('?') {
                 for pair in query.split('&') {
                     let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-                    let k = percent_decode(k);
+                    let k = percent_decode_form(k);
                     if let Some(name) = self.params.iter().find(|p| **p == k) {
                         put(Found {
-                            token: percent_decode(v),
+                            token: percent_decode_form(v),
                             carrier: Carrier::Param(name.clone()),
                         })?;
                     }
@@ -261,7 +262,7 @@ pub fn removal(carrier: &Carrier, headers: &[(String, String)], path: &str) -> R
                 .split('&')
                 .filter(|pair| {
                     let k = pair.split_once('=').map_or(*pair, |(k, _)| k);
-                    !pair.is_empty() && percent_decode(k) != *name
+                    !pair.is_empty() && percent_decode_form(k) != *name
                 })
                 .collect();
             let mut out = base.to_owned();
@@ -278,50 +279,9 @@ pub fn removal(carrier: &Carrier, headers: &[(String, String)], path: &str) -> R
     }
 }
 
-/// RFC 9110 `token` characters, used for header and cookie names.
-pub fn is_token_name(s: &str) -> bool {
-    !s.is_empty()
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
-}
-
-/// Percent-decodes a query component (`+` is a space, as in forms). Invalid
-/// escapes are kept literally; invalid UTF-8 is replaced, which can only make a
-/// token fail verification, never pass.
-pub fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while let Some(&b) = bytes.get(i) {
-        match b {
-            b'%' => {
-                let hex = bytes
-                    .get(i + 1..i + 3)
-                    .and_then(|h| std::str::from_utf8(h).ok())
-                    .and_then(|h| u8::from_str_radix(h, 16).ok());
-                match hex {
-                    Some(v) => {
-                        out.push(v);
-                        i += 3;
-                    }
-                    None => {
-                        out.push(b);
-                        i += 1;
-                    }
-                }
-            }
-            b'+' => {
-                out.push(b' ');
-                i += 1;
-            }
-            _ => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
+/// The header-name rule, under the name `config` still calls it by; the rule
+/// itself lives in [`crate::http::is_token`].
+pub use crate::http::is_token as is_token_name;
 
 #[cfg(test)]
 mod tests {

@@ -11,7 +11,7 @@
 use std::collections::HashSet;
 
 use crate::error::{index, join, ConfigError};
-use crate::extract::is_token_name;
+use crate::http::is_token;
 
 /// The compiled set of identity header names.
 #[derive(Debug, Clone, Default)]
@@ -58,7 +58,7 @@ impl Sanitiser {
                 Some(stem) => (stem, true),
                 None => (entry.as_str(), false),
             };
-            if !is_token_name(name) || name.contains('*') {
+            if !is_token(name) || name.contains('*') {
                 return Err(ConfigError::new(
                     p,
                     "not a header name (a trailing * makes a prefix)",

@@ -15,7 +15,9 @@ use ring::digest;
 use serde_json::{Map, Value};
 
 use crate::alg::{Alg, KeyFamily};
-use crate::rsa_fast::RsaPublicKey;
+use crate::rsa_fast::{
+    exponent_allowed, RsaPublicKey, MAX_BITS, MAX_EXPONENT, MIN_BITS, MIN_EXPONENT,
+};
 
 /// At most this many entries of a JWKS `keys` array are considered. Real
 /// identity providers publish a handful; a huge set is either a mistake or an
@@ -24,13 +26,6 @@ pub const MAX_KEYS: usize = 64;
 
 /// A `kid` longer than this many bytes is not a key id we will compare against.
 pub const MAX_KID_BYTES: usize = 256;
-
-/// RSA keys below this size are refused (RFC 7518 section 3.3 requires 2048).
-pub const MIN_RSA_BITS: usize = 2048;
-
-/// RSA keys above this size are refused: ring and `rsa_fast` do not verify
-/// with them, and they would make each verification needlessly slow.
-pub const MAX_RSA_BITS: usize = 8192;
 
 /// Public key material in the form the verifiers use (ring; `rsa_fast` for RSA).
 #[derive(Clone, PartialEq, Eq)]
@@ -409,17 +404,18 @@ fn rsa_material(obj: &Map<String, Value>) -> Result<KeyMaterial, String> {
     let n = strip_leading_zeros(&member_bytes(obj, "n")?);
     let e = strip_leading_zeros(&member_bytes(obj, "e")?);
     let bits = rsa_bits(&n);
-    if bits < MIN_RSA_BITS {
-        return Err(format!("rsa modulus is {bits} bits, under {MIN_RSA_BITS}"));
+    // The limits are the RSA verifier's (`rsa_fast`), so a key is skipped at
+    // load, with a reason, exactly when it could never verify a token.
+    if bits < MIN_BITS {
+        return Err(format!("rsa modulus is {bits} bits, under {MIN_BITS}"));
     }
-    if bits > MAX_RSA_BITS {
-        return Err(format!("rsa modulus is {bits} bits, over {MAX_RSA_BITS}"));
+    if bits > MAX_BITS {
+        return Err(format!("rsa modulus is {bits} bits, over {MAX_BITS}"));
     }
-    // ring accepts odd exponents from 3 up to 2^33 - 1; refuse the rest here
-    // so the key is skipped at load instead of failing every token.
-    let odd = e.last().is_some_and(|b| b & 1 == 1);
-    if e.len() > 4 || !odd || e.as_slice() == [1] {
-        return Err("rsa exponent is not an odd value between 3 and 2^32".into());
+    if !exponent_allowed(&e) {
+        return Err(format!(
+            "rsa exponent is not an odd value from {MIN_EXPONENT} to {MAX_EXPONENT}"
+        ));
     }
     let public = RsaPublicKey::new(&n, &e).ok_or("rsa modulus is even")?;
     Ok(KeyMaterial::Rsa { n, e, public })
@@ -624,6 +620,46 @@ mod tests {
         match &set.keys()[0].material {
             KeyMaterial::Rsa { n: got, .. } => assert_eq!(got, &n),
             other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn rsa_keys_outside_the_verifiers_limits_are_refused_with_its_numbers() {
+        let good = jwk("rsa-a.pem", "k");
+        let n = decode_b64url_strict(good["n"].as_str().unwrap()).unwrap();
+        let e = decode_b64url_strict(good["e"].as_str().unwrap()).unwrap();
+        let odd_of_bits = |bits: usize| {
+            let mut m = vec![0xffu8; bits.div_ceil(8)];
+            m[0] = 0xff >> (m.len() * 8 - bits);
+            m
+        };
+        let be = |v: u64| strip_leading_zeros(&v.to_be_bytes());
+        let under = format!("{} bits, under {MIN_BITS}", MIN_BITS - 1);
+        let over = format!("{} bits, over {MAX_BITS}", MAX_BITS + 1);
+        let exponent = format!("from {MIN_EXPONENT} to {MAX_EXPONENT}");
+        let cases = [
+            (odd_of_bits(MIN_BITS - 1), e.clone(), Some(under)),
+            (odd_of_bits(MAX_BITS + 1), e.clone(), Some(over)),
+            (n.clone(), be(MIN_EXPONENT - 2), Some(exponent.clone())),
+            (n.clone(), be(MAX_EXPONENT + 2), Some(exponent.clone())),
+            (n.clone(), be(MIN_EXPONENT + 1), Some(exponent)),
+            (n.clone(), be(MIN_EXPONENT), None),
+            (n.clone(), be(MAX_EXPONENT), None),
+        ];
+        for (n, e, refusal) in cases {
+            let mut k = good.clone();
+            k["n"] = json!(URL_SAFE_NO_PAD.encode(&n));
+            k["e"] = json!(URL_SAFE_NO_PAD.encode(&e));
+            let (keys, warnings) = parse_keys(&jwks(vec![k, jwk("rsa-b.pem", "b")]), ALL).unwrap();
+            // The verifier takes exactly the keys the parser takes.
+            assert_eq!(RsaPublicKey::new(&n, &e).is_some(), refusal.is_none());
+            match refusal {
+                Some(why) => {
+                    assert_eq!(keys.len(), 1, "{why}");
+                    assert!(warnings[0].contains(&why), "{why}: {warnings:?}");
+                }
+                None => assert_eq!((keys.len(), warnings.len()), (2, 0), "{warnings:?}"),
+            }
         }
     }
 

@@ -17,6 +17,7 @@ pub mod error;
 pub mod explain;
 pub mod extract;
 pub mod forward;
+pub mod http;
 pub mod jwks;
 pub mod keys;
 #[cfg(not(target_arch = "wasm32"))]

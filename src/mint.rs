@@ -17,6 +17,7 @@ use ring::signature::{self, EcdsaKeyPair, Ed25519KeyPair, KeyPair, RsaKeyPair};
 use serde_json::{json, Map, Value};
 
 use crate::alg::{Alg, KeyFamily};
+use crate::rsa_fast::{Hash, Padding};
 
 /// A key that can sign tokens.
 pub enum SigningKey {
@@ -379,13 +380,15 @@ pub fn sign_bytes(alg: Alg, key: &SigningKey, message: &[u8]) -> Result<Vec<u8>,
             Alg::RS256 | Alg::RS384 | Alg::RS512 | Alg::PS256 | Alg::PS384 | Alg::PS512,
             SigningKey::Rsa(k),
         ) => {
-            let padding: &'static dyn signature::RsaEncoding = match alg {
-                Alg::RS256 => &signature::RSA_PKCS1_SHA256,
-                Alg::RS384 => &signature::RSA_PKCS1_SHA384,
-                Alg::RS512 => &signature::RSA_PKCS1_SHA512,
-                Alg::PS256 => &signature::RSA_PSS_SHA256,
-                Alg::PS384 => &signature::RSA_PSS_SHA384,
-                _ => &signature::RSA_PSS_SHA512,
+            // ring's name for the scheme `Alg::rsa_scheme` gives.
+            let padding: &'static dyn signature::RsaEncoding = match alg.rsa_scheme() {
+                Some((Padding::Pkcs1v15, Hash::Sha256)) => &signature::RSA_PKCS1_SHA256,
+                Some((Padding::Pkcs1v15, Hash::Sha384)) => &signature::RSA_PKCS1_SHA384,
+                Some((Padding::Pkcs1v15, Hash::Sha512)) => &signature::RSA_PKCS1_SHA512,
+                Some((Padding::Pss, Hash::Sha256)) => &signature::RSA_PSS_SHA256,
+                Some((Padding::Pss, Hash::Sha384)) => &signature::RSA_PSS_SHA384,
+                Some((Padding::Pss, Hash::Sha512)) => &signature::RSA_PSS_SHA512,
+                None => return Err(MintError::KeyMismatch),
             };
             let mut sig = vec![0u8; k.public().modulus_len()];
             k.sign(padding, &rng, message, &mut sig)

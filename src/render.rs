@@ -24,31 +24,23 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use serde_json::{Map, Value};
 
-fn is_unreserved(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
-}
+use crate::http::{self, is_unreserved};
 
 /// RFC 3986 recommends uppercase hex in percent encoding.
 const HEX_UPPER: &[u8; 16] = b"0123456789ABCDEF";
 /// Lowercase for `\uXXXX`, as serde_json and JavaScript write it.
 const HEX_LOWER: &[u8; 16] = b"0123456789abcdef";
 
+fn hex_digit_in(table: &[u8; 16], n: u8) -> char {
+    char::from(table.get(usize::from(n & 0x0f)).copied().unwrap_or(b'0'))
+}
+
 fn hex_digit(n: u8) -> char {
-    char::from(
-        HEX_UPPER
-            .get(usize::from(n & 0x0f))
-            .copied()
-            .unwrap_or(b'0'),
-    )
+    hex_digit_in(HEX_UPPER, n)
 }
 
 fn hex_digit_lower(n: u8) -> char {
-    char::from(
-        HEX_LOWER
-            .get(usize::from(n & 0x0f))
-            .copied()
-            .unwrap_or(b'0'),
-    )
+    hex_digit_in(HEX_LOWER, n)
 }
 
 /// Percent-encodes one value (RFC 3986 unreserved characters kept).
@@ -66,30 +58,10 @@ pub fn encode_single(value: &str) -> String {
     out
 }
 
-fn hex_value(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
-    }
-}
-
 /// Reverses [`encode_single`]; `None` if the input is not valid percent
 /// encoding of UTF-8.
 pub fn decode_single(encoded: &str) -> Option<String> {
-    let mut bytes = Vec::with_capacity(encoded.len());
-    let mut it = encoded.bytes();
-    while let Some(b) = it.next() {
-        if b == b'%' {
-            let hi = hex_value(it.next()?)?;
-            let lo = hex_value(it.next()?)?;
-            bytes.push(hi << 4 | lo);
-        } else {
-            bytes.push(b);
-        }
-    }
-    String::from_utf8(bytes).ok()
+    String::from_utf8(http::percent_decode_strict(encoded)?).ok()
 }
 
 /// Writes `s` as a JSON string literal using printable ASCII only.

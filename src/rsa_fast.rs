@@ -56,6 +56,23 @@ use ring::digest;
 pub const MIN_BITS: usize = 2048;
 /// Largest accepted modulus, in bits (as ring).
 pub const MAX_BITS: usize = 8192;
+/// Smallest accepted public exponent.
+pub const MIN_EXPONENT: u64 = 3;
+/// Largest accepted public exponent: 2³³ - 1, ring's rule, so both
+/// verifiers accept the same keys (and the JWKS parser refuses the rest).
+pub const MAX_EXPONENT: u64 = (1 << 33) - 1;
+
+/// True if `e` (big-endian, leading zero bytes allowed) is an odd value from
+/// [`MIN_EXPONENT`] to [`MAX_EXPONENT`]: the exponents [`RsaPublicKey::new`]
+/// and the JWKS parser accept.
+pub fn exponent_allowed(e: &[u8]) -> bool {
+    let e = strip_zeros(e);
+    if e.len() > 8 {
+        return false;
+    }
+    let e = e.iter().fold(0u64, |acc, b| (acc << 8) | u64::from(*b));
+    (MIN_EXPONENT..=MAX_EXPONENT).contains(&e) && e & 1 == 1
+}
 
 /// The hash of an RS*/PS* algorithm.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -128,19 +145,15 @@ impl std::fmt::Debug for RsaPublicKey {
 impl RsaPublicKey {
     /// Checks and precomputes a key from big-endian `n` and `e` (leading zero
     /// bytes allowed). `None` unless the modulus is odd and
-    /// [`MIN_BITS`]..=[`MAX_BITS`] bits, and `e` is odd, at least 3 and below
-    /// 2³³ (ring's rule, so both verifiers accept the same keys).
+    /// [`MIN_BITS`]..=[`MAX_BITS`] bits, and `e` passes [`exponent_allowed`].
     pub fn new(n: &[u8], e: &[u8]) -> Option<RsaPublicKey> {
         let n = strip_zeros(n);
         let e = strip_zeros(e);
         let bits = bit_len(n);
-        if !(MIN_BITS..=MAX_BITS).contains(&bits) || e.len() > 8 {
+        if !(MIN_BITS..=MAX_BITS).contains(&bits) || !exponent_allowed(e) {
             return None;
         }
         let e = e.iter().fold(0u64, |acc, b| (acc << 8) | u64::from(*b));
-        if !(3..1 << 33).contains(&e) || e & 1 == 0 {
-            return None;
-        }
         let m = Modulus::new(from_be_bytes(n, limbs_for(bits)), bits)?;
         Some(RsaPublicKey {
             m,

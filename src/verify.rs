@@ -24,7 +24,6 @@ use serde_json::{Map, Number, Value};
 
 use crate::alg::{Alg, KeyFamily};
 use crate::keys::{decode_b64url_strict, KeyMaterial, KeySet, VerifyingKey};
-use crate::rsa_fast::{Hash, Padding};
 
 /// The latest time claim we accept: 9999-12-31T23:59:59Z. Real tokens are far
 /// below it, and jwt-compact's own claim parser (chrono) refuses times far
@@ -554,14 +553,8 @@ impl<'k> Algorithm for RingVerifier<'k> {
         let sig = sig.0.as_slice();
         match (self.alg.family(), key) {
             (KeyFamily::Rsa, RingKey::Public(KeyMaterial::Rsa { public, .. })) => {
-                let (padding, hash) = match self.alg {
-                    Alg::RS256 => (Padding::Pkcs1v15, Hash::Sha256),
-                    Alg::RS384 => (Padding::Pkcs1v15, Hash::Sha384),
-                    Alg::RS512 => (Padding::Pkcs1v15, Hash::Sha512),
-                    Alg::PS256 => (Padding::Pss, Hash::Sha256),
-                    Alg::PS384 => (Padding::Pss, Hash::Sha384),
-                    Alg::PS512 => (Padding::Pss, Hash::Sha512),
-                    _ => return false,
+                let Some((padding, hash)) = self.alg.rsa_scheme() else {
+                    return false;
                 };
                 // rsa_fast, not ring: ring recomputes the key's Montgomery
                 // constants on every call. An RSA signature is exactly as

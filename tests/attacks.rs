@@ -18,15 +18,13 @@ use mpass_guard::jwks::KeyStore;
 use mpass_guard::mint::{load_pem, public_jwk, sign_raw};
 use serde_json::json;
 
-const ISS: &str = "https://mpass-proxy-test.csc.fi";
+mod common;
+use common::{key_path, ISS};
+
 const NOW: i64 = 1_795_694_400;
 
-fn key(name: &str) -> String {
-    format!("{}/tests/keys/{name}", env!("CARGO_MANIFEST_DIR"))
-}
-
 fn engine() -> Engine {
-    let rsa_a = load_pem(key("rsa-a.pem")).unwrap();
+    let rsa_a = load_pem(key_path("rsa-a.pem")).unwrap();
     let jwk = public_jwk(&rsa_a, Some("rsa-a"), Some(Alg::RS256)).unwrap();
     let config = json!({
         "issuers": [{
@@ -53,7 +51,7 @@ fn engine() -> Engine {
 fn token(header: &str, payload: &str) -> String {
     sign_raw(
         Alg::RS256,
-        &load_pem(key("rsa-a.pem")).unwrap(),
+        &load_pem(key_path("rsa-a.pem")).unwrap(),
         header.as_bytes(),
         payload.as_bytes(),
     )

@@ -15,34 +15,24 @@ use mpass_guard::alg::Alg;
 use mpass_guard::mint;
 use serde_json::{json, Value};
 
+mod common;
+use common::{jwks, key, shop_contract, ISS};
+
 const CLI: &str = env!("CARGO_BIN_EXE_mpass-guard");
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/claims/");
 
-fn key() -> mint::SigningKey {
-    mint::load_pem(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/keys/rsa-a.pem")).unwrap()
-}
-
 fn config() -> Value {
-    let jwk = mint::public_jwk(&key(), Some("rsa-a"), Some(Alg::RS256)).unwrap();
     json!({
         "issuers": [{
-            "issuer": "https://mpass-proxy-test.csc.fi",
-            "local_jwks": {"inline_string": json!({"keys": [jwk]}).to_string()}
+            "issuer": ISS,
+            "local_jwks": {"inline_string": jwks(&[("rsa-a.pem", "rsa-a")])}
         }],
         "audit": {"pseudonym_key_env": "MPASS_GUARD_CLI_TEST_KEY"},
         "providers": {
             "shop": {
                 "audiences": ["studeo-webshop"],
                 "match": {"path_prefixes": ["/shop/"]},
-                "contract": {
-                    "organisations": ["1.2.246.562.10.00000000001"],
-                    "required": ["uid"],
-                    "release": {
-                        "uid": {},
-                        "given_name": {"header": "x-shop-first-name"},
-                        "email": {"purpose": "payment receipts", "only_roles": [2, 3, 4, 5, 6]}
-                    }
-                }
+                "contract": shop_contract()
             },
             "materials": {
                 "audiences": ["materials"],
@@ -263,8 +253,7 @@ fn explain_decodes_a_token_without_verifying_it_and_says_so() {
     });
     // Signed with a key the configuration does not know, and long expired:
     // explain still shows what the contract would release.
-    let other =
-        mint::load_pem(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/keys/rsa-b.pem")).unwrap();
+    let other = key("rsa-b.pem");
     let token = mint::sign_compact(
         Alg::RS256,
         &other,

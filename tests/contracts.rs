@@ -14,22 +14,8 @@ use mpass_guard::render;
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 
-fn fixture(name: &str) -> Map<String, Value> {
-    let text = match name {
-        "learner" => include_str!("fixtures/claims/learner-1.4.json"),
-        "legacy" => include_str!("fixtures/claims/legacy-2019-names.json"),
-        "staff" => include_str!("fixtures/claims/staff-with-email-proposed.json"),
-        "teacher" => include_str!("fixtures/claims/teacher-two-providers-1.4.json"),
-        "test-learner" => include_str!("fixtures/claims/test-learner-number.json"),
-        other => panic!("no fixture {other}"),
-    };
-    serde_json::from_str(text).expect("fixture is a JSON object")
-}
-
-fn with(mut claims: Map<String, Value>, name: &str, value: Value) -> Map<String, Value> {
-    claims.insert(name.to_owned(), value);
-    claims
-}
+mod common;
+use common::{fixture, shop_contract, with};
 
 const PATH: &str = "providers.studeo.contract";
 
@@ -72,15 +58,7 @@ fn expect(pairs: &[(&str, &[&str])]) -> BTreeMap<String, Vec<String>> {
 }
 
 fn webshop() -> Contract {
-    compile(json!({
-        "organisations": ["1.2.246.562.10.00000000001"],
-        "required": ["uid"],
-        "release": {
-            "uid": {},
-            "given_name": {"header": "x-shop-first-name"},
-            "email": {"purpose": "payment receipts", "only_roles": [2, 3, 4, 5, 6]}
-        }
-    }))
+    compile(shop_contract())
 }
 
 fn second_provider_only(form: &str) -> Contract {

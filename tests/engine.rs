@@ -22,36 +22,21 @@ use mpass_guard::mint;
 use mpass_guard::render;
 use serde_json::{json, Map, Value};
 
+mod common;
+use common::{fixture_claims as fixture, jwks, key, shop_contract, with, ISS};
+
 /// 2026-11-26T12:00:00Z.
 const NOW_S: i64 = 1_795_694_400;
-const ISS: &str = "https://mpass-proxy-test.csc.fi";
 const PSEUDONYM_KEY: &str = "engine-test-pseudonym-key-0123456789";
 const SPOOF: &str = "spoofed-by-client";
 
-fn key() -> mint::SigningKey {
-    mint::load_pem(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/keys/rsa-a.pem")).unwrap()
-}
-
-fn fixture(name: &str) -> Map<String, Value> {
-    let text = match name {
-        "learner" => include_str!("fixtures/claims/learner-1.4.json"),
-        "legacy" => include_str!("fixtures/claims/legacy-2019-names.json"),
-        "staff" => include_str!("fixtures/claims/staff-with-email-proposed.json"),
-        "teacher" => include_str!("fixtures/claims/teacher-two-providers-1.4.json"),
-        "test-learner" => include_str!("fixtures/claims/test-learner-number.json"),
-        other => panic!("no fixture {other}"),
-    };
-    let mut m: Map<String, Value> = serde_json::from_str(text).unwrap();
-    m.retain(|k, _| !k.starts_with('_'));
-    m
-}
-
 fn config_json() -> Value {
-    let jwk = mint::public_jwk(&key(), Some("rsa-a"), Some(Alg::RS256)).unwrap();
+    let mut shop = shop_contract();
+    shop["payload_header"] = json!("x-shop-claims");
     json!({
         "issuers": [{
             "issuer": ISS,
-            "local_jwks": {"inline_string": json!({"keys": [jwk]}).to_string()},
+            "local_jwks": {"inline_string": jwks(&[("rsa-a.pem", "rsa-a")])},
             "allowed_algorithms": ["RS256"]
         }],
         "from_headers": [{"name": "authorization", "value_prefix": "Bearer "}],
@@ -60,16 +45,7 @@ fn config_json() -> Value {
             "webshop": {
                 "audiences": ["studeo-webshop"],
                 "match": {"path_prefixes": ["/shop/"]},
-                "contract": {
-                    "organisations": ["1.2.246.562.10.00000000001"],
-                    "required": ["uid"],
-                    "release": {
-                        "uid": {},
-                        "given_name": {"header": "x-shop-first-name"},
-                        "email": {"purpose": "payment receipts", "only_roles": [2, 3, 4, 5, 6]}
-                    },
-                    "payload_header": "x-shop-claims"
-                }
+                "contract": shop
             },
             "second": {
                 "audiences": ["studeo-webshop"],
@@ -134,7 +110,7 @@ fn token(claims: &Map<String, Value>) -> String {
     let payload = serde_json::to_vec(&Value::Object(c)).unwrap();
     mint::sign_compact(
         Alg::RS256,
-        &key(),
+        &key("rsa-a.pem"),
         &json!({"typ": "JWT", "kid": "rsa-a"}),
         &payload,
     )
@@ -257,11 +233,6 @@ struct Case {
     path: &'static str,
     claims: Map<String, Value>,
     expect: Expect,
-}
-
-fn with(mut claims: Map<String, Value>, name: &str, value: Value) -> Map<String, Value> {
-    claims.insert(name.to_owned(), value);
-    claims
 }
 
 fn without(mut claims: Map<String, Value>, name: &str) -> Map<String, Value> {

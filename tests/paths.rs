@@ -10,15 +10,13 @@ use mpass_guard::jwks::KeyStore;
 use mpass_guard::mint;
 use serde_json::json;
 
-const ISS: &str = "https://mpass-proxy-test.csc.fi";
+mod common;
+use common::{key, ISS};
+
 const NOW: i64 = 1_800_000_000;
 
 fn engine() -> Engine {
-    let key = mint::load_pem(format!(
-        "{}/tests/keys/rsa-a.pem",
-        env!("CARGO_MANIFEST_DIR")
-    ))
-    .unwrap();
+    let key = key("rsa-a.pem");
     let jwk = mint::public_jwk(&key, Some("a"), Some(Alg::RS256)).unwrap();
     let config = json!({
         "issuers": [{ "issuer": ISS, "local_jwks": { "inline_string": json!({"keys": [jwk]}).to_string() } }],
@@ -33,11 +31,7 @@ fn engine() -> Engine {
 }
 
 fn send(engine: &Engine, path: &str, aud: &str) -> Decision {
-    let key = mint::load_pem(format!(
-        "{}/tests/keys/rsa-a.pem",
-        env!("CARGO_MANIFEST_DIR")
-    ))
-    .unwrap();
+    let key = key("rsa-a.pem");
     let claims = json!({"iss": ISS, "aud": aud, "sub": "s", "iat": NOW, "exp": NOW + 600,
                         "given_name": "Aino", "urn:mpass.id:uid": "MPASSOID.1"});
     let token = mint::sign_compact(

@@ -8,23 +8,13 @@ use mpass_guard::alg::Alg;
 use mpass_guard::config::Config;
 use mpass_guard::engine::{Decision, Engine, Request};
 use mpass_guard::jwks::{Fetched, KeyStore, Step, Target};
-use mpass_guard::mint::{self, SigningKey};
+use mpass_guard::mint;
 use serde_json::{json, Value};
 
-const ISS: &str = "https://mpass-proxy-test.csc.fi";
+mod common;
+use common::{jwks, key, ISS};
+
 const NOW: i64 = 1_800_000_000;
-
-fn key(name: &str) -> SigningKey {
-    mint::load_pem(format!("{}/tests/keys/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
-}
-
-fn jwks(keys: &[(&str, &str)]) -> String {
-    let keys: Vec<Value> = keys
-        .iter()
-        .map(|(file, kid)| mint::public_jwk(&key(file), Some(kid), Some(Alg::RS256)).unwrap())
-        .collect();
-    json!({ "keys": keys }).to_string()
-}
 
 fn token(file: &str, kid: &str, exp: i64) -> String {
     let claims = json!({
