@@ -66,6 +66,9 @@ pub enum TokenError {
     DuplicateClaim,
     /// A registered claim has the wrong type or range.
     InvalidClaim,
+    /// The header `typ` says the JWT is something other than an ID token
+    /// (`at+jwt`, `logout+jwt`, `secevent+jwt`, ...), RFC 8725 section 3.11.
+    WrongType,
 }
 
 impl TokenError {
@@ -88,6 +91,7 @@ impl TokenError {
             TokenError::UnsupportedCriticalHeader => "unsupported_critical_header",
             TokenError::DuplicateClaim => "duplicate_claim",
             TokenError::InvalidClaim => "invalid_claim",
+            TokenError::WrongType => "wrong_token_type",
         }
     }
 }
@@ -111,6 +115,7 @@ impl fmt::Display for TokenError {
             TokenError::UnsupportedCriticalHeader => "unsupported critical header",
             TokenError::DuplicateClaim => "duplicate claim",
             TokenError::InvalidClaim => "invalid claim",
+            TokenError::WrongType => "token type is not an id token",
         })
     }
 }
@@ -199,6 +204,15 @@ impl Untrusted {
             }
             Some(_) => return Err(TokenError::Malformed),
         }
+        // Explicit typing (RFC 8725 section 3.11): an access token, logout
+        // token or security event token of the same issuer and keys must not
+        // pass as an ID token. ID tokens carry no `typ`, or the generic `JWT`.
+        match header.get("typ") {
+            None => {}
+            Some(Value::String(t)) if is_plain_jwt_type(t) => {}
+            Some(Value::String(_)) => return Err(TokenError::WrongType),
+            Some(_) => return Err(TokenError::Malformed),
+        }
         // `jku`, `x5u`, `x5c` and `jwk` are deliberately never read: keys come
         // only from configuration and the provider's configured JWKS, never
         // from the token that the key is meant to check.
@@ -212,9 +226,11 @@ impl Untrusted {
             Err(StrictError::Duplicate) => return Err(TokenError::DuplicateClaim),
             Err(_) => return Err(TokenError::Malformed),
         };
-        let exp = time_claim(&claims, "exp")?;
-        let nbf = time_claim(&claims, "nbf")?;
-        let iat = time_claim(&claims, "iat")?;
+        // A fractional time is rounded towards refusing: `exp` down, `nbf`
+        // and `iat` up.
+        let exp = time_claim(&claims, "exp", Round::Down)?;
+        let nbf = time_claim(&claims, "nbf", Round::Up)?;
+        let iat = time_claim(&claims, "iat", Round::Up)?;
         for name in ["iss", "sub", "azp"] {
             if claims.get(name).is_some_and(|v| !v.is_string()) {
                 return Err(TokenError::InvalidClaim);
@@ -487,16 +503,54 @@ impl Times {
     }
 }
 
-/// A registered time claim: absent, or a non-negative JSON integer up to
-/// [`MAX_TIME`]. Strings, floats (`1.0`, `1e9`) and negatives are refused
-/// rather than coerced, so every verifier in the chain reads the same time.
-fn time_claim(claims: &Map<String, Value>, name: &str) -> Result<Option<i64>, TokenError> {
+/// Whether a header `typ` names a plain JWT: `JWT` or `application/jwt`,
+/// compared case-insensitively (RFC 7515 section 4.1.9: a media type, its
+/// `application/` prefix optional).
+fn is_plain_jwt_type(typ: &str) -> bool {
+    let t = typ.strip_prefix("application/").unwrap_or(typ);
+    t.eq_ignore_ascii_case("jwt")
+}
+
+/// Which way a fractional NumericDate is rounded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Round {
+    Down,
+    Up,
+}
+
+/// A registered time claim: absent, or a non-negative JSON number up to
+/// [`MAX_TIME`]. NumericDate may be fractional (RFC 7519 section 2: `1.5`,
+/// `1e9`), as jwt_authn accepts; it is rounded the way that refuses sooner
+/// (the caller says which) and then compared in whole seconds. Strings,
+/// negatives and absurd values (beyond year 9999) are refused rather than
+/// coerced.
+fn time_claim(
+    claims: &Map<String, Value>,
+    name: &str,
+    round: Round,
+) -> Result<Option<i64>, TokenError> {
     match claims.get(name) {
         None => Ok(None),
         Some(Value::Number(n)) if !n.is_f64() => match n.as_i64() {
             Some(t) if (0..=MAX_TIME).contains(&t) => Ok(Some(t)),
             _ => Err(TokenError::InvalidClaim),
         },
+        Some(Value::Number(n)) => {
+            let f = n.as_f64().ok_or(TokenError::InvalidClaim)?;
+            if f.is_nan() || f < 0.0 {
+                return Err(TokenError::InvalidClaim);
+            }
+            let whole = match round {
+                Round::Down => f.floor(),
+                Round::Up => f.ceil(),
+            };
+            // Checked as a float first, so the conversion cannot saturate.
+            if !whole.is_finite() || whole < 0.0 || whole > MAX_TIME as f64 {
+                return Err(TokenError::InvalidClaim);
+            }
+            #[allow(clippy::cast_possible_truncation)]
+            Ok(Some(whole as i64))
+        }
         Some(_) => Err(TokenError::InvalidClaim),
     }
 }
@@ -1002,16 +1056,17 @@ mod tests {
     }
 
     #[test]
-    fn time_claims_must_be_non_negative_json_integers() {
+    fn time_claims_must_be_non_negative_numbers_within_range() {
         let bad = [
             json!("1795694400"),
-            json!(1795694400.0),
-            json!(1.5),
             json!(-1),
+            json!(-0.5),
             json!(u64::MAX),
             json!(MAX_TIME + 1),
+            json!(MAX_TIME as f64 + 1.5),
             json!(null),
             json!([1]),
+            json!(true),
         ];
         for claim in ["exp", "nbf", "iat"] {
             for value in &bad {
@@ -1021,10 +1076,56 @@ mod tests {
                 assert_eq!(decode_err(&t), "invalid_claim", "{claim}={value}");
             }
         }
-        for raw in [r#"{"exp":1e10}"#, r#"{"exp":99999999999999999999}"#] {
+        for raw in [
+            r#"{"exp":1e300}"#,
+            r#"{"exp":99999999999999999999}"#,
+            r#"{"exp":-1e-9}"#,
+        ] {
             let t = mint_raw(Alg::RS256, r#"{"alg":"RS256"}"#, raw);
             assert_eq!(decode_err(&t), "invalid_claim", "{raw}");
         }
+    }
+
+    #[test]
+    fn fractional_and_exponent_times_are_numeric_dates_rounded_towards_refusal() {
+        for (raw, exp, nbf, iat) in [
+            (r#"{"exp":1767225600.5}"#, Some(1_767_225_600), None, None),
+            (r#"{"exp":1e9}"#, Some(1_000_000_000), None, None),
+            (r#"{"exp":1795694400.0}"#, Some(1_795_694_400), None, None),
+            (
+                r#"{"exp":2000.9,"nbf":1000.1,"iat":1000.000001}"#,
+                Some(2000),
+                Some(1001),
+                Some(1001),
+            ),
+        ] {
+            let t = Untrusted::decode(&mint_raw(Alg::RS256, r#"{"alg":"RS256"}"#, raw), MAX)
+                .unwrap_or_else(|e| panic!("{raw}: {e}"));
+            assert_eq!((t.exp(), t.nbf(), t.iat()), (exp, nbf, iat), "{raw}");
+        }
+    }
+
+    #[test]
+    fn a_typ_other_than_jwt_is_refused_as_the_wrong_token_type() {
+        for typ in [
+            "at+jwt",
+            "application/at+jwt",
+            "logout+jwt",
+            "secevent+jwt",
+            "JOSE",
+            "id_token",
+        ] {
+            let header = format!(r#"{{"alg":"RS256","typ":"{typ}"}}"#);
+            let t = mint_raw(Alg::RS256, &header, r#"{"exp":1}"#);
+            assert_eq!(decode_err(&t), "wrong_token_type", "{typ}");
+        }
+        for typ in ["JWT", "jwt", "application/jwt", "Jwt"] {
+            let header = format!(r#"{{"alg":"RS256","typ":"{typ}"}}"#);
+            let t = mint_raw(Alg::RS256, &header, r#"{"exp":1}"#);
+            assert!(Untrusted::decode(&t, MAX).is_ok(), "{typ}");
+        }
+        let t = mint_raw(Alg::RS256, r#"{"alg":"RS256","typ":1}"#, r#"{"exp":1}"#);
+        assert_eq!(decode_err(&t), "malformed");
     }
 
     #[test]
