@@ -365,8 +365,8 @@ fn usage_errors_exit_2_and_unknown_options_are_named() {
 
 #[test]
 fn check_finds_and_checks_the_configuration_embedded_in_envoy_yaml() {
-    let (code, out) = run_in(ROOT, &["check", "envoy/envoy.yaml"], &[]);
-    assert_eq!(code, 0, "{out}");
+    let (code, out) = run_in(ROOT, &["check", "--strict", "envoy/envoy.yaml"], &[]);
+    assert_eq!(code, 1, "{out}");
     assert!(
         out.contains("envoy/envoy.yaml: static_resources.listeners[0](ingress).filter_chains[0]"),
         "{out}"
@@ -376,35 +376,71 @@ fn check_finds_and_checks_the_configuration_embedded_in_envoy_yaml() {
         "{out}"
     );
     assert!(out.contains("ok: 1 issuer(s), 2 provider(s)"), "{out}");
-    // The VM takes the secret from Envoy's environment: absent here, a warning.
+    // The shipped file carries its demo secret inline: nothing to ask the shell for.
+    assert!(!out.contains("STUDEO_CLIENT_SECRET"), "{out}");
+    let (code, out) = run_in(ROOT, &["check", "envoy/envoy.yaml"], &[]);
+    assert_eq!(code, 0, "{out}");
+}
+
+/// The shipped envoy.yaml as production runs it: the client secret taken
+/// from Envoy's own environment instead of the inline demo value.
+fn envoy_yaml_with_host_env_secret() -> PathBuf {
+    let shipped = std::fs::read_to_string(format!("{ROOT}/envoy/envoy.yaml")).unwrap();
+    let mut out = String::new();
+    let mut skip_next = false;
+    for line in shipped.lines() {
+        if skip_next {
+            skip_next = false;
+            continue;
+        }
+        if line.trim() == "key_values:" {
+            let indent = &line[..line.len() - line.trim_start().len()];
+            out.push_str(&format!(
+                "{indent}host_env_keys: [\"STUDEO_CLIENT_SECRET\"]\n"
+            ));
+            skip_next = true;
+            continue;
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    assert!(
+        out.contains("host_env_keys: [\"STUDEO"),
+        "envoy.yaml changed shape"
+    );
+    write_text("envoy-host-env.yaml", &out)
+}
+
+#[test]
+fn a_secret_from_the_proxy_environment_is_a_warning_in_the_shell_and_an_error_with_strict() {
+    let file = envoy_yaml_with_host_env_secret();
+    let file = file.to_str().unwrap();
+    let (code, out) = run_in(ROOT, &["check", file], &[]);
+    assert_eq!(code, 0, "{out}");
     assert!(
         out.contains("warning: secret env STUDEO_CLIENT_SECRET not set in this shell"),
         "{out}"
     );
-    let (code, out) = run_in(ROOT, &["check", "--strict", "envoy/envoy.yaml"], &[]);
+    let (code, out) = run_in(ROOT, &["check", "--strict", file], &[]);
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("providers.studeo.hs_secret_env"), "{out}");
-
     let secret = [(
         "STUDEO_CLIENT_SECRET",
         "a-demo-secret-of-32-bytes-or-more!!",
     )];
-    let (code, out) = run_in(ROOT, &["check", "envoy/envoy.yaml"], &secret);
+    let (code, out) = run_in(ROOT, &["check", file], &secret);
     assert_eq!(code, 0, "{out}");
     assert!(!out.contains("STUDEO_CLIENT_SECRET"), "{out}");
 }
 
 #[test]
 fn check_with_an_env_file_reads_the_proxy_environment_from_it_and_a_missing_secret_is_an_error() {
+    let file = envoy_yaml_with_host_env_secret();
+    let file = file.to_str().unwrap();
     let empty = write_text("empty.env", "# nothing\n");
     let (code, out) = run_in(
         ROOT,
-        &[
-            "check",
-            "--env-file",
-            empty.to_str().unwrap(),
-            "envoy/envoy.yaml",
-        ],
+        &["check", "--env-file", empty.to_str().unwrap(), file],
         &[(
             "STUDEO_CLIENT_SECRET",
             "set-in-the-shell-but-not-in-the-file",
@@ -418,12 +454,7 @@ fn check_with_an_env_file_reads_the_proxy_environment_from_it_and_a_missing_secr
     );
     let (code, out) = run_in(
         ROOT,
-        &[
-            "check",
-            "--env-file",
-            full.to_str().unwrap(),
-            "envoy/envoy.yaml",
-        ],
+        &["check", "--env-file", full.to_str().unwrap(), file],
         &[],
     );
     assert_eq!(code, 0, "{out}");
@@ -435,7 +466,7 @@ fn check_finds_and_checks_the_plugin_config_of_the_istio_wasmplugin() {
     let (code, out) = run_in(ROOT, &["check", "envoy/istio-wasmplugin.yaml"], &[]);
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("WasmPlugin studeo/mpass-guard"), "{out}");
-    assert!(out.contains("ok: 1 issuer(s), 2 provider(s)"), "{out}");
+    assert!(out.contains("ok: 1 issuer(s), 1 provider(s)"), "{out}");
     assert!(out.contains("ServiceEntry mpassid-test"), "{out}");
 }
 
