@@ -20,7 +20,9 @@ pub mod keys;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod mint;
 pub mod render;
+pub mod routing;
 pub mod rsa_fast;
+pub mod unique_map;
 pub mod verify;
 
 #[cfg(target_arch = "wasm32")]

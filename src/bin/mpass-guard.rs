@@ -226,8 +226,10 @@ fn cmd_check(args: &[String]) -> Result<ExitCode, String> {
             );
             Ok(ExitCode::SUCCESS)
         }
-        Err(e) => {
-            println!("error: {e}");
+        Err(errors) => {
+            for e in errors.all() {
+                println!("error: {e}");
+            }
             Ok(ExitCode::FAILURE)
         }
     }
@@ -257,8 +259,10 @@ fn mpass_guard_explain(args: &[String]) -> Result<ExitCode, String> {
     let bytes = read_config(&path)?;
     let config = match Config::load(&bytes, &env_or_placeholder) {
         Ok(c) => c,
-        Err(e) => {
-            println!("error: {e}");
+        Err(errors) => {
+            for e in errors.all() {
+                println!("error: {e}");
+            }
             return Ok(ExitCode::FAILURE);
         }
     };
