@@ -23,7 +23,9 @@ pub mod keys;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod mint;
 pub mod render;
+pub mod routing;
 pub mod rsa_fast;
+pub mod unique_map;
 pub mod verify;
 
 /// The crate version (`Cargo.toml`), as released and tagged `vX.Y.Z`.

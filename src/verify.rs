@@ -7,11 +7,13 @@
 //! the key, secret, time policy, audiences and clock. Errors are classes
 //! ([`TokenError::reason`]) and never carry token content.
 //!
-//! The intended order for a caller is: [`Untrusted::decode`], pick the key or
-//! secret by issuer and `alg`, [`Untrusted::verify_with_key`] /
-//! [`Untrusted::verify_with_secret`], then [`Untrusted::check_times`] and
-//! [`Untrusted::check_audience`]. Claims read before verification are
-//! attacker-controlled and may only be used to choose the key.
+//! Trust is carried by types, as in jwt-compact: [`Untrusted::decode`] makes
+//! an [`Untrusted`] token; the caller picks the key or secret by issuer and
+//! `alg`, and [`Untrusted::verify_with_key`] / [`Untrusted::verify_with_secret`]
+//! / [`Untrusted::verify_with_keyset`] consume it and return a [`Verified`]
+//! one, whose [`Verified::check_times`] and [`Verified::audience`] the caller
+//! then asks. Claims read before verification are attacker-controlled and
+//! may only be used to choose the key.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -122,7 +124,7 @@ impl fmt::Display for TokenError {
 
 impl std::error::Error for TokenError {}
 
-/// Time rules for [`Untrusted::check_times`].
+/// Time rules for [`Verified::check_times`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TimePolicy {
     /// Tolerated clock difference with the issuer, applied to `exp`, `nbf`, `iat`.
@@ -138,7 +140,7 @@ pub struct Untrusted {
     token: UntrustedToken<'static, Empty>,
     alg: Alg,
     kid: Option<String>,
-    /// The decoded claims JSON, kept for [`Untrusted::into_retained`].
+    /// The decoded claims JSON, kept for [`Verified::into_retained`].
     payload: Vec<u8>,
     claims: Map<String, Value>,
     exp: Option<i64>,
@@ -334,7 +336,7 @@ impl Untrusted {
     /// likewise `unknown_key`: it cannot have made this signature, and the
     /// caller chose the wrong key. Only a real signature check failing is
     /// `bad_signature`.
-    pub fn verify_with_key(&self, key: &VerifyingKey) -> Result<(), TokenError> {
+    fn check_key(&self, key: &VerifyingKey) -> Result<(), TokenError> {
         if self.alg.is_hmac() || !key.accepts(self.alg) {
             return Err(TokenError::UnknownKey);
         }
@@ -348,7 +350,7 @@ impl Untrusted {
     /// passes here if the token was made with it, including the bytes of a
     /// public key: that is why a secret is never derived from a JWKS or a
     /// certificate. Non-HMAC tokens and an empty secret are `unknown_key`.
-    pub fn verify_with_secret(&self, secret: &[u8]) -> Result<(), TokenError> {
+    fn check_secret(&self, secret: &[u8]) -> Result<(), TokenError> {
         if !self.alg.is_hmac() || secret.is_empty() {
             return Err(TokenError::UnknownKey);
         }
@@ -358,7 +360,7 @@ impl Untrusted {
     /// Verifies against the candidate keys of a key set (by `alg` and `kid`),
     /// returning the key that verified. No candidate is `unknown_key`; if
     /// candidates exist but none verifies, `bad_signature`.
-    pub fn verify_with_keyset<'a>(&self, set: &'a KeySet) -> Result<&'a VerifyingKey, TokenError> {
+    fn find_key<'a>(&self, set: &'a KeySet) -> Result<&'a VerifyingKey, TokenError> {
         if self.alg.is_hmac() {
             return Err(TokenError::UnknownKey);
         }
@@ -368,7 +370,7 @@ impl Untrusted {
         }
         candidates
             .into_iter()
-            .find(|k| self.verify_with_key(k).is_ok())
+            .find(|k| self.check_key(k).is_ok())
             .ok_or(TokenError::BadSignature)
     }
 
@@ -385,16 +387,36 @@ impl Untrusted {
     }
 
     /// Checks `exp`, `nbf`, `iat` and lifetime against `now` (seconds since the epoch).
-    pub fn check_times(&self, policy: &TimePolicy, now: i64) -> Result<(), TokenError> {
+    fn check_times(&self, policy: &TimePolicy, now: i64) -> Result<(), TokenError> {
         self.times().check(policy, now)
     }
 
-    /// Checks that `aud` holds one of `audiences` and returns the match.
-    ///
-    /// With several `aud` values and an `azp`, the match must be `azp`
-    /// (OpenID Connect Core 3.1.3.7): the token was issued to that party.
-    pub fn check_audience(&self, audiences: &[String]) -> Result<String, TokenError> {
+    /// See [`Verified::audience`].
+    fn check_audience(&self, audiences: &[String]) -> Result<String, TokenError> {
         audience_in(&self.claims, audiences)
+    }
+
+    /// Verifies the signature with a public key (see `check_key` for the
+    /// rules) and hands back the token as [`Verified`].
+    pub fn verify_with_key(self, key: &VerifyingKey) -> Result<Verified, TokenError> {
+        self.check_key(key)?;
+        Ok(Verified { token: self })
+    }
+
+    /// Verifies an HS* token with a provider's client secret (see
+    /// `check_secret`) and hands back the token as [`Verified`].
+    pub fn verify_with_secret(self, secret: &[u8]) -> Result<Verified, TokenError> {
+        self.check_secret(secret)?;
+        Ok(Verified { token: self })
+    }
+
+    /// Verifies against the candidate keys of a key set (by `alg` and
+    /// `kid`) and returns the token as [`Verified`] with the key that
+    /// verified. No candidate is `unknown_key`; if candidates exist but none
+    /// verifies, `bad_signature`.
+    pub fn verify_with_keyset(self, set: &KeySet) -> Result<(Verified, &VerifyingKey), TokenError> {
+        let key = self.find_key(set)?;
+        Ok((Verified { token: self }, key))
     }
 
     fn times(&self) -> Times {
@@ -404,25 +426,68 @@ impl Untrusted {
             iat: self.iat,
         }
     }
+}
+
+/// A token whose signature has been verified: only
+/// [`Untrusted::verify_with_key`], [`Untrusted::verify_with_secret`] and
+/// [`Untrusted::verify_with_keyset`] make one. Its times and audience are
+/// checked by the caller, with [`Verified::check_times`] and
+/// [`Verified::audience`], because they depend on the clock and the provider.
+pub struct Verified {
+    token: Untrusted,
+}
+
+// Claims stay out of Debug output, as for `Untrusted`.
+impl fmt::Debug for Verified {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Verified")
+            .field("alg", &self.token.alg)
+            .field("kid", &self.token.kid)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Verified {
+    /// The signed `iss`.
+    pub fn issuer(&self) -> Option<&str> {
+        self.token.issuer()
+    }
+
+    /// The signed claims.
+    pub fn claims(&self) -> &Map<String, Value> {
+        self.token.claims()
+    }
+
+    /// Checks `exp`, `nbf`, `iat` and lifetime against `now` (seconds since the epoch).
+    pub fn check_times(&self, policy: &TimePolicy, now: i64) -> Result<(), TokenError> {
+        self.token.check_times(policy, now)
+    }
+
+    /// The audience of `audiences` this token was issued to: `aud` must hold
+    /// one of them, and with several `aud` values and an `azp`, the match
+    /// must be `azp` (OpenID Connect Core 3.1.3.7).
+    pub fn audience(&self, audiences: &[String]) -> Result<String, TokenError> {
+        self.token.check_audience(audiences)
+    }
 
     /// What a cache keeps of a token once it is verified: its times and its
     /// decoded claims JSON, a single allocation instead of the parsed tree.
     pub fn into_retained(self) -> Retained {
         Retained {
-            times: self.times(),
-            payload: self.payload.into_boxed_slice(),
+            times: self.token.times(),
+            payload: self.token.payload.into_boxed_slice(),
         }
     }
 }
 
-/// A verified token as a cache holds it (see [`Untrusted::into_retained`]).
+/// A verified token as a cache holds it (see [`Verified::into_retained`]).
 pub struct Retained {
     times: Times,
     payload: Box<[u8]>,
 }
 
 impl Retained {
-    /// As [`Untrusted::check_times`].
+    /// As [`Verified::check_times`].
     pub fn check_times(&self, policy: &TimePolicy, now: i64) -> Result<(), TokenError> {
         self.times.check(policy, now)
     }
@@ -439,7 +504,8 @@ impl Retained {
     }
 }
 
-/// As [`Untrusted::check_audience`], on parsed claims.
+/// As [`Verified::audience`], on the parsed claims of a verified token
+/// (a [`Retained`] one, read back from the cache).
 pub fn audience_in(
     claims: &Map<String, Value>,
     audiences: &[String],
@@ -819,9 +885,9 @@ mod tests {
     fn verify(alg: Alg, token: &str) -> Result<(), TokenError> {
         let t = Untrusted::decode(token, MAX)?;
         if alg.is_hmac() {
-            t.verify_with_secret(SECRET)
+            t.check_secret(SECRET)
         } else {
-            t.verify_with_key(&verifying_key(key_file(alg), None))
+            t.check_key(&verifying_key(key_file(alg), None))
         }
     }
 
@@ -852,11 +918,11 @@ mod tests {
         for alg in [Alg::RS256, Alg::PS512] {
             let t = Untrusted::decode(&mint(alg, &claims()), MAX).unwrap();
             let other = verifying_key("rsa-b.pem", None);
-            assert_eq!(t.verify_with_key(&other), Err(TokenError::BadSignature));
+            assert_eq!(t.check_key(&other), Err(TokenError::BadSignature));
         }
         let t = Untrusted::decode(&mint(Alg::HS256, &claims()), MAX).unwrap();
         assert_eq!(
-            t.verify_with_secret(b"another-secret"),
+            t.check_secret(b"another-secret"),
             Err(TokenError::BadSignature)
         );
     }
@@ -914,13 +980,13 @@ mod tests {
             )
             .unwrap();
             let t = Untrusted::decode(&forged, MAX).unwrap();
-            assert_eq!(t.verify_with_key(&key), Err(TokenError::UnknownKey));
+            assert_eq!(t.check_key(&key), Err(TokenError::UnknownKey));
             let set = KeySet::from_keys(vec![key.clone()]);
-            assert_eq!(t.verify_with_keyset(&set), Err(TokenError::UnknownKey));
+            assert_eq!(t.find_key(&set), Err(TokenError::UnknownKey));
             // It passes only with that exact byte string as the secret, which
             // is why HS secrets come only from provider configuration.
-            assert_eq!(t.verify_with_secret(&public_bytes), Ok(()));
-            assert_eq!(t.verify_with_secret(SECRET), Err(TokenError::BadSignature));
+            assert_eq!(t.check_secret(&public_bytes), Ok(()));
+            assert_eq!(t.check_secret(SECRET), Err(TokenError::BadSignature));
         }
     }
 
@@ -928,20 +994,20 @@ mod tests {
     fn a_key_of_another_family_or_declared_alg_is_an_unknown_key() {
         let rs = Untrusted::decode(&mint(Alg::RS256, &claims()), MAX).unwrap();
         assert_eq!(
-            rs.verify_with_key(&verifying_key("ec-p256.pem", None)),
+            rs.check_key(&verifying_key("ec-p256.pem", None)),
             Err(TokenError::UnknownKey)
         );
         assert_eq!(
-            rs.verify_with_key(&verifying_key("rsa-a.pem", Some(Alg::PS256))),
+            rs.check_key(&verifying_key("rsa-a.pem", Some(Alg::PS256))),
             Err(TokenError::UnknownKey)
         );
         assert_eq!(
-            rs.verify_with_key(&verifying_key("rsa-a.pem", Some(Alg::RS256))),
+            rs.check_key(&verifying_key("rsa-a.pem", Some(Alg::RS256))),
             Ok(())
         );
-        assert_eq!(rs.verify_with_secret(SECRET), Err(TokenError::UnknownKey));
+        assert_eq!(rs.check_secret(SECRET), Err(TokenError::UnknownKey));
         let hs = Untrusted::decode(&mint(Alg::HS256, &claims()), MAX).unwrap();
-        assert_eq!(hs.verify_with_secret(b""), Err(TokenError::UnknownKey));
+        assert_eq!(hs.check_secret(b""), Err(TokenError::UnknownKey));
     }
 
     #[test]
@@ -952,18 +1018,12 @@ mod tests {
         b.kid = Some("k2".into());
         let t = Untrusted::decode(&mint(Alg::RS256, &claims()), MAX).unwrap();
         let set = KeySet::from_keys(vec![b.clone(), a.clone()]);
-        assert_eq!(
-            t.verify_with_keyset(&set).unwrap().kid.as_deref(),
-            Some("k1")
-        );
+        assert_eq!(t.find_key(&set).unwrap().kid.as_deref(), Some("k1"));
         let only_b = KeySet::from_keys(vec![b.clone()]);
-        assert_eq!(t.verify_with_keyset(&only_b), Err(TokenError::UnknownKey));
+        assert_eq!(t.find_key(&only_b), Err(TokenError::UnknownKey));
         b.kid = Some("k1".into());
         let impostor = KeySet::from_keys(vec![b]);
-        assert_eq!(
-            t.verify_with_keyset(&impostor),
-            Err(TokenError::BadSignature)
-        );
+        assert_eq!(t.find_key(&impostor), Err(TokenError::BadSignature));
     }
 
     #[test]
@@ -978,7 +1038,7 @@ mod tests {
         let token = sign_compact(Alg::RS256, &attacker, &header, &payload).unwrap();
         let t = Untrusted::decode(&token, MAX).unwrap();
         let ours = KeySet::from_keys(vec![verifying_key("rsa-a.pem", None)]);
-        assert_eq!(t.verify_with_keyset(&ours), Err(TokenError::BadSignature));
+        assert_eq!(t.find_key(&ours), Err(TokenError::BadSignature));
     }
 
     #[test]
@@ -1314,6 +1374,52 @@ mod tests {
         assert_eq!(
             times(Some(0), None, None).check_times(&lax, i64::MAX),
             Ok(())
+        );
+    }
+
+    #[test]
+    fn verification_turns_the_untrusted_token_into_a_verified_one_that_answers_for_its_audience() {
+        let token = mint(Alg::RS256, &claims());
+        let mut key = verifying_key("rsa-a.pem", None);
+        key.kid = Some("k1".into());
+        let verified = Untrusted::decode(&token, MAX)
+            .unwrap()
+            .verify_with_key(&key)
+            .unwrap();
+        assert_eq!(verified.issuer(), Some(ISS));
+        assert_eq!(
+            verified.audience(&["client-a".to_owned()]),
+            Ok("client-a".to_owned())
+        );
+        assert_eq!(
+            verified.audience(&["client-b".to_owned()]),
+            Err(TokenError::AudienceMismatch)
+        );
+        let policy = TimePolicy {
+            clock_skew_secs: 0,
+            max_lifetime_secs: None,
+            require_expiration: true,
+        };
+        assert_eq!(verified.check_times(&policy, NOW), Ok(()));
+        assert_eq!(
+            verified.check_times(&policy, NOW + 7200),
+            Err(TokenError::Expired)
+        );
+        let mut other = verifying_key("rsa-b.pem", None);
+        other.kid = Some("k2".into());
+        let refused = Untrusted::decode(&token, MAX)
+            .unwrap()
+            .verify_with_key(&other);
+        assert_eq!(refused.err(), Some(TokenError::BadSignature));
+        let set = KeySet::from_keys(vec![other, key]);
+        let (verified, used) = Untrusted::decode(&token, MAX)
+            .unwrap()
+            .verify_with_keyset(&set)
+            .unwrap();
+        assert_eq!(used.kid.as_deref(), Some("k1"));
+        assert_eq!(
+            verified.claims().get("sub"),
+            Some(&json!("pairwise-subject"))
         );
     }
 

@@ -133,6 +133,31 @@ fn check_refuses_a_bad_contract_with_exit_1_naming_the_field() {
 }
 
 #[test]
+fn check_prints_every_independent_error_on_its_own_line() {
+    let mut c = config();
+    c["providers"]["shop"]["contract"]["release"]["mpass_cid"] = json!({});
+    c["realm"] = json!("");
+    c["max_token_bytes"] = json!(1);
+    let path = write("many.json", &c);
+    let (code, out) = run(&["check", path.to_str().unwrap()]);
+    assert_eq!(code, 1, "{out}");
+    let errors: Vec<&str> = out.lines().filter(|l| l.starts_with("error: ")).collect();
+    assert_eq!(errors.len(), 3, "{out}");
+    for path in [
+        "max_token_bytes",
+        "realm",
+        "providers.shop.contract.release.mpass_cid",
+    ] {
+        assert!(
+            errors
+                .iter()
+                .any(|l| l.starts_with(&format!("error: {path}: "))),
+            "{path}: {out}"
+        );
+    }
+}
+
+#[test]
 fn check_and_explain_exit_2_on_usage_errors() {
     assert_eq!(run(&["check"]).0, 2);
     assert_eq!(run(&["check", "a", "b"]).0, 2);

@@ -19,14 +19,13 @@ use crate::error::ConfigError;
 use super::doc::{self, Node};
 use super::find::{self, Instance, VmEnv};
 
-/// Loads one configuration and returns every error found. `Config::load`
-/// stops at the first error today; when it returns them all, this is the
-/// one line to change.
+/// Loads one configuration and returns every error found (each
+/// independent error with its field path, as `Config::load` reports them).
 pub fn load_all(
     bytes: &[u8],
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Config, Vec<ConfigError>> {
-    Config::load(bytes, env).map_err(|e| vec![e])
+    Config::load(bytes, env).map_err(|e| e.all().to_vec())
 }
 
 /// Where environment values come from when the file does not give them.
