@@ -317,7 +317,7 @@ fn is_header_token_char(b: u8) -> bool {
 }
 
 /// Checks a header name an attribute may be written to.
-fn check_header_name(name: &str) -> Result<(), String> {
+pub fn check_header_name(name: &str) -> Result<(), String> {
     if name.is_empty() {
         return Err("header name must not be empty".into());
     }

@@ -19,8 +19,10 @@ pub mod jwks;
 pub mod keys;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod mint;
+pub mod minted;
 pub mod render;
 pub mod rsa_fast;
+pub mod signing;
 pub mod verify;
 
 #[cfg(target_arch = "wasm32")]
