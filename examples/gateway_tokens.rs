@@ -148,14 +148,14 @@ fn run() -> Result<Value, String> {
         &issuer,
         "/rot/jwks.json",
         json!([
-            key("rot-new", "EdDSA", "ED_KEY", true),
-            key("rot-old", "ES256", "EC_KEY", false)
+            key("rot-new", "EdDSA", "FRESH_ED_KEY", true),
+            key("rot-old", "EdDSA", "ED_KEY", false)
         ]),
     )?;
     let after = gateway(
         &issuer,
         "/rot/jwks.json",
-        json!([key("rot-new", "EdDSA", "ED_KEY", true)]),
+        json!([key("rot-new", "EdDSA", "FRESH_ED_KEY", true)]),
     )?;
     sites.insert("rot-before".into(), site(&before)?);
     sites.insert("rot-during".into(), site(&during)?);
