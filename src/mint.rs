@@ -9,7 +9,7 @@
 use std::fmt;
 use std::path::Path;
 
-use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use ring::rand::SystemRandom;
 use ring::signature::{self, EcdsaKeyPair, Ed25519KeyPair, KeyPair, RsaKeyPair};
@@ -121,18 +121,7 @@ pub fn load_pem(path: impl AsRef<Path>) -> Result<SigningKey, MintError> {
 }
 
 fn pem_to_der(pem: &str) -> Result<Vec<u8>, MintError> {
-    const BEGIN: &str = "-----BEGIN PRIVATE KEY-----";
-    const END: &str = "-----END PRIVATE KEY-----";
-    let start = pem.find(BEGIN).ok_or(MintError::NotPem)? + BEGIN.len();
-    let rest = pem.get(start..).ok_or(MintError::NotPem)?;
-    let end = rest.find(END).ok_or(MintError::NotPem)?;
-    let body: String = rest
-        .get(..end)
-        .ok_or(MintError::NotPem)?
-        .chars()
-        .filter(|c| !c.is_ascii_whitespace())
-        .collect();
-    STANDARD.decode(body).map_err(|_| MintError::NotPem)
+    crate::signing::pem_to_der(pem).ok_or(MintError::NotPem)
 }
 
 /// Signs `claims_json` as a compact JWS. `header` must be a JSON object; `alg`
