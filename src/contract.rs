@@ -276,7 +276,7 @@ const FORBIDDEN_HEADERS: &[&str] = &[
 const FORBIDDEN_PREFIXES: &[&str] = &["x-envoy-", "x-forwarded-", "proxy-"];
 
 /// Checks a header name an attribute may be written to.
-fn check_header_name(name: &str) -> Result<(), String> {
+pub fn check_header_name(name: &str) -> Result<(), String> {
     if name.is_empty() {
         return Err("header name must not be empty".into());
     }
