@@ -21,7 +21,9 @@ use crate::contract::Release;
 use crate::extract::{removal, ExtractError, Removal};
 use crate::jwks::{Availability, KeyStore};
 use crate::jwks::{IssuerId, IssuerKeys};
+use crate::minted::{MintError, Slot};
 use crate::routing::{Lookup, ProviderId};
+use crate::signing::CACHE_CONTROL;
 use crate::verify::{audience_in, Retained, TokenError, Untrusted, Verified};
 
 /// The parts of a request the decision needs. Header names are lowercase, as
@@ -62,6 +64,9 @@ pub struct Decision {
     /// Counters to increment besides the release's own (see
     /// [`Decision::counter_ids`]); names from [`Engine::counter_name`].
     pub counters: Vec<CounterId>,
+    /// The gateway-signed token's header and value (`contract.signed_token`),
+    /// set after the released headers.
+    pub token: Option<(String, String)>,
 }
 
 impl Decision {
@@ -71,6 +76,7 @@ impl Decision {
             .iter()
             .map(|(n, v)| (n.as_str(), v.as_str()))
             .chain(self.release.iter().flat_map(|a| a.headers.iter()))
+            .chain(self.token.iter().map(|(n, v)| (n.as_str(), v.as_str())))
     }
 
     /// Every counter to increment once for this request.
@@ -282,6 +288,9 @@ pub struct Admitted {
     headers: Packed,
     counters: Vec<CounterId>,
     audit: Rc<Audit>,
+    /// The released claims, kept only for a provider with a signed token
+    /// (what a re-mint signs again).
+    claims: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 // Released values stay out of Debug output.
@@ -327,6 +336,10 @@ impl Admitted {
             headers: Packed::new(&release.headers),
             counters,
             audit: Rc::new(audit),
+            claims: provider
+                .signed_token
+                .as_ref()
+                .map(|_| release.claims.unwrap_or_default()),
         }
     }
 }
@@ -411,9 +424,24 @@ struct Entry {
     subject: Option<String>,
     /// Per provider index, computed on first use.
     outcomes: Vec<(ProviderId, Outcome)>,
+    /// Per provider with a signed token: the minted token, re-minted only
+    /// near its end or under another contract version.
+    minted: Vec<(ProviderId, Slot)>,
 }
 
 impl Entry {
+    /// The minted-token slot of this provider, made on first use.
+    fn slot(&mut self, provider_index: ProviderId) -> Option<&mut Slot> {
+        if !self.minted.iter().any(|(p, _)| *p == provider_index) {
+            let claims = self.token.claims().unwrap_or_default();
+            self.minted.push((provider_index, Slot::new(&claims)));
+        }
+        self.minted
+            .iter_mut()
+            .find(|(p, _)| *p == provider_index)
+            .map(|(_, slot)| slot)
+    }
+
     fn outcome(
         &mut self,
         provider_index: ProviderId,
@@ -467,6 +495,9 @@ enum Refusal {
     Token(&'static str),
     Forbidden(&'static str),
     Contract(&'static str),
+    /// The gateway token could not be signed: refused, never forwarded
+    /// without the token the contract promises.
+    Signing,
 }
 
 impl Engine {
@@ -531,6 +562,7 @@ impl Engine {
             audit: None,
             wait: None,
             counters: Vec::new(),
+            token: None,
         };
         if !decision.remove.is_empty() {
             decision.counters.push(self.fixed.spoofed);
@@ -539,6 +571,25 @@ impl Engine {
             .or_else(|| header(req.headers, "host"))
             .unwrap_or_default();
         let path = header(req.headers, ":path").unwrap_or("/");
+        // The gateway's own JWKS and discovery document, before any provider.
+        if let Some(gw) = &cfg.gateway {
+            let method = header(req.headers, ":method").unwrap_or_default();
+            if let Some(doc) = gw.document(method, authority, path) {
+                decision.respond = Some(Response {
+                    status: 200,
+                    headers: vec![
+                        ("content-type".to_owned(), "application/json".to_owned()),
+                        ("cache-control".to_owned(), CACHE_CONTROL.to_owned()),
+                    ],
+                    body: if method == "HEAD" {
+                        String::new()
+                    } else {
+                        doc.to_owned()
+                    },
+                });
+                return decision;
+            }
+        }
         let found = match cfg.matcher.find_checked(authority, path, req.route_name) {
             Lookup::Provider(i) => cfg.provider(i).map(|p| (i, p)),
             Lookup::None => None,
@@ -566,7 +617,8 @@ impl Engine {
             resumed,
         };
         match self.admit(provider_index, provider, req, path, ctx) {
-            Ok((admitted, token_removal, _subject)) => {
+            Ok((admitted, token_removal, _subject, token)) => {
+                decision.token = token;
                 if let Some(r) = token_removal {
                     match r {
                         Removal::Remove(name) => decision.remove.push(name),
@@ -585,6 +637,7 @@ impl Engine {
                     Refusal::Missing => "missing_token",
                     Refusal::KeysUnavailable | Refusal::Wait(_) => "keys_unavailable",
                     Refusal::Token(r) | Refusal::Forbidden(r) | Refusal::Contract(r) => r,
+                    Refusal::Signing => "signing_failed",
                 };
                 let counter = self
                     .counters
@@ -619,7 +672,15 @@ impl Engine {
         req: &Request<'_>,
         path: &str,
         ctx: Ctx<'_>,
-    ) -> Result<(Rc<Admitted>, Option<Removal>, Option<String>), (Refusal, Option<String>)> {
+    ) -> Result<
+        (
+            Rc<Admitted>,
+            Option<Removal>,
+            Option<String>,
+            Option<(String, String)>,
+        ),
+        (Refusal, Option<String>),
+    > {
         let cfg = &self.config;
         let found = match cfg.locations.find(req.headers, path) {
             Ok(Some(found)) => found,
@@ -630,11 +691,15 @@ impl Engine {
             return Err((Refusal::Token(TokenError::TooLarge.reason()), None));
         }
         let key = self.cache_key(&found.token);
-        let finish = |outcome: Outcome, subject: Option<String>| {
+        let now_s = ctx.now_ms / 1000;
+        let finish = |outcome: Outcome, subject: Option<String>, slot: Option<&mut Slot>| {
             let release = outcome.map_err(|r| (r, subject.clone()))?;
+            let token = self
+                .signed_token(provider, &release, slot, now_s)
+                .map_err(|r| (r, subject.clone()))?;
             let token_removal =
                 (!provider.forward).then(|| removal(&found.carrier, req.headers, path));
-            Ok((release, token_removal, subject))
+            Ok((release, token_removal, subject, token))
         };
 
         let mut ctx = ctx;
@@ -645,8 +710,11 @@ impl Engine {
                     Hit::Valid => {
                         let outcome = entry.outcome(provider_index, provider, &self.counters);
                         let subject = entry.subject.clone();
-                        drop(cache);
-                        return finish(outcome, subject);
+                        let slot = match provider.signed_token {
+                            Some(_) if outcome.is_ok() => entry.slot(provider_index),
+                            _ => None,
+                        };
+                        return finish(outcome, subject, slot);
                     }
                     Hit::Refused(refusal) => {
                         cache.remove(&key);
@@ -668,7 +736,11 @@ impl Engine {
             subject.clone(),
             &self.counters,
         );
-        let entry = Entry {
+        let mut minted = Vec::new();
+        if provider.signed_token.is_some() && outcome.is_ok() {
+            minted.push((provider_index, Slot::new(verified.token.claims())));
+        }
+        let mut entry = Entry {
             raw: found.token.as_str().into(),
             subject: subject.clone(),
             hmac_provider: verified.key.is_none().then_some(provider_index),
@@ -676,7 +748,13 @@ impl Engine {
             issuer: verified.issuer,
             key: verified.key,
             outcomes: vec![(provider_index, outcome.clone())],
+            minted,
         };
+        let result = finish(
+            outcome,
+            subject,
+            entry.minted.first_mut().map(|(_, slot)| slot),
+        );
         // An entry holds the token, its decoded claims JSON (smaller than
         // the token) and, per provider, about 1 KiB of packed headers,
         // counters and audit record; BENCHMARKS.md has the VM memory this
@@ -685,9 +763,32 @@ impl Engine {
             .token
             .len()
             .saturating_add(entry.token.size())
-            .saturating_add(1024);
+            .saturating_add(1024)
+            .saturating_add(entry.minted.iter().map(|(_, s)| s.size()).sum());
         self.cache.borrow_mut().insert(key, entry, bytes);
-        finish(outcome, subject)
+        result
+    }
+
+    /// The signed token's header for an admitted request of a provider
+    /// with `contract.signed_token`: the slot's cached token, or a new one.
+    fn signed_token(
+        &self,
+        provider: &Provider,
+        admitted: &Admitted,
+        slot: Option<&mut Slot>,
+        now_s: u64,
+    ) -> Result<Option<(String, String)>, Refusal> {
+        let (Some(st), Some(gateway)) = (&provider.signed_token, &self.config.gateway) else {
+            return Ok(None);
+        };
+        let slot = slot.ok_or(Refusal::Signing)?;
+        let empty = serde_json::Map::new();
+        let released = admitted.claims.as_ref().unwrap_or(&empty);
+        match slot.token(st, gateway, released, provider.contract.version(), now_s) {
+            Ok(token) => Ok(Some(st.header(token))),
+            Err(MintError::SourceExpired) => Err(Refusal::Token(TokenError::Expired.reason())),
+            Err(MintError::Signing) => Err(Refusal::Signing),
+        }
     }
 
     /// The token cache's key: a SipHash, keyed at random per VM, of the
@@ -844,6 +945,11 @@ impl Engine {
                 403,
                 None,
                 format!(r#"{{"error":"contract_violation","reason":"{reason}"}}"#),
+            ),
+            Refusal::Signing => (
+                500,
+                None,
+                r#"{"error":"server_error","reason":"signing_failed"}"#.to_owned(),
             ),
         };
         let mut headers = vec![

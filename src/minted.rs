@@ -55,7 +55,7 @@ pub const CONTRACT_VERSION_CLAIM: &str = "contract_version";
 // ---------------------------------------------------------------- wire format
 
 /// The `contract.signed_token` block as JSON.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SignedTokenConfig {
     /// The header carrying the token; `authorization` means
@@ -354,6 +354,113 @@ impl Minted {
     }
 }
 
+/// The MPASSid facts of [`Source`], owned: kept in the token cache entry
+/// so a cached token can be re-minted without parsing the claims again.
+#[derive(Clone, PartialEq, Eq)]
+pub struct OwnedSource {
+    issuer: String,
+    subject: String,
+    exp: u64,
+}
+
+// The subject is a claim value: it stays out of Debug output.
+impl fmt::Debug for OwnedSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OwnedSource")
+            .field("exp", &self.exp)
+            .finish_non_exhaustive()
+    }
+}
+
+impl OwnedSource {
+    /// `iss`, `sub` and `exp` of verified MPASSid claims; `None` when one is
+    /// missing or mistyped (verification requires them, so only a test or a
+    /// token without `exp` meets this, and no token is minted then).
+    pub fn from_claims(claims: &Map<String, Value>) -> Option<OwnedSource> {
+        Some(OwnedSource {
+            issuer: claims.get("iss")?.as_str()?.to_owned(),
+            subject: claims.get("sub")?.as_str()?.to_owned(),
+            exp: claims.get("exp")?.as_u64()?,
+        })
+    }
+
+    /// The borrowed form [`SignedToken::mint`] takes.
+    pub fn source(&self) -> Source<'_> {
+        Source {
+            issuer: &self.issuer,
+            subject: &self.subject,
+            exp: self.exp,
+        }
+    }
+}
+
+/// The minted token of one verified MPASSid token for one provider, as the
+/// token cache keeps it: re-minted only when [`Minted::needs_reminting`]
+/// says so, or when the contract version it was minted under is not the
+/// current one (the cache key includes the contract version).
+#[derive(Clone)]
+pub struct Slot {
+    source: Option<OwnedSource>,
+    minted: Option<(Box<str>, Minted)>,
+}
+
+// Tokens stay out of Debug output.
+impl fmt::Debug for Slot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Slot")
+            .field("minted", &self.minted.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Slot {
+    /// An empty slot for the token with these verified claims.
+    pub fn new(claims: &Map<String, Value>) -> Slot {
+        Slot {
+            source: OwnedSource::from_claims(claims),
+            minted: None,
+        }
+    }
+
+    /// The token for this request at `now`: the cached one, or a new one
+    /// (then cached) when there is none, it nears its end, or it was minted
+    /// under another contract version. `released` is the contract's release
+    /// for this token and provider.
+    pub fn token(
+        &mut self,
+        st: &SignedToken,
+        gateway: &Gateway,
+        released: &Map<String, Value>,
+        contract_version: &str,
+        now: u64,
+    ) -> Result<&str, MintError> {
+        let fresh = self
+            .minted
+            .as_ref()
+            .is_some_and(|(v, m)| **v == *contract_version && !m.needs_reminting(now));
+        if !fresh {
+            let source = self.source.as_ref().ok_or(MintError::SourceExpired)?;
+            let m = st.mint(gateway, released, &source.source(), contract_version, now)?;
+            self.minted = Some((contract_version.into(), m));
+        }
+        self.minted
+            .as_ref()
+            .map(|(_, m)| m.token.as_str())
+            .ok_or(MintError::Signing)
+    }
+
+    /// Approximate bytes held (for the cache's byte bound).
+    pub fn size(&self) -> usize {
+        let source = self
+            .source
+            .as_ref()
+            .map_or(0, |s| s.issuer.len() + s.subject.len());
+        // A minted token is about 4/3 of its claims plus a signature:
+        // counted when minted, bounded by the lifetime of the entry.
+        source + self.minted.as_ref().map_or(0, |(_, m)| m.token.len())
+    }
+}
+
 /// The pairwise subject: base64url(HMAC-SHA256(key, len‖provider ‖ len‖issuer ‖ len‖subject)),
 /// each length a 4-byte big-endian count, so no two inputs share an encoding.
 pub fn pairwise_subject(
@@ -602,6 +709,62 @@ mod tests {
         let e = compile_for(json!({}), "p", Some(&no_key)).unwrap_err();
         assert_eq!(e.path, "providers.p.contract.signed_token.sub");
         assert!(e.message.contains("pairwise_key_env"), "{e}");
+    }
+
+    fn verified_claims(exp: u64) -> Map<String, Value> {
+        json!({ "iss": "https://mpass-proxy.csc.fi", "sub": "MPASSOID.c5fe0bd0dcb09e1e0d7e2f", "exp": exp })
+            .as_object()
+            .unwrap()
+            .clone()
+    }
+
+    #[test]
+    fn a_slot_keeps_its_token_until_it_nears_its_end_or_the_contract_changes() {
+        let gw = gateway(true);
+        let st = compile_for(json!({}), "p", Some(&gw)).unwrap();
+        let mut slot = Slot::new(&verified_claims(NOW + 3600));
+        let first = slot
+            .token(&st, &gw, &released(), "v7", NOW)
+            .unwrap()
+            .to_owned();
+        // Same token while it has more than a fifth of its lifetime left.
+        assert_eq!(
+            slot.token(&st, &gw, &released(), "v7", NOW + 240).unwrap(),
+            first
+        );
+        // Near its end: a new one, with a later exp.
+        let later = slot
+            .token(&st, &gw, &released(), "v7", NOW + 241)
+            .unwrap()
+            .to_owned();
+        assert_ne!(later, first);
+        assert_eq!(peek_claims(&later).unwrap()["exp"], NOW + 241 + 300);
+        // Another contract version: a new token, whatever its age.
+        let other = slot
+            .token(&st, &gw, &released(), "v8", NOW + 242)
+            .unwrap()
+            .to_owned();
+        assert_ne!(other, later);
+        assert_eq!(peek_claims(&other).unwrap()["contract_version"], "v8");
+        assert!(slot.size() > other.len());
+    }
+
+    #[test]
+    fn a_slot_without_an_mpassid_exp_mints_nothing() {
+        let gw = gateway(true);
+        let st = compile_for(json!({}), "p", Some(&gw)).unwrap();
+        let mut claims = verified_claims(NOW + 3600);
+        claims.remove("exp");
+        let mut slot = Slot::new(&claims);
+        assert_eq!(
+            slot.token(&st, &gw, &released(), "v7", NOW).unwrap_err(),
+            MintError::SourceExpired
+        );
+        let mut slot = Slot::new(&verified_claims(NOW));
+        assert_eq!(
+            slot.token(&st, &gw, &released(), "v7", NOW).unwrap_err(),
+            MintError::SourceExpired
+        );
     }
 
     #[test]

@@ -431,6 +431,25 @@ impl Gateway {
         self.pairwise_key.as_ref()
     }
 
+    /// The document this request asks for, if the gateway answers it: a
+    /// `GET` or `HEAD` on a configured host (or any, when none is
+    /// configured) for exactly the JWKS path or the discovery path (the
+    /// query string is ignored). Other methods on these paths, and other
+    /// hosts, belong to the upstream.
+    pub fn document(&self, method: &str, authority: &str, path: &str) -> Option<&str> {
+        if !(method == "GET" || method == "HEAD") || !self.serves_host(authority) {
+            return None;
+        }
+        let path = path.split_once('?').map_or(path, |(p, _)| p);
+        if path == self.jwks_path {
+            Some(&self.jwks_json)
+        } else if path == self.discovery_path {
+            Some(&self.discovery_json)
+        } else {
+            None
+        }
+    }
+
     /// Fills `out` from the host's secure random source.
     pub fn fill_random(&self, out: &mut [u8]) -> Result<(), SignError> {
         ring::rand::SecureRandom::fill(&self.rng, out).map_err(|_| SignError)
@@ -743,6 +762,40 @@ mod tests {
         assert!(gw.serves_host("gw.example"));
         assert!(gw.serves_host("gw.EXAMPLE:8443"));
         assert!(!gw.serves_host("shop.example"));
+    }
+
+    #[test]
+    fn documents_are_answered_for_get_and_head_on_their_exact_paths_only() {
+        let mut v = base();
+        v["hosts"] = json!(["gw.example"]);
+        let gw = compile(v).unwrap();
+        let jwks = gw.jwks_json();
+        assert_eq!(
+            gw.document("GET", "gw.example", DEFAULT_JWKS_PATH),
+            Some(jwks)
+        );
+        assert_eq!(
+            gw.document(
+                "HEAD",
+                "GW.example",
+                "/.well-known/mpass-guard/jwks.json?v=2"
+            ),
+            Some(jwks)
+        );
+        assert_eq!(
+            gw.document("GET", "gw.example", "/.well-known/openid-configuration"),
+            Some(gw.discovery_json())
+        );
+        assert_eq!(gw.document("POST", "gw.example", DEFAULT_JWKS_PATH), None);
+        assert_eq!(gw.document("GET", "shop.example", DEFAULT_JWKS_PATH), None);
+        assert_eq!(
+            gw.document("GET", "gw.example", "/.well-known/mpass-guard/jwks.json/x"),
+            None
+        );
+        assert_eq!(
+            gw.document("GET", "gw.example", "/.well-known/mpass-guard/JWKS.json"),
+            None
+        );
     }
 
     #[test]

@@ -49,7 +49,7 @@ fn decide(args: &[String]) -> Result<(), String> {
     let n: usize = n.parse().map_err(|_| "N must be a number")?;
     let path = rest.first().map(String::as_str).unwrap_or("/bench/");
     let config = config(cfg)?;
-    let mut keys = KeyStore::new(&config);
+    let mut keys = KeyStore::new(&config.issuers);
     let engine = Engine::new(config);
     let text = String::from_utf8(read(tokens)?).map_err(|_| "tokens are not UTF-8")?;
     // Only the tokens this run uses: a 20k-token pool would otherwise
