@@ -328,8 +328,7 @@ fn explain_shows_the_minted_claims_for_a_sample() {
 
 // ------------------------------------------------------------------ engine
 
-use mpass_guard::engine::{Decision, Engine, Request};
-use mpass_guard::jwks::KeyStore;
+use mpass_guard::engine::{Engine, Outcome, Request, VmState};
 use mpass_guard::keys::KeySet;
 use mpass_guard::signing::peek_claims;
 use mpass_guard::verify::Untrusted;
@@ -340,12 +339,13 @@ fn engine() -> Engine {
 
 fn request(
     engine: &Engine,
+    vm: &mut VmState,
     method: &str,
     authority: &str,
     path: &str,
     extra: &[(&str, &str)],
     now_s: u64,
-) -> Decision {
+) -> Outcome {
     let mut headers = vec![
         (":authority".to_owned(), authority.to_owned()),
         (":path".to_owned(), path.to_owned()),
@@ -356,22 +356,22 @@ fn request(
             .iter()
             .map(|(n, v)| ((*n).to_owned(), (*v).to_owned())),
     );
-    let mut keys = KeyStore::new(&engine.config.issuers);
     let req = Request {
         headers: &headers,
         route_name: None,
     };
-    engine.handle(&req, now_s * 1000, &mut keys, false)
+    engine.handle(&req, now_s * 1000, vm, false)
 }
 
 fn staff_token() -> String {
     mpassid_token(&fixture_claims("staff"), "studeo-webshop")
 }
 
-fn get(engine: &Engine, path: &str, token: &str, now_s: u64) -> Decision {
+fn get(engine: &Engine, vm: &mut VmState, path: &str, token: &str, now_s: u64) -> Outcome {
     let bearer = format!("Bearer {token}");
     request(
         engine,
+        vm,
         "GET",
         "app.example.fi",
         path,
@@ -381,14 +381,15 @@ fn get(engine: &Engine, path: &str, token: &str, now_s: u64) -> Decision {
 }
 
 /// Every header the upstream gets, by name.
-fn set_headers(d: &Decision) -> Vec<(String, String)> {
-    d.headers()
+fn set_headers(d: &Outcome) -> Vec<(String, String)> {
+    d.decision
+        .headers()
         .map(|(n, v)| (n.to_owned(), v.to_owned()))
         .collect()
 }
 
-fn minted_of(d: &Decision, name: &str) -> String {
-    assert!(d.respond.is_none(), "{:?}", d.respond);
+fn minted_of(d: &Outcome, name: &str) -> String {
+    assert!(d.decision.response().is_none(), "{:?}", d.decision);
     let values: Vec<String> = set_headers(d)
         .into_iter()
         .filter(|(n, _)| n == name)
@@ -401,21 +402,15 @@ fn minted_of(d: &Decision, name: &str) -> String {
 #[test]
 fn an_admitted_request_carries_a_token_with_exactly_the_release_verifiable_with_the_jwks() {
     let e = engine();
-    let d = get(&e, "/shop/x", &staff_token(), NOW_S);
+    // The same configuration, for its contract and JWKS.
+    let cfg = load(&config_json()).unwrap();
+    let d = get(&e, &mut e.new_state(), "/shop/x", &staff_token(), NOW_S);
     let token = minted_of(&d, "x-mpass-token");
     // The client's copy of the header is removed first.
-    assert!(
-        d.remove.iter().any(|n| n == "x-mpass-token"),
-        "{:?}",
-        d.remove
-    );
+    let removed = d.decision.removals();
+    assert!(removed.iter().any(|n| n == "x-mpass-token"), "{removed:?}");
     let claims = peek_claims(&token).unwrap();
-    let shop = e
-        .config
-        .providers
-        .iter()
-        .find(|p| p.id == "webshop")
-        .unwrap();
+    let shop = cfg.providers.iter().find(|p| p.id == "webshop").unwrap();
     let release = shop.contract.apply(&fixture_claims("staff")).unwrap();
     for (name, value) in release.claims.as_ref().unwrap() {
         assert_eq!(&claims[name], value, "{name}");
@@ -431,7 +426,7 @@ fn an_admitted_request_carries_a_token_with_exactly_the_release_verifiable_with_
     assert_eq!(claims["contract_version"], shop.contract.version());
     assert_ne!(claims["sub"], fixture_claims("staff")["sub"]);
     // Verified with the published JWKS by the filter's own verifier.
-    let gw = e.config.gateway.as_ref().unwrap();
+    let gw = cfg.gateway.as_ref().unwrap();
     let (set, _) = KeySet::parse(gw.jwks_json().as_bytes(), &[Alg::EdDSA, Alg::ES256]).unwrap();
     let (verified, _) = Untrusted::decode(&token, 16_384)
         .unwrap()
@@ -443,13 +438,14 @@ fn an_admitted_request_carries_a_token_with_exactly_the_release_verifiable_with_
 #[test]
 fn the_minted_token_is_cached_with_the_verified_token_and_reminted_near_its_end() {
     let e = engine();
+    let vm = &mut e.new_state();
     let t = staff_token();
-    let first = minted_of(&get(&e, "/shop/x", &t, NOW_S), "x-mpass-token");
+    let first = minted_of(&get(&e, vm, "/shop/x", &t, NOW_S), "x-mpass-token");
     assert_eq!(
-        minted_of(&get(&e, "/shop/y", &t, NOW_S + 240), "x-mpass-token"),
+        minted_of(&get(&e, vm, "/shop/y", &t, NOW_S + 240), "x-mpass-token"),
         first
     );
-    let later = minted_of(&get(&e, "/shop/y", &t, NOW_S + 241), "x-mpass-token");
+    let later = minted_of(&get(&e, vm, "/shop/y", &t, NOW_S + 241), "x-mpass-token");
     assert_ne!(later, first);
     assert_eq!(peek_claims(&later).unwrap()["iat"], NOW_S + 241);
     // Another MPASSid token gets its own.
@@ -457,7 +453,10 @@ fn the_minted_token_is_cached_with_the_verified_token_and_reminted_near_its_end(
     claims.insert("nonce".into(), json!("another-login"));
     let other = mpassid_token(&claims, "studeo-webshop");
     assert_ne!(
-        minted_of(&get(&e, "/shop/y", &other, NOW_S + 241), "x-mpass-token"),
+        minted_of(
+            &get(&e, vm, "/shop/y", &other, NOW_S + 241),
+            "x-mpass-token"
+        ),
         later
     );
 }
@@ -466,7 +465,7 @@ fn the_minted_token_is_cached_with_the_verified_token_and_reminted_near_its_end(
 fn authorization_carries_a_bearer_token_replacing_the_clients() {
     let e = engine();
     let t = mpassid_token(&fixture_claims("staff"), "legacy-lms");
-    let d = get(&e, "/lms/x", &t, NOW_S);
+    let d = get(&e, &mut e.new_state(), "/lms/x", &t, NOW_S);
     let value = minted_of(&d, "authorization");
     let token = value.strip_prefix("Bearer ").unwrap();
     assert_ne!(token, t);
@@ -479,16 +478,17 @@ fn authorization_carries_a_bearer_token_replacing_the_clients() {
 #[test]
 fn a_provider_without_a_signed_token_gets_none() {
     let e = engine();
-    let d = get(&e, "/plain/x", &staff_token(), NOW_S);
-    assert!(d.respond.is_none());
-    assert!(d.token.is_none());
+    let d = get(&e, &mut e.new_state(), "/plain/x", &staff_token(), NOW_S);
+    assert!(d.decision.response().is_none());
     assert!(!set_headers(&d).iter().any(|(n, _)| n == "x-mpass-token"));
 }
 
 #[test]
 fn the_gateway_answers_its_jwks_and_discovery_before_any_provider() {
     let e = engine();
-    let gw = e.config.gateway.as_ref().unwrap();
+    let cfg = load(&config_json()).unwrap();
+    let gw = cfg.gateway.as_ref().unwrap();
+    let vm = &mut e.new_state();
     for (method, path, body) in [
         ("GET", "/.well-known/mpass-guard/jwks.json", gw.jwks_json()),
         (
@@ -498,8 +498,12 @@ fn the_gateway_answers_its_jwks_and_discovery_before_any_provider() {
         ),
         ("HEAD", "/.well-known/mpass-guard/jwks.json", ""),
     ] {
-        let d = request(&e, method, "gw.example.fi", path, &[], NOW_S);
-        let r = d.respond.unwrap_or_else(|| panic!("{method} {path}"));
+        let d = request(&e, vm, method, "gw.example.fi", path, &[], NOW_S);
+        let r = d
+            .decision
+            .response()
+            .cloned()
+            .unwrap_or_else(|| panic!("{method} {path}"));
         assert_eq!(r.status, 200);
         assert_eq!(r.body, body);
         assert!(r
@@ -508,32 +512,25 @@ fn the_gateway_answers_its_jwks_and_discovery_before_any_provider() {
         assert!(d.audit.is_none());
     }
     // Another host or method: the request goes on as any other.
-    let d = request(
-        &e,
-        "GET",
-        "app.example.fi",
-        "/.well-known/mpass-guard/jwks.json",
-        &[],
-        NOW_S,
-    );
-    assert!(d.respond.is_none());
-    let d = request(
-        &e,
-        "POST",
-        "gw.example.fi",
-        "/.well-known/mpass-guard/jwks.json",
-        &[],
-        NOW_S,
-    );
-    assert!(d.respond.is_none());
+    let jwks = "/.well-known/mpass-guard/jwks.json";
+    let d = request(&e, vm, "GET", "app.example.fi", jwks, &[], NOW_S);
+    assert!(d.decision.response().is_none());
+    let d = request(&e, vm, "POST", "gw.example.fi", jwks, &[], NOW_S);
+    assert!(d.decision.response().is_none());
 }
 
 #[test]
 fn a_token_too_close_to_its_end_for_a_minted_one_is_refused() {
     let e = engine();
     // Accepted within the 60 s clock skew, but already past its exp.
-    let d = get(&e, "/shop/x", &staff_token(), NOW_S + 3630);
-    let r = d.respond.unwrap();
+    let d = get(
+        &e,
+        &mut e.new_state(),
+        "/shop/x",
+        &staff_token(),
+        NOW_S + 3630,
+    );
+    let r = d.decision.response().unwrap();
     assert_eq!(r.status, 401);
     assert!(r.body.contains("expired"), "{}", r.body);
 }
