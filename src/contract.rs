@@ -68,6 +68,7 @@ use crate::claims::{
     LEARNER_ID_ATTRIBUTE, ROLE_ATTRIBUTE, SCHOOL_CODE_ATTRIBUTE,
 };
 use crate::error::{index, join, ConfigError};
+use crate::minted::{SignedTokenConfig, DEFAULT_HEADER};
 use crate::render;
 use crate::unique_map::{Keys, UniqueMap};
 use serde::Deserialize;
@@ -152,6 +153,10 @@ pub struct ContractConfig {
     /// Whether the token itself is forwarded upstream (default `false`).
     #[serde(default)]
     pub forward_token: bool,
+    /// A gateway-signed token carrying the released claims (issue 13); the
+    /// per-provider parts (`aud`, the key) are compiled by the configuration.
+    #[serde(default)]
+    pub signed_token: Option<SignedTokenConfig>,
 }
 
 /// What compilation needs from the surrounding configuration.
@@ -203,6 +208,11 @@ pub struct Release {
     pub withheld: Vec<&'static str>,
     /// The stated purpose of each released attribute that has one.
     pub purposes: Vec<(&'static str, Arc<str>)>,
+    /// The released claims under their MPASSid claim names, typed as in the
+    /// token (booleans, arrays for multi-valued attributes): what the
+    /// payload header and the signed token carry. Built only when the
+    /// contract has a `payload_header` or a `signed_token`.
+    pub claims: Option<Map<String, Value>>,
 }
 
 /// A read-only view of one compiled release rule.
@@ -241,6 +251,9 @@ pub struct Contract {
     rules: Vec<Rule>,
     payload_header: Option<String>,
     forward_token: bool,
+    /// The `signed_token` block as written, and the header it is carried in
+    /// (`None` for `authorization`, which is replaced, not owned).
+    signed_token: Option<(SignedTokenConfig, Option<String>)>,
     version: String,
 }
 
@@ -276,7 +289,7 @@ const FORBIDDEN_HEADERS: &[&str] = &[
 const FORBIDDEN_PREFIXES: &[&str] = &["x-envoy-", "x-forwarded-", "proxy-"];
 
 /// Checks a header name an attribute may be written to.
-fn check_header_name(name: &str) -> Result<(), String> {
+pub fn check_header_name(name: &str) -> Result<(), String> {
     if name.is_empty() {
         return Err("header name must not be empty".into());
     }
@@ -482,6 +495,32 @@ impl Contract {
             }
         }
 
+        let signed_token = match &wire.signed_token {
+            None => None,
+            Some(st) => {
+                let hp = join(&join(path, "signed_token"), "header");
+                let name = st.header.as_deref().unwrap_or(DEFAULT_HEADER);
+                if name.eq_ignore_ascii_case("authorization") {
+                    if wire.forward_token {
+                        return Err(ConfigError::new(
+                            hp,
+                            "the signed token cannot replace `authorization` while forward_token is true (the forwarded token would be overwritten)",
+                        ));
+                    }
+                    Some((st.clone(), None))
+                } else {
+                    check_header_name(name).map_err(|m| ConfigError::new(hp.clone(), m))?;
+                    if let Some(other) = headers.insert(name.to_owned(), hp.clone()) {
+                        return Err(ConfigError::new(
+                            hp,
+                            format!("header `{name}` is already used by {other}"),
+                        ));
+                    }
+                    Some((st.clone(), Some(name.to_owned())))
+                }
+            }
+        };
+
         // Required attributes.
         let req_path = join(path, "required");
         let mut required: Vec<&'static Attribute> = Vec::new();
@@ -562,6 +601,7 @@ impl Contract {
             rules,
             payload_header: wire.payload_header.clone(),
             forward_token: wire.forward_token,
+            signed_token,
             version: String::new(),
         };
         contract.version = contract.compute_version();
@@ -583,7 +623,7 @@ impl Contract {
             })
             .collect();
         let required: Vec<&str> = self.required.iter().map(|a| a.name).collect();
-        let canonical = serde_json::json!([
+        let mut canonical = serde_json::json!([
             "mpass-guard-contract/1",
             self.any_organisation,
             orgs,
@@ -594,6 +634,19 @@ impl Contract {
             self.payload_header,
             self.forward_token,
         ]);
+        // Appended only when present, so contracts without a signed token
+        // keep the versions they had.
+        if let (Some((st, _)), Value::Array(parts)) = (&self.signed_token, &mut canonical) {
+            parts.push(serde_json::json!([
+                "signed_token",
+                st.header
+                    .as_deref()
+                    .unwrap_or(DEFAULT_HEADER)
+                    .to_ascii_lowercase(),
+                st.sub.as_deref().unwrap_or("pairwise"),
+                st.lifetime.as_deref(),
+            ]));
+        }
         let digest = ring::digest::digest(&ring::digest::SHA256, canonical.to_string().as_bytes());
         digest
             .as_ref()
@@ -610,6 +663,12 @@ impl Contract {
             .iter()
             .map(|r| r.header.as_str())
             .chain(self.payload_header.as_deref())
+            .chain(self.signed_token.iter().filter_map(|(_, h)| h.as_deref()))
+    }
+
+    /// The `signed_token` block as written, if the contract has one.
+    pub fn signed_token(&self) -> Option<&SignedTokenConfig> {
+        self.signed_token.as_ref().map(|(st, _)| st)
     }
 
     /// The contract version: the first 16 hex digits of a SHA-256 over its
@@ -671,6 +730,7 @@ impl Contract {
         let scope = self.organisation_scope(n)?;
 
         let mut release = Release::default();
+        let wants_claims = self.payload_header.is_some() || self.signed_token.is_some();
         let mut payload = Map::new();
         for rule in &self.rules {
             let Some(values) = n.get(rule.attr) else {
@@ -688,7 +748,7 @@ impl Contract {
             } else {
                 render::encode_single(first)
             };
-            if self.payload_header.is_some() {
+            if wants_claims {
                 let v = match (rule.attr.value_type, rule.attr.multi) {
                     (ValueType::Bool, _) => Value::Bool(first == "true"),
                     (ValueType::Text, true) => Value::from(kept.clone()),
@@ -734,6 +794,9 @@ impl Contract {
             release
                 .headers
                 .push((h.clone(), render::encode_payload(&payload)));
+        }
+        if wants_claims {
+            release.claims = Some(payload);
         }
         for attr in n.present() {
             if !release.released.contains(&attr.name) {

@@ -22,9 +22,11 @@ pub mod jwks;
 pub mod keys;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod mint;
+pub mod minted;
 pub mod render;
 pub mod routing;
 pub mod rsa_fast;
+pub mod signing;
 pub mod unique_map;
 pub mod verify;
 

@@ -14,7 +14,9 @@ use crate::extract::Locations;
 use crate::forward::Sanitiser;
 use crate::jwks::{FetchPolicy, Issuer, IssuerId, IssuerKeys, Source, Target};
 use crate::keys::KeySet;
+use crate::minted::SignedToken;
 use crate::routing::{MatchRule, MatcherBuilder, ProviderId};
+use crate::signing::Gateway;
 use crate::verify::TimePolicy;
 
 use super::wire::{
@@ -91,6 +93,15 @@ pub(crate) fn compile(
     let max_token_bytes = report.keep(max_token_bytes(wire.max_token_bytes));
     let realm = report.keep(realm(wire.realm.as_deref()));
     let never_release = report.keep(never_release(&wire.never_release));
+    // `Err(())`: the block was refused (its error is reported); providers
+    // then skip their signed tokens rather than report it again.
+    let gateway = match &wire.gateway {
+        None => Ok(None),
+        Some(g) => report
+            .keep(Gateway::compile(g, "gateway", env))
+            .map(Some)
+            .ok_or(()),
+    };
 
     // Providers need the prefix (contract headers live under it) and add
     // their headers to the sanitiser; without those, they are not checked.
@@ -100,7 +111,8 @@ pub(crate) fn compile(
                 header_prefix: prefix,
                 extra_never_release: &wire.never_release,
             };
-            let compiled = providers(wire.providers, &ctx, &mut sanitiser, env, &mut report);
+            let gw = gateway.as_ref().map(Option::as_ref).map_err(|_| ());
+            let compiled = providers(wire.providers, &ctx, &mut sanitiser, env, gw, &mut report);
             Some((compiled, sanitiser))
         }
         _ => None,
@@ -147,6 +159,7 @@ pub(crate) fn compile(
         audit_flush_ms,
         cache_max_entries,
         cache_max_bytes,
+        gateway: gateway.ok().flatten(),
         issuers,
         issuer_index,
         providers,
@@ -266,6 +279,7 @@ fn providers(
     ctx: &CompileContext<'_>,
     sanitiser: &mut Sanitiser,
     env: &dyn Fn(&str) -> Option<String>,
+    gateway: Result<Option<&Gateway>, ()>,
     report: &mut Report,
 ) -> Option<(Vec<Provider>, crate::routing::Matcher)> {
     let mut list = list.entries;
@@ -299,12 +313,14 @@ fn providers(
                 route_names: &pc.matching.route_names,
             };
             matcher.add(&rule, ProviderId(providers.len()), &join(&path, "match"))?;
+            let signed_token = signed_token(&id, &pc, &contract, &path, gateway, report)?;
             Ok(Provider {
                 id,
                 audiences: pc.audiences,
                 hs_secret,
                 forward: pc.forward || contract.forwards_token(),
                 contract,
+                signed_token,
             })
         });
         match compiled {
@@ -316,6 +332,33 @@ fn providers(
         }
     }
     (!refused).then(|| (providers, matcher.build()))
+}
+
+/// The provider's signed token, when its contract has one: `aud` is the
+/// provider's first audience (its MPASSid client id, which the service
+/// already knows). Skipped when the `gateway` block was refused.
+fn signed_token(
+    id: &str,
+    pc: &ProviderConfig,
+    contract: &Contract,
+    path: &str,
+    gateway: Result<Option<&Gateway>, ()>,
+    report: &mut Report,
+) -> Result<Option<SignedToken>, ConfigError> {
+    let (Some(wire), Ok(gateway)) = (contract.signed_token(), gateway) else {
+        return Ok(None);
+    };
+    let st_path = join(&join(path, "contract"), "signed_token");
+    let audience = pc.audiences.first().map(String::as_str).unwrap_or_default();
+    let mut warnings = Vec::new();
+    let st = SignedToken::compile(wire, &st_path, id, audience, gateway, &mut warnings)?;
+    for w in warnings {
+        report.warnings.push(match w.split_once(": ") {
+            Some((p, m)) => Warning::new(p, m),
+            None => Warning::new(st_path.clone(), w),
+        });
+    }
+    Ok(Some(st))
 }
 
 /// A provider's own JSON, with its id and audiences checked.
@@ -718,6 +761,7 @@ fn release_nothing() -> ContractConfig {
         release: Default::default(),
         payload_header: None,
         forward_token: false,
+        signed_token: None,
     }
 }
 

@@ -22,7 +22,9 @@ use crate::error::ConfigError;
 use crate::extract::Locations;
 use crate::forward::Sanitiser;
 pub use crate::jwks::{Issuer, IssuerId, IssuerKeys};
+use crate::minted::SignedToken;
 pub use crate::routing::{normalise_authority, normalise_path, Lookup, Matcher, ProviderId};
+use crate::signing::Gateway;
 
 /// Default upper bound on a token's size, checked before any decoding.
 pub const DEFAULT_MAX_TOKEN_BYTES: usize = 16 * 1024;
@@ -54,6 +56,8 @@ pub struct Provider {
     pub forward: bool,
     /// Shared between providers whose contracts are written identically.
     pub contract: Rc<Contract>,
+    /// The gateway-signed token this provider receives (`contract.signed_token`).
+    pub signed_token: Option<SignedToken>,
 }
 
 /// The whole compiled configuration.
@@ -75,6 +79,8 @@ pub struct Config {
     /// Token cache bounds.
     pub cache_max_entries: usize,
     pub cache_max_bytes: usize,
+    /// The gateway's issuer, keys and published documents (`gateway`).
+    pub gateway: Option<Gateway>,
     /// Load-time warnings, logged by the glue.
     pub warnings: Vec<Warning>,
 }

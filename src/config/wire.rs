@@ -33,6 +33,9 @@ pub struct PluginConfig {
     pub audit: Option<AuditConfig>,
     #[serde(default)]
     pub token_cache: Option<TokenCacheConfig>,
+    /// The gateway's own issuer and signing keys (signed tokens, issue 13).
+    #[serde(default)]
+    pub gateway: Option<crate::signing::GatewayConfig>,
     /// Provider id -> its JSON, kept raw so that each provider is parsed,
     /// compiled and dropped in turn: with thousands of providers the VM's
     /// memory (which never shrinks) then peaks at one provider's wire form.

@@ -39,6 +39,9 @@ pub enum Decision {
         /// What the contract released, shared with the token cache; its
         /// headers are set after `set`.
         release: Option<Rc<Admitted>>,
+        /// The gateway-signed token's header and value
+        /// (`contract.signed_token`), set after the released headers.
+        token: Option<(String, String)>,
     },
     /// Answer locally; the request never reaches the upstream.
     Respond(Response),
@@ -58,13 +61,19 @@ impl Decision {
     /// Every header to set, in order: `set`, then the released ones (none
     /// unless forwarding).
     pub fn headers(&self) -> impl Iterator<Item = (&str, &str)> {
-        let (set, release) = match self {
-            Decision::Forward { set, release, .. } => (set.as_slice(), release.as_ref()),
-            _ => (&[][..], None),
+        let (set, release, token) = match self {
+            Decision::Forward {
+                set,
+                release,
+                token,
+                ..
+            } => (set.as_slice(), release.as_ref(), token.as_ref()),
+            _ => (&[][..], None, None),
         };
         set.iter()
             .map(|(n, v)| (n.as_str(), v.as_str()))
             .chain(release.into_iter().flat_map(|a| a.headers.iter()))
+            .chain(token.map(|(n, v)| (n.as_str(), v.as_str())))
     }
 
     /// The local reply, when there is one.
@@ -128,6 +137,9 @@ pub struct Admitted {
     pub(crate) headers: Packed,
     pub(crate) counters: Vec<CounterId>,
     pub(crate) audit: Rc<Audit>,
+    /// The released claims, kept only for a provider with a signed token
+    /// (what a re-mint signs again).
+    pub(crate) claims: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 // Released values stay out of Debug output.
@@ -202,6 +214,7 @@ mod tests {
                 subject: None,
                 rendered: None,
             }),
+            claims: None,
         })
     }
 
@@ -211,6 +224,7 @@ mod tests {
             remove: vec!["x-mpass-uid".to_owned(), "authorization".to_owned()],
             set: vec![("cookie".to_owned(), "a=1".to_owned())],
             release: Some(admitted(&[("x-mpass-uid", "u1")])),
+            token: None,
         };
         let mut headers = pairs(&[
             (":path", "/shop"),
@@ -233,6 +247,7 @@ mod tests {
             remove: Vec::new(),
             set: vec![("x-a".to_owned(), "new".to_owned())],
             release: None,
+            token: None,
         };
         let mut headers = pairs(&[("x-a", "old"), ("x-b", "keep"), ("x-a", "older")]);
         d.apply(&mut headers);
@@ -264,6 +279,7 @@ mod tests {
                 remove: Vec::new(),
                 set: Vec::new(),
                 release: Some(admitted(&[])),
+                token: None,
             },
             audit: None,
             counters: vec![CounterId::from_index(1)],

@@ -12,6 +12,7 @@ use super::refusal::Refusal;
 use crate::config::Provider;
 use crate::contract::Release;
 use crate::jwks::{Availability, Issuer, IssuerId, IssuerKeys, KeyStore};
+use crate::minted::Slot;
 use crate::routing::ProviderId;
 use crate::verify::{audience_in, Retained};
 
@@ -33,6 +34,9 @@ pub(crate) struct Entry {
     pub(crate) subject: Option<String>,
     /// Per provider index, computed on first use.
     pub(crate) verdicts: Vec<(ProviderId, Verdict)>,
+    /// Per provider with a signed token: the minted token, re-minted only
+    /// near its end or under another contract version.
+    pub(crate) minted: Vec<(ProviderId, Slot)>,
 }
 
 /// What a cache lookup found.
@@ -47,6 +51,18 @@ pub(crate) enum Hit {
 }
 
 impl Entry {
+    /// The minted-token slot of this provider, made on first use.
+    pub(crate) fn slot(&mut self, provider_index: ProviderId) -> Option<&mut Slot> {
+        if !self.minted.iter().any(|(p, _)| *p == provider_index) {
+            let claims = self.token.claims().unwrap_or_default();
+            self.minted.push((provider_index, Slot::new(&claims)));
+        }
+        self.minted
+            .iter_mut()
+            .find(|(p, _)| *p == provider_index)
+            .map(|(_, slot)| slot)
+    }
+
     /// The verdict for a provider, computed once per provider.
     pub(crate) fn verdict(
         &mut self,
@@ -164,5 +180,9 @@ fn admit(
         headers: Packed::new(&release.headers),
         counters,
         audit: Rc::new(audit),
+        claims: provider
+            .signed_token
+            .as_ref()
+            .map(|_| release.claims.unwrap_or_default()),
     }
 }

@@ -38,7 +38,9 @@ use crate::cache::Lru;
 use crate::config::{Config, Provider};
 use crate::extract::{removal, ExtractError, Removal};
 use crate::jwks::{Availability, IssuerId, IssuerKeys, KeyStore};
+use crate::minted::{MintError, Slot};
 use crate::routing::{Lookup, ProviderId};
+use crate::signing::CACHE_CONTROL;
 use crate::verify::{TokenError, Untrusted, Verified};
 
 pub use audit::{Audit, AuditBatch, Pushed};
@@ -231,6 +233,7 @@ impl Engine {
                 remove,
                 set: Vec::new(),
                 release: None,
+                token: None,
             },
             audit: None,
             counters,
@@ -239,6 +242,14 @@ impl Engine {
             .or_else(|| header(req.headers, "host"))
             .unwrap_or_default();
         let path = header(req.headers, ":path").unwrap_or("/");
+        // The gateway's own JWKS and discovery document, before any provider.
+        if let Some(response) = self.gateway_document(req, authority, path) {
+            return Outcome {
+                decision: Decision::Respond(response),
+                audit: None,
+                counters,
+            };
+        }
         let found = match cfg.matcher.find_checked(authority, path, req.route_name) {
             Lookup::Provider(i) => cfg.provider(i).map(|p| (i, p)),
             Lookup::None => None,
@@ -262,7 +273,7 @@ impl Engine {
             resumed,
         };
         match self.admit(provider_index, provider, req, path, ctx) {
-            Ok((admitted, token_removal)) => {
+            Ok((admitted, token_removal, token)) => {
                 let mut set = Vec::new();
                 match token_removal {
                     Some(Removal::Remove(name)) => remove.push(name),
@@ -275,6 +286,7 @@ impl Engine {
                         remove,
                         set,
                         release: Some(admitted),
+                        token,
                     },
                     counters,
                 }
@@ -308,8 +320,53 @@ impl Engine {
         }
     }
 
+    /// The gateway's JWKS or discovery document, when this request asks
+    /// for one (`GET`/`HEAD` on a configured host): answered here, never
+    /// by the upstream.
+    fn gateway_document(&self, req: &Request<'_>, authority: &str, path: &str) -> Option<Response> {
+        let gw = self.config.gateway.as_ref()?;
+        let method = header(req.headers, ":method").unwrap_or_default();
+        let doc = gw.document(method, authority, path)?;
+        Some(Response {
+            status: 200,
+            headers: vec![
+                ("content-type".to_owned(), "application/json".to_owned()),
+                ("cache-control".to_owned(), CACHE_CONTROL.to_owned()),
+            ],
+            body: if method == "HEAD" {
+                String::new()
+            } else {
+                doc.to_owned()
+            },
+        })
+    }
+
+    /// The signed token's header for an admitted request of a provider
+    /// with `contract.signed_token`: the slot's cached token, or a new one.
+    fn signed_token(
+        &self,
+        provider: &Provider,
+        admitted: &Admitted,
+        slot: Option<&mut Slot>,
+        now_s: u64,
+    ) -> Result<Option<(String, String)>, Refusal> {
+        let (Some(st), Some(gateway)) = (&provider.signed_token, &self.config.gateway) else {
+            return Ok(None);
+        };
+        let slot = slot.ok_or(Refusal::Signing)?;
+        let empty = serde_json::Map::new();
+        let released = admitted.claims.as_ref().unwrap_or(&empty);
+        match slot.token(st, gateway, released, provider.contract.version(), now_s) {
+            Ok(token) => Ok(Some(st.header(token))),
+            Err(MintError::SourceExpired) => Err(Refusal::Token(TokenError::Expired.reason())),
+            Err(MintError::Signing) => Err(Refusal::Signing),
+        }
+    }
+
     /// Extracts, verifies (or finds the token in the cache) and applies the
-    /// contract. On success: the release and how to remove the token.
+    /// contract. On success: the release, how to remove the token, and the
+    /// signed token's header when the provider has one.
+    #[allow(clippy::type_complexity)]
     fn admit(
         &self,
         provider_index: ProviderId,
@@ -317,7 +374,7 @@ impl Engine {
         req: &Request<'_>,
         path: &str,
         ctx: Ctx<'_>,
-    ) -> Result<(Rc<Admitted>, Option<Removal>), Halt> {
+    ) -> Result<(Rc<Admitted>, Option<Removal>, Option<(String, String)>), Halt> {
         let cfg = &self.config;
         let found = match cfg.locations.find(req.headers, path) {
             Ok(Some(found)) => found,
@@ -328,11 +385,15 @@ impl Engine {
             return Err(Refusal::Token(TokenError::TooLarge.reason()).into());
         }
         let key = ctx.state.cache_key(&found.token);
-        let finish = |verdict: Verdict, subject: Option<String>| {
-            let release = verdict.map_err(|r| Halt::Refuse(r, subject))?;
+        let now_s = ctx.now_ms / 1000;
+        let finish = |verdict: Verdict, subject: Option<String>, slot: Option<&mut Slot>| {
+            let release = verdict.map_err(|r| Halt::Refuse(r, subject.clone()))?;
+            let token = self
+                .signed_token(provider, &release, slot, now_s)
+                .map_err(|r| Halt::Refuse(r, subject))?;
             let token_removal =
                 (!provider.forward).then(|| removal(&found.carrier, req.headers, path));
-            Ok((release, token_removal))
+            Ok((release, token_removal, token))
         };
 
         let state = &mut *ctx.state;
@@ -342,7 +403,11 @@ impl Engine {
                 Hit::Valid => {
                     let verdict = entry.verdict(provider_index, provider, &mut state.counters);
                     let subject = entry.subject.clone();
-                    return finish(verdict, subject);
+                    let slot = match provider.signed_token {
+                        Some(_) if verdict.is_ok() => entry.slot(provider_index),
+                        _ => None,
+                    };
+                    return finish(verdict, subject, slot);
                 }
                 Hit::Refused(refusal) => {
                     state.cache.remove(&key);
@@ -363,7 +428,11 @@ impl Engine {
             subject.clone(),
             &mut state.counters,
         );
-        let entry = Entry {
+        let mut minted = Vec::new();
+        if provider.signed_token.is_some() && verdict.is_ok() {
+            minted.push((provider_index, Slot::new(verified.token.claims())));
+        }
+        let mut entry = Entry {
             raw: found.token.as_str().into(),
             subject: subject.clone(),
             hmac_provider: verified.key.is_none().then_some(provider_index),
@@ -371,7 +440,13 @@ impl Engine {
             issuer: verified.issuer,
             key: verified.key,
             verdicts: vec![(provider_index, verdict.clone())],
+            minted,
         };
+        let result = finish(
+            verdict,
+            subject,
+            entry.minted.first_mut().map(|(_, slot)| slot),
+        );
         // An entry holds the token, its decoded claims JSON (smaller than
         // the token) and, per provider, about 1 KiB of packed headers,
         // counters and audit record; BENCHMARKS.md has the VM memory this
@@ -380,9 +455,10 @@ impl Engine {
             .token
             .len()
             .saturating_add(entry.token.size())
-            .saturating_add(1024);
+            .saturating_add(1024)
+            .saturating_add(entry.minted.iter().map(|(_, s)| s.size()).sum());
         state.cache.insert(key, entry, bytes);
-        finish(verdict, subject)
+        result
     }
 
     /// Verifies issuer, algorithm, signature and times; the audience is the

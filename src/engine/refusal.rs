@@ -20,6 +20,9 @@ pub enum Refusal {
     KeysUnavailable,
     /// The path matches providers ambiguously.
     AmbiguousPath,
+    /// The gateway token (`contract.signed_token`) could not be signed:
+    /// refused, never forwarded without the token the contract promises.
+    Signing,
 }
 
 impl Refusal {
@@ -30,6 +33,7 @@ impl Refusal {
             Refusal::Forbidden(_) | Refusal::Contract(_) => 403,
             Refusal::KeysUnavailable => 503,
             Refusal::AmbiguousPath => 400,
+            Refusal::Signing => 500,
         }
     }
 
@@ -39,6 +43,7 @@ impl Refusal {
             Refusal::Missing => "missing_token",
             Refusal::KeysUnavailable => "keys_unavailable",
             Refusal::AmbiguousPath => "ambiguous_path",
+            Refusal::Signing => "signing_failed",
             Refusal::Token(r) | Refusal::Forbidden(r) | Refusal::Contract(r) => r,
         }
     }
@@ -72,6 +77,10 @@ impl Refusal {
             Refusal::AmbiguousPath => (
                 None,
                 r#"{"error":"invalid_request","reason":"ambiguous_path"}"#.to_owned(),
+            ),
+            Refusal::Signing => (
+                None,
+                r#"{"error":"server_error","reason":"signing_failed"}"#.to_owned(),
             ),
         };
         let status = self.status();
