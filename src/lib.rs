@@ -19,6 +19,7 @@ pub mod jwks;
 pub mod keys;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod mint;
+pub mod registry;
 pub mod render;
 pub mod rsa_fast;
 pub mod verify;
