@@ -813,6 +813,8 @@ fn release_nothing() -> ContractConfig {
         release: Default::default(),
         payload_header: None,
         forward_token: false,
+        agreements: Default::default(),
+        default_agreement: None,
     }
 }
 

@@ -4,6 +4,7 @@
 //! Everything except the `wasm` glue is a pure core with no proxy-wasm types,
 //! so the whole decision is testable natively.
 
+pub mod agreement;
 pub mod alg;
 pub mod cache;
 pub mod claims;
