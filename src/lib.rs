@@ -21,6 +21,7 @@ pub mod keys;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod mint;
 pub mod registry;
+pub mod registry_source;
 pub mod render;
 pub mod rsa_fast;
 pub mod verify;
