@@ -20,6 +20,7 @@ pub mod jwks;
 pub mod keys;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod mint;
+pub mod names;
 pub mod registry;
 pub mod registry_source;
 pub mod render;
