@@ -10,6 +10,8 @@ pub mod cache;
 pub mod claims;
 pub mod config;
 pub mod contract;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod drift;
 pub mod engine;
 pub mod error;
 #[cfg(not(target_arch = "wasm32"))]
