@@ -31,17 +31,15 @@ document only), and read how often each path was asked (``count``, ``wait_for``)
 from __future__ import annotations
 
 import base64
-import collections
 import copy
 import json
 import secrets
-import threading
 import time
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any, Callable
 
-LOOPBACK = "127.0.0.1"
+from loopback import LOOPBACK, LoopbackServer
 PREFIX = "/mpassid"
 IDPS_PATH = "/api/v2/provisioning/identityproviders"
 SPS_PATH = "/api/v2/provisioning/serviceproviders"
@@ -291,7 +289,7 @@ class _Handler(BaseHTTPRequestHandler):
     server_version = "test-mpassid-voh"
 
     def do_GET(self) -> None:  # noqa: N802 (http.server naming)
-        ms: ManagementService = self.server.mgmt  # type: ignore[attr-defined]
+        ms: ManagementService = self.server.owner  # type: ignore[attr-defined]
         path = self.path.partition("?")[0]
         authorised = ms._authorised(self.headers.get("authorization"))
         mode, arg, status, body = ms._arrived(path, authorised)
@@ -327,28 +325,20 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
 
-class ManagementService:
+class ManagementService(LoopbackServer):
     """One provisioning API; every switch takes effect for the next request."""
+
+    handler = _Handler
 
     def __init__(self, registry: Registry | None = None, username: str = "mpass-guard",
                  password: str | None = None) -> None:
+        super().__init__()
         self.username = username
         self.password = password if password is not None else secrets.token_urlsafe(18)
-        self._lock = threading.Lock()
-        self._cond = threading.Condition(self._lock)
-        self._counts: collections.Counter[str] = collections.Counter()
         self._unauthorised = 0
         self.registry = registry if registry is not None else default_registry()
         self._modes: dict[str | None, tuple[str, Any]] = {}
-        self._server: ThreadingHTTPServer | None = None
-        self._port = 0
         self.up()
-
-    # -- lifecycle ---------------------------------------------------------
-
-    @property
-    def port(self) -> int:
-        return self._port
 
     @property
     def base_url(self) -> str:
@@ -363,38 +353,6 @@ class ManagementService:
         """The right ``Authorization`` header value."""
         raw = f"{self.username}:{self.password}".encode()
         return "Basic " + base64.b64encode(raw).decode()
-
-    def up(self) -> "ManagementService":
-        """Listens (again, on the same port once one was chosen)."""
-        with self._lock:
-            if self._server is not None:
-                return self
-            server = ThreadingHTTPServer((LOOPBACK, self._port), _Handler)
-            server.daemon_threads = True
-            server.mgmt = self  # type: ignore[attr-defined]
-            self._port = server.server_address[1]
-            self._server = server
-        threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
-                         daemon=True).start()
-        return self
-
-    def down(self) -> "ManagementService":
-        """Stops listening: new connections are refused."""
-        with self._lock:
-            server, self._server = self._server, None
-        if server is not None:
-            server.shutdown()
-            server.server_close()
-        return self
-
-    def stop(self) -> None:
-        self.down()
-
-    def __enter__(self) -> "ManagementService":
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.stop()
 
     # -- behaviour (``only``: IDPS_PATH or SPS_PATH; None: every path) -----
 
@@ -488,26 +446,11 @@ class ManagementService:
         with self._lock:
             return render_service_providers(self.registry)
 
-    def count(self, path: str = IDPS_PATH) -> int:
-        with self._lock:
-            return self._counts[path]
-
     @property
     def unauthorised(self) -> int:
         """Requests answered 401."""
         with self._lock:
             return self._unauthorised
-
-    def wait_for(self, path: str, n: int, timeout: float = 10.0) -> int:
-        """Waits until ``path`` was asked at least ``n`` times; returns the count."""
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while self._counts[path] < n:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise AssertionError(f"{path} asked {self._counts[path]} times, expected {n}")
-                self._cond.wait(left)
-            return self._counts[path]
 
     # -- handler side ----------------------------------------------------------
 
@@ -519,8 +462,7 @@ class ManagementService:
         with self._cond:
             relative = path[len(PREFIX):] if path.startswith(PREFIX + "/") else None
             if relative is not None:
-                self._counts[relative] += 1
-            self._cond.notify_all()
+                self._hit(relative)
             mode, arg = self._modes.get(relative, self._modes.get(None, ("ok", None)))
             if not authorised:
                 self._unauthorised += 1
