@@ -85,6 +85,9 @@ pub struct ProviderDrift {
     pub not_comparable: Vec<String>,
     /// The contract is `["*"]`: every organisation, whatever the registry says.
     pub contract_permits_every_organisation: bool,
+    /// Controllers with an agreement in the contract that the registry does
+    /// not permit (their agreement cannot take effect in registry mode).
+    pub agreements_not_permitted: Vec<String>,
     pub all_services: Vec<AllServices>,
     pub test_learner_id: Option<TestLearnerDrift>,
     /// Audiences no active service provider of the phase has.
@@ -101,6 +104,7 @@ impl ProviderDrift {
             && self.only_in_contract.is_empty()
             && self.not_comparable.is_empty()
             && !self.contract_permits_every_organisation
+            && self.agreements_not_permitted.is_empty()
             && self.all_services.iter().all(|a| a.accepted)
             && self.test_learner_id.is_none()
             && self.client_ids_not_found.is_empty()
@@ -178,6 +182,14 @@ fn compare_one(
                 .collect();
         }
     }
+    if let Some(agreements) = p.contract.agreements() {
+        out.agreements_not_permitted = agreements
+            .iter()
+            .map(|(oid, _)| oid)
+            .filter(|oid| !permitted.organisations.contains(*oid))
+            .map(str::to_owned)
+            .collect();
+    }
     if raw.found && p.contract.allows_test_learner_id() != permitted.allow_test_learner_id {
         out.test_learner_id = Some(TestLearnerDrift {
             contract: p.contract.allows_test_learner_id(),
@@ -231,6 +243,11 @@ impl DriftReport {
                     "  the contract permits every organisation (\"*\"), whatever the registry says\n",
                 );
             }
+            list(
+                &mut s,
+                "agreements with controllers the registry does not permit",
+                &p.agreements_not_permitted,
+            );
             for a in &p.all_services {
                 let _ = writeln!(
                     s,
@@ -488,6 +505,29 @@ mod tests {
         // A duplicate permits nothing, so the contract's MUU is not backed.
         assert_eq!(d.only_in_contract, [MUU]);
         assert_eq!(d.test_learner_id, None);
+    }
+
+    #[test]
+    fn an_agreement_with_a_controller_the_registry_does_not_permit_is_listed() {
+        let d = drift(
+            &["oppimateriaali"],
+            json!({
+                "organisations": [TESTIKUNTA, VANHA],
+                "allow_test_learner_id": true,
+                "release": {"uid": {}},
+                "agreements": {TESTIKUNTA: {"release": {"uid": {}}}, VANHA: {"release": {}}},
+                "default_agreement": "deny"
+            }),
+            &[],
+        );
+        assert_eq!(d.agreements_not_permitted, [VANHA]);
+        let text = DriftReport { providers: vec![d] }.render_text();
+        assert!(
+            text.contains(&format!(
+                "agreements with controllers the registry does not permit: {VANHA}"
+            )),
+            "{text}"
+        );
     }
 
     #[test]

@@ -613,6 +613,18 @@ impl RegistrySource {
                 ));
             }
         }
+        let had_idps = self
+            .current
+            .as_ref()
+            .is_none_or(|c| !c.identity_providers.is_empty());
+        if snapshot.identity_providers.is_empty() && had_idps {
+            // Most likely the wrong deployment_phase or the wrong service:
+            // every registry-backed request of every provider is refused.
+            warnings.push(
+                "registry: no active identity provider of this deployment phase; no organisation permits anything"
+                    .to_owned(),
+            );
+        }
         let changed = self.current.is_none() || permitted != self.permitted;
         if changed {
             self.generation += 1;
@@ -1225,6 +1237,29 @@ mod tests {
             .warnings
             .iter()
             .any(|w| w.contains("client id nobody")));
+    }
+
+    #[test]
+    fn a_registry_without_identity_providers_of_the_phase_is_warned_about() {
+        let mut v = wire();
+        v["deployment_phase"] = json!("testing");
+        let mut r = RegistrySource::new(
+            compile_json(v).unwrap().0,
+            vec![vec!["oppimateriaali".to_owned()]],
+        );
+        let event = good(&mut r, T0);
+        assert!(event.ok);
+        assert!(
+            event
+                .warnings
+                .iter()
+                .any(|w| w.contains("no active identity provider")),
+            "{:?}",
+            event.warnings
+        );
+        assert!(orgs(&r, 0, T0).is_empty());
+        let event = good(&mut r, T0 + 300_000);
+        assert!(event.warnings.is_empty(), "said once: {:?}", event.warnings);
     }
 
     #[test]
