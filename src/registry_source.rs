@@ -9,10 +9,11 @@
 //!   and `.../serviceproviders`, with HTTP Basic credentials; the refresh
 //!   succeeds only when both answer 200 within the size limit and
 //!   [`Snapshot::parse`] accepts them;
-//! - refresh at start, then every `refresh_interval`; a failed refresh keeps
-//!   the last good snapshot (up to `max_stale`, then [`RegistrySource::permitted`]
+//! - refresh at start, then every `refresh_interval` (at least 1 s); a failed
+//!   refresh keeps the last good snapshot (up to `max_stale`, then [`RegistrySource::permitted`]
 //!   answers `None`: the engine answers 503 `registry_unavailable`) and is
-//!   retried with exponential backoff;
+//!   retried with exponential backoff (1 s doubling, at most 60 s and at
+//!   most `refresh_interval`);
 //! - the registry's "empty permissions = every service" is **not** a
 //!   permission here unless the organisation is listed in
 //!   `allow_all_services_for`; each organisation refused that way is named
@@ -213,6 +214,15 @@ pub fn compile(
             return Err(ConfigError::new(at, "must be longer than zero"));
         }
     }
+    if policy.cache_duration_ms < 1_000 {
+        return Err(ConfigError::new(
+            join(path, "refresh_interval"),
+            "must be at least 1s: every refresh reads the whole registry",
+        ));
+    }
+    // A failed refresh is retried no later than a regular one would be.
+    policy.backoff_max_ms = policy.backoff_max_ms.min(policy.cache_duration_ms);
+    policy.backoff_initial_ms = policy.backoff_initial_ms.min(policy.backoff_max_ms);
     if policy.max_stale_ms < policy.cache_duration_ms {
         return Err(ConfigError::new(
             join(path, "max_stale"),
@@ -885,6 +895,10 @@ mod tests {
             ),
             (json!({"timeout": "0s"}), "registry.timeout"),
             (
+                json!({"refresh_interval": "500ms"}),
+                "registry.refresh_interval",
+            ),
+            (
                 json!({"refresh_interval": "600s", "max_stale": "300s"}),
                 "registry.max_stale",
             ),
@@ -1089,6 +1103,20 @@ mod tests {
             "a success resets the backoff"
         );
         assert!(r.due(now + 1_000).is_some());
+    }
+
+    #[test]
+    fn the_backoff_never_waits_longer_than_the_refresh_interval() {
+        let mut v = wire();
+        v["refresh_interval"] = json!("10s");
+        let mut r = RegistrySource::new(compile_json(v).unwrap().0, vec![]);
+        let mut now = T0;
+        for wait in [1_000, 2_000, 4_000, 8_000, 10_000, 10_000] {
+            refresh(&mut r, now, Fetched::Failed, ok(sps()));
+            assert_eq!(r.clone().due(now + wait - 1), None, "before {wait}");
+            assert!(r.clone().due(now + wait).is_some(), "at {wait}");
+            now += wait;
+        }
     }
 
     #[test]
