@@ -573,6 +573,22 @@ mod tests {
     }
 
     #[test]
+    fn the_saved_fixtures_read_alike_in_both_forms() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/registry");
+        let from_dir = read_saved(&dir).unwrap();
+        let from_file = read_saved(&dir.join("snapshot.json")).unwrap();
+        assert_eq!(from_dir.0.trim_ascii_end(), from_file.0.as_slice());
+        assert_eq!(from_dir.1.trim_ascii_end(), from_file.1.as_slice());
+        let s = Snapshot::parse(&from_file.0, &from_file.1, Phase::Production).unwrap();
+        let p = s.permissions(&["oppimateriaali-prod".to_owned()]);
+        assert!(p
+            .organisations
+            .iter()
+            .any(|o| o.organisation == TESTIKUNTA && !o.all_services));
+        assert!(p.allow_test_learner_id);
+    }
+
+    #[test]
     fn a_saved_snapshot_may_be_a_directory_of_two_files() {
         let dir = std::env::temp_dir().join(format!("mpass-guard-drift-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();

@@ -37,6 +37,7 @@ import secrets
 import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
+from pathlib import Path
 from typing import Any, Callable
 
 from loopback import LOOPBACK, LoopbackServer
@@ -481,3 +482,23 @@ class ManagementService(LoopbackServer):
             body = json.dumps({"status": "NOT_FOUND", "timestamp": "01-12-2026 10:00:00",
                                "message": "not found"}).encode()
             return mode if mode in ("slow", "close") else "ok", arg, 404, body
+
+
+def write_fixtures(directory: str, registry: Registry | None = None) -> None:
+    """Writes a saved snapshot in both forms `check --registry` reads."""
+    reg = registry if registry is not None else default_registry()
+    out = Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    idps, sps = render_identity_providers(reg), render_service_providers(reg)
+    (out / "identityproviders.json").write_bytes(idps + b"\n")
+    (out / "serviceproviders.json").write_bytes(sps + b"\n")
+    (out / "snapshot.json").write_bytes(
+        b'{"identityproviders": ' + idps + b',\n "serviceproviders": ' + sps + b"}\n")
+
+
+if __name__ == "__main__":
+    import sys
+
+    if len(sys.argv) != 3 or sys.argv[1] != "--write":
+        sys.exit("usage: mgmt_service.py --write DIRECTORY")
+    write_fixtures(sys.argv[2])

@@ -192,3 +192,12 @@ def test_the_parser_refuses_garbage_it_is_served(service, tmp_path):
                        capture_output=True, text=True, timeout=30)
     assert r.returncode == 1
     assert "malformed provisioning document" in r.stderr
+
+
+def test_the_saved_fixtures_are_what_the_service_serves(service, tmp_path):
+    ms.write_fixtures(str(tmp_path))
+    fixtures = harness.REPO / "tests" / "fixtures" / "registry"
+    for name in ("identityproviders.json", "serviceproviders.json", "snapshot.json"):
+        assert (fixtures / name).read_bytes() == (tmp_path / name).read_bytes(), (
+            f"{name} is out of date: see tests/fixtures/registry/README.md")
+    assert (fixtures / "identityproviders.json").read_bytes().rstrip() == get(service, ms.IDPS_PATH)[2]
