@@ -62,6 +62,7 @@
 //! only when every role in the token is permitted, and the 2019 school code
 //! only when permitted, because they cannot be tied to one role.
 
+use crate::agreement::{AgreementList, Agreements, ContractLimits, DefaultAgreement};
 use crate::claims::{
     self, classify_learner_id, is_oid, is_organisation_oid, is_tk_code, normalise, parse_role,
     role_code, Attribute, LearnerIdKind, Normalised, OrgScope, ValueType, CATALOGUE,
@@ -157,6 +158,14 @@ pub struct ContractConfig {
     /// per-provider parts (`aud`, the key) are compiled by the configuration.
     #[serde(default)]
     pub signed_token: Option<SignedTokenConfig>,
+    /// Per-controller agreements: education-provider OID → what that
+    /// controller allows of `release` (see [`crate::agreement`]).
+    #[serde(default)]
+    pub agreements: AgreementList,
+    /// Controllers without an agreement: `deny` or `contract`; required
+    /// with `agreements`.
+    #[serde(default)]
+    pub default_agreement: Option<DefaultAgreement>,
 }
 
 /// What compilation needs from the surrounding configuration.
@@ -254,6 +263,8 @@ pub struct Contract {
     /// The `signed_token` block as written, and the header it is carried in
     /// (`None` for `authorization`, which is replaced, not owned).
     signed_token: Option<(SignedTokenConfig, Option<String>)>,
+    /// `None`: one release for every controller.
+    agreements: Option<Agreements>,
     version: String,
 }
 
@@ -592,6 +603,28 @@ impl Contract {
             ));
         }
 
+        let limits: Vec<(usize, u8)> = rules.iter().map(|r| (r.attr.index, r.role_mask)).collect();
+        let agreements = Agreements::compile(
+            &wire.agreements,
+            wire.default_agreement,
+            &ContractLimits {
+                released: &limits,
+                allow_test_learner_id: wire.allow_test_learner_id,
+            },
+            path,
+        )?;
+        if let Some(a) = &agreements {
+            if !any_organisation {
+                for (oid, _) in a.iter() {
+                    if !organisations.contains(oid) {
+                        warnings.push(format!(
+                            "{}: agreement for `{oid}`, which the contract's organisations do not list: it applies only to roles of that provider permitted through one of its schools",
+                            join(path, "agreements")
+                        ));
+                    }
+                }
+            }
+        }
         let mut contract = Contract {
             any_organisation,
             organisations,
@@ -602,6 +635,7 @@ impl Contract {
             payload_header: wire.payload_header.clone(),
             forward_token: wire.forward_token,
             signed_token,
+            agreements,
             version: String::new(),
         };
         contract.version = contract.compute_version();
@@ -646,6 +680,11 @@ impl Contract {
                 st.sub.as_deref().unwrap_or("pairwise"),
                 st.lifetime.as_deref(),
             ]));
+        }
+        // Appended only when present: contracts without agreements keep
+        // the version they had.
+        if let (Some(a), Value::Array(items)) = (&self.agreements, &mut canonical) {
+            items.push(a.canonical());
         }
         let digest = ring::digest::digest(&ring::digest::SHA256, canonical.to_string().as_bytes());
         digest
@@ -708,6 +747,11 @@ impl Contract {
         self.payload_header.as_deref()
     }
 
+    /// The per-controller agreements, if the contract has any.
+    pub fn agreements(&self) -> Option<&Agreements> {
+        self.agreements.as_ref()
+    }
+
     /// The release rules in catalogue order, for `explain` and documentation.
     pub fn rules(&self) -> impl Iterator<Item = RuleView<'_>> + '_ {
         self.rules.iter().map(|r| RuleView {
@@ -728,6 +772,7 @@ impl Contract {
     pub fn apply_normalised(&self, n: &Normalised) -> Result<Release, Denial> {
         self.check_learner_id(n)?;
         let scope = self.organisation_scope(n)?;
+        self.check_agreed_learner_id(n, &scope)?;
 
         let mut release = Release::default();
         let wants_claims = self.payload_header.is_some() || self.signed_token.is_some();
@@ -758,7 +803,10 @@ impl Contract {
             }
             release.headers.push((rule.header.clone(), value));
             release.released.push(rule.attr.name);
-            if let Some(p) = &rule.purpose {
+            if let Some(p) = self
+                .agreed_purpose(rule.attr, &scope)
+                .or(rule.purpose.as_ref())
+            {
                 release.purposes.push((rule.attr.name, Arc::clone(p)));
             }
         }
@@ -835,6 +883,89 @@ impl Contract {
         }
     }
 
+    /// Whether the agreements let this value of `attr` through. Without
+    /// agreements, always.
+    fn agreed_value(&self, attr: &Attribute, scope: &Scope<'_>, owner: ValueOwner<'_>) -> bool {
+        let Some(agreements) = &self.agreements else {
+            return true;
+        };
+        let decide = |controller: &str| {
+            let held = scope
+                .controllers
+                .iter()
+                .find(|(c, _)| *c == controller)
+                .map_or(0, |(_, h)| *h);
+            agreements
+                .for_controller(controller)
+                .is_some_and(|a| a.releases(attr, held))
+        };
+        let every = || {
+            if scope.controllers.is_empty() {
+                // Reached only under `default_agreement: contract`.
+                agreements.default() == DefaultAgreement::Contract
+            } else {
+                scope.controllers.iter().all(|(c, _)| decide(c))
+            }
+        };
+        match owner {
+            ValueOwner::Person => every(),
+            ValueOwner::Controller(c) if scope.controllers.iter().any(|(k, _)| *k == c) => {
+                decide(c)
+            }
+            // A provider the user holds no permitted role under: nobody
+            // narrower than every controller can speak for it.
+            ValueOwner::Controller(_) => every(),
+            ValueOwner::School(id) => {
+                let mut owners = scope
+                    .school_controllers
+                    .iter()
+                    .filter(|(s, _)| *s == id)
+                    .peekable();
+                if owners.peek().is_none() {
+                    every()
+                } else {
+                    owners.all(|(_, c)| decide(c))
+                }
+            }
+        }
+    }
+
+    /// A test learner number needs every controller's consent too.
+    fn check_agreed_learner_id(&self, n: &Normalised, scope: &Scope<'_>) -> Result<(), Denial> {
+        let Some(agreements) = &self.agreements else {
+            return Ok(());
+        };
+        let Some(id) = n.get(LEARNER_ID_ATTRIBUTE).and_then(<[String]>::first) else {
+            return Ok(());
+        };
+        if classify_learner_id(id) != LearnerIdKind::Test {
+            return Ok(());
+        }
+        let allowed = scope.controllers.iter().all(|(c, _)| {
+            agreements
+                .for_controller(c)
+                .is_some_and(|a| a.allows_test_learner_id())
+        });
+        if allowed {
+            Ok(())
+        } else {
+            Err(Denial {
+                reason: reason::TEST_IDENTITY_NOT_ALLOWED,
+                attribute: Some(LEARNER_ID_ATTRIBUTE.name),
+            })
+        }
+    }
+
+    /// The purpose recorded for a released attribute: the one controller's
+    /// own, when the request has exactly one controller that stated one.
+    fn agreed_purpose<'s>(&'s self, attr: &Attribute, scope: &Scope<'_>) -> Option<&'s Arc<str>> {
+        let agreements = self.agreements.as_ref()?;
+        match scope.controllers.as_slice() {
+            [(c, _)] => agreements.for_controller(c)?.purpose(attr),
+            _ => None,
+        }
+    }
+
     fn listed(&self, id: &str) -> bool {
         !id.is_empty() && self.organisations.contains(id)
     }
@@ -846,15 +977,32 @@ impl Contract {
         };
         for s in n.get(ROLE_ATTRIBUTE).unwrap_or_default() {
             let permitted = parse_role(s).filter(|r| {
-                self.any_organisation
+                (self.any_organisation
                     || self.listed(r.provider)
                     || self.listed(r.school_tk)
-                    || self.listed(r.school_oid)
+                    || self.listed(r.school_oid))
+                    // A controller without an agreement under `deny`.
+                    && self
+                        .agreements
+                        .as_ref()
+                        .is_none_or(|a| a.for_controller(r.provider).is_some())
             });
             match permitted {
                 Some(r) => {
                     if let Some(c) = r.code {
                         scope.held |= 1 << c;
+                    }
+                    if self.agreements.is_some() {
+                        let bit = r.code.map_or(0, |c| 1u8 << c);
+                        match scope.controllers.iter_mut().find(|(c, _)| *c == r.provider) {
+                            Some((_, held)) => *held |= bit,
+                            None => scope.controllers.push((r.provider, bit)),
+                        }
+                        for school in [r.school_tk, r.school_oid] {
+                            if !school.is_empty() {
+                                scope.school_controllers.push((school, r.provider));
+                            }
+                        }
                     }
                     scope.providers.push(r.provider);
                     scope.schools.push(r.school_tk);
@@ -869,6 +1017,16 @@ impl Contract {
                 reason: reason::ORGANISATION_NOT_PERMITTED,
                 attribute: None,
             });
+        }
+        // No controller could be identified (no role): only an explicit
+        // `default_agreement: contract` lets the request through.
+        if let Some(a) = &self.agreements {
+            if scope.controllers.is_empty() && a.default() == DefaultAgreement::Deny {
+                return Err(Denial {
+                    reason: reason::ORGANISATION_NOT_PERMITTED,
+                    attribute: None,
+                });
+            }
         }
         scope.schools.retain(|s| !s.is_empty());
         scope.providers.retain(|s| !s.is_empty());
@@ -901,13 +1059,26 @@ impl Contract {
 
     fn filter(&self, attr: &Attribute, values: &[String], scope: &Scope<'_>) -> Vec<String> {
         match attr.scope {
+            _ if is_person_scoped(attr) && !self.agreed_value(attr, scope, ValueOwner::Person) => {
+                Vec::new()
+            }
             OrgScope::Person => values.to_vec(),
-            OrgScope::Role => scope.roles.iter().map(|s| self.role_in_form(s)).collect(),
+            OrgScope::Role => scope
+                .roles
+                .iter()
+                .filter(|s| {
+                    let provider = parse_role(s).map_or("", |r| r.provider);
+                    self.agreed_value(attr, scope, ValueOwner::Controller(provider))
+                })
+                .map(|s| self.role_in_form(s))
+                .collect(),
             OrgScope::SchoolInfo => values
                 .iter()
                 .filter(|v| {
                     v.split_once(';').is_some_and(|(id, _)| {
-                        self.form_kept(id) && self.school_permitted(id, scope)
+                        self.form_kept(id)
+                            && self.school_permitted(id, scope)
+                            && self.agreed_value(attr, scope, ValueOwner::School(id))
                     })
                 })
                 .cloned()
@@ -919,6 +1090,7 @@ impl Contract {
                         (flag == "0" || flag == "1")
                             && self.form_kept(id)
                             && self.school_permitted(id, scope)
+                            && self.agreed_value(attr, scope, ValueOwner::School(id))
                     })
                 })
                 .cloned()
@@ -926,8 +1098,11 @@ impl Contract {
             OrgScope::ProviderInfo => values
                 .iter()
                 .filter(|v| {
-                    v.split_once(';')
-                        .is_some_and(|(id, _)| is_oid(id) && self.provider_permitted(id, scope))
+                    v.split_once(';').is_some_and(|(id, _)| {
+                        is_oid(id)
+                            && self.provider_permitted(id, scope)
+                            && self.agreed_value(attr, scope, ValueOwner::Controller(id))
+                    })
                 })
                 .cloned()
                 .collect(),
@@ -987,6 +1162,35 @@ struct Scope<'n> {
     providers: Vec<&'n str>,
     /// Whether every role in the token (and the 2019 school code) is permitted.
     all_roles_permitted: bool,
+    /// With agreements: each controller of a permitted role and the role
+    /// codes held under it.
+    controllers: Vec<(&'n str, u8)>,
+    /// With agreements: school id (TK or OID) and the controller of a
+    /// permitted role held in it.
+    school_controllers: Vec<(&'n str, &'n str)>,
+}
+
+/// Whose agreement decides a value.
+#[derive(Debug, Clone, Copy)]
+enum ValueOwner<'v> {
+    /// Single-valued or unattributable: every controller of the request.
+    Person,
+    /// A value of this education provider.
+    Controller(&'v str),
+    /// A value of this school: the controllers of the roles held in it.
+    School(&'v str),
+}
+
+/// Attributes released under every controller's agreement at once: those
+/// not filtered value by value.
+fn is_person_scoped(attr: &Attribute) -> bool {
+    matches!(
+        attr.scope,
+        OrgScope::Person
+            | OrgScope::Issuer
+            | OrgScope::LegacySchoolCode
+            | OrgScope::LegacyOrganisation
+    )
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@
 //! Everything except the `wasm` glue is a pure core with no proxy-wasm types,
 //! so the whole decision is testable natively.
 
+pub mod agreement;
 pub mod alg;
 pub mod cache;
 pub mod claims;
@@ -11,6 +12,8 @@ pub mod claims;
 pub mod cli;
 pub mod config;
 pub mod contract;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod drift;
 pub mod engine;
 pub mod error;
 #[cfg(not(target_arch = "wasm32"))]
@@ -23,6 +26,9 @@ pub mod keys;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod mint;
 pub mod minted;
+pub mod names;
+pub mod registry;
+pub mod registry_source;
 pub mod render;
 pub mod routing;
 pub mod rsa_fast;

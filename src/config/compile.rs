@@ -762,10 +762,14 @@ fn release_nothing() -> ContractConfig {
         payload_header: None,
         forward_token: false,
         signed_token: None,
+        agreements: Default::default(),
+        default_agreement: None,
     }
 }
 
-fn cluster_name(name: &str, path: &str) -> Result<String, ConfigError> {
+/// The name of an Envoy cluster, checked: non-empty, no whitespace or
+/// control characters.
+pub(crate) fn cluster_name(name: &str, path: &str) -> Result<String, ConfigError> {
     if name.is_empty()
         || name
             .bytes()
@@ -832,14 +836,19 @@ fn fetch_policy(kf: Option<&KeyFetchConfig>, path: &str) -> Result<FetchPolicy, 
 
 /// A zero fetch timeout would be no timeout at all in Envoy, and a zero
 /// cache duration a fetch on every timer tick: both are refused at load.
-fn positive(ms: u64, path: &str) -> Result<(), ConfigError> {
+pub(crate) fn positive(ms: u64, path: &str) -> Result<(), ConfigError> {
     if ms == 0 {
         return Err(ConfigError::new(path, "must be longer than zero"));
     }
     Ok(())
 }
 
-fn set_duration(slot: &mut u64, raw: Option<&str>, path: &str) -> Result<(), ConfigError> {
+/// Sets `slot` from a duration string, if one is given.
+pub(crate) fn set_duration(
+    slot: &mut u64,
+    raw: Option<&str>,
+    path: &str,
+) -> Result<(), ConfigError> {
     if let Some(raw) = raw {
         *slot = parse_duration_ms(raw)
             .ok_or_else(|| ConfigError::new(path, "not a duration (e.g. \"1.5s\", \"250ms\")"))?;
