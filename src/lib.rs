@@ -17,6 +17,7 @@ pub mod extract;
 pub mod forward;
 pub mod jwks;
 pub mod keys;
+pub mod metadata;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod mint;
 pub mod render;
