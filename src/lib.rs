@@ -20,6 +20,7 @@ pub mod forward;
 pub mod http;
 pub mod jwks;
 pub mod keys;
+pub mod metadata;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod mint;
 pub mod render;
