@@ -33,6 +33,10 @@ pub struct PluginConfig {
     pub audit: Option<AuditConfig>,
     #[serde(default)]
     pub token_cache: Option<TokenCacheConfig>,
+    /// The `stat_prefix=` dimension of every metric this instance defines
+    /// (`[a-z0-9_]+`, default `main`), as Envoy's filters have one.
+    #[serde(default)]
+    pub stat_prefix: Option<String>,
     /// Provider id -> its JSON, kept raw so that each provider is parsed,
     /// compiled and dropped in turn: with thousands of providers the VM's
     /// memory (which never shrinks) then peaks at one provider's wire form.
@@ -167,6 +171,11 @@ pub struct AuditConfig {
     /// when a VM fails are lost.
     #[serde(default)]
     pub flush_interval: Option<String>,
+    /// Also write each decision's audit line to Envoy's application log
+    /// (default `false`: the decision record in filter state, read by the
+    /// access log, is always written).
+    #[serde(default)]
+    pub log: Option<bool>,
 }
 
 /// One service provider.
