@@ -203,6 +203,10 @@ pub struct Release {
     pub withheld: Vec<&'static str>,
     /// The stated purpose of each released attribute that has one.
     pub purposes: Vec<(&'static str, Arc<str>)>,
+    /// The released values of role and education-provider attributes, as
+    /// the upstream receives them: all the decision metadata may carry for
+    /// RBAC (see [`crate::metadata`]). Other attributes' values are not kept.
+    pub rbac_values: Vec<(&'static str, Vec<String>)>,
 }
 
 /// A read-only view of one compiled release rule.
@@ -698,6 +702,9 @@ impl Contract {
             }
             release.headers.push((rule.header.clone(), value));
             release.released.push(rule.attr.name);
+            if matches!(rule.attr.scope, OrgScope::Role | OrgScope::ProviderInfo) {
+                release.rbac_values.push((rule.attr.name, kept));
+            }
             if let Some(p) = &rule.purpose {
                 release.purposes.push((rule.attr.name, Arc::clone(p)));
             }
