@@ -21,6 +21,7 @@ use crate::contract::Release;
 use crate::extract::{removal, ExtractError, Removal};
 use crate::jwks::{Availability, KeyStore};
 use crate::jwks::{IssuerId, IssuerKeys};
+use crate::metadata::{DecisionRecord, Outcome as RecordOutcome};
 use crate::routing::{Lookup, ProviderId};
 use crate::verify::{audience_in, Retained, TokenError, Untrusted, Verified};
 
@@ -62,6 +63,8 @@ pub struct Decision {
     /// Counters to increment besides the release's own (see
     /// [`Decision::counter_ids`]); names from [`Engine::counter_name`].
     pub counters: Vec<CounterId>,
+    /// How many tokens were removed from the request (0 or 1).
+    pub stripped_tokens: u32,
 }
 
 impl Decision {
@@ -73,6 +76,24 @@ impl Decision {
             .chain(self.release.iter().flat_map(|a| a.headers.iter()))
     }
 
+    /// The decision record for filter state (see [`crate::metadata`]):
+    /// the audit's for a matched provider, else `unmatched` or the
+    /// ambiguous-path refusal. Built from names and released RBAC values only.
+    pub fn record(&self) -> DecisionRecord<'_> {
+        let status = self.respond.as_ref().map(|r| r.status);
+        let mut record = match (&self.audit, status) {
+            (Some(audit), _) => audit.record(status),
+            (None, Some(status)) => {
+                let mut r = DecisionRecord::new(RecordOutcome::Deny, AMBIGUOUS_PATH);
+                r.status = Some(status);
+                r
+            }
+            (None, None) => DecisionRecord::new(RecordOutcome::Unmatched, NO_PROVIDER),
+        };
+        record.stripped_tokens = self.stripped_tokens;
+        record
+    }
+
     /// Every counter to increment once for this request.
     pub fn counter_ids(&self) -> impl Iterator<Item = CounterId> + '_ {
         self.counters
@@ -81,6 +102,11 @@ impl Decision {
             .copied()
     }
 }
+
+/// The reason of the 400 for a path that reads as two providers'.
+const AMBIGUOUS_PATH: &str = "ambiguous_path";
+/// The reason in the record of a request no provider claims.
+const NO_PROVIDER: &str = "no_provider";
 
 /// A counter, interned: the glue maps it to the host's metric once, and a
 /// request increments counters without building or hashing their names.
@@ -104,6 +130,8 @@ impl CounterId {
 /// from the catalogue or a contract.
 #[derive(Default)]
 struct Interner {
+    /// The `stat_prefix=` value of every name.
+    stat_prefix: String,
     names: Vec<Rc<str>>,
     ids: HashMap<Rc<str>, CounterId>,
     /// Per provider index, outcome and attribute: skips formatting the name
@@ -132,18 +160,14 @@ impl Interner {
         if let Some(id) = self.per_attribute.get(&(index, kind, attribute)) {
             return *id;
         }
+        let dims = format!(
+            "stat_prefix={}.provider={}",
+            self.stat_prefix, provider.stat_id
+        );
         let name = match kind {
-            Tally::Allowed => format!("provider.{}.allowed", provider.id),
-            Tally::Released => format!(
-                "provider.{}.released.{}",
-                provider.id,
-                counter_name(attribute)
-            ),
-            Tally::Withheld => format!(
-                "provider.{}.withheld.{}",
-                provider.id,
-                counter_name(attribute)
-            ),
+            Tally::Allowed => format!("decisions.{dims}.outcome=allow.reason=ok"),
+            Tally::Released => format!("released.{dims}.attribute={}", counter_name(attribute)),
+            Tally::Withheld => format!("withheld.{dims}.attribute={}", counter_name(attribute)),
         };
         let id = self.id(&name);
         self.per_attribute.insert((index, kind, attribute), id);
@@ -176,6 +200,11 @@ pub struct Audit {
     /// Keyed pseudonym of `iss` + `sub`, when a key is configured and the
     /// token was verified.
     pub subject: Option<String>,
+    /// `iss`, `kid` and `alg` of the verified token; `None` before verification.
+    pub token: Option<Rc<TokenFacts>>,
+    /// Released role and education-provider values, for the RBAC attributes
+    /// of the decision record only ([`Release::rbac_values`]); never logged.
+    pub rbac_values: Vec<(&'static str, Vec<String>)>,
     /// The JSON of everything above, rendered once when the record is made
     /// for a cached decision (the time is added per request).
     pub rendered: Option<Rc<str>>,
@@ -241,6 +270,51 @@ impl Audit {
     }
 }
 
+/// What the decision record says about a verified token: header facts and
+/// the signed issuer, never a claim value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenFacts {
+    pub issuer: Option<String>,
+    pub kid: Option<String>,
+    pub alg: &'static str,
+}
+
+/// Who a request's token speaks for, as far as the audit may say.
+#[derive(Debug, Clone, Default)]
+struct Who {
+    subject: Option<String>,
+    token: Option<Rc<TokenFacts>>,
+}
+
+impl Audit {
+    /// The decision record of this audit: `status` is the local reply's.
+    pub fn record(&self, status: Option<u16>) -> DecisionRecord<'_> {
+        let outcome = if self.allowed {
+            RecordOutcome::Allow
+        } else {
+            RecordOutcome::Deny
+        };
+        let mut r = DecisionRecord::new(outcome, self.reason);
+        r.provider = Some(&self.provider);
+        r.status = status;
+        r.released = self.released.clone();
+        r.withheld = self.withheld.clone();
+        r.contract_version = Some(&self.contract_version);
+        r.subject = self.subject.as_deref();
+        if let Some(t) = &self.token {
+            r.issuer = t.issuer.as_deref();
+            r.kid = t.kid.as_deref();
+            r.alg = Some(t.alg);
+        }
+        r.released_values = self
+            .rbac_values
+            .iter()
+            .map(|(n, v)| (*n, v.as_slice()))
+            .collect();
+        r
+    }
+}
+
 /// The engine: the compiled configuration and this VM's token cache.
 pub struct Engine {
     pub config: Config,
@@ -258,6 +332,9 @@ struct FixedCounters {
     spoofed: CounterId,
     unmatched: CounterId,
     ambiguous_path: CounterId,
+    cache_hit: CounterId,
+    cache_miss: CounterId,
+    cache_eviction: CounterId,
 }
 
 impl std::fmt::Debug for Engine {
@@ -298,7 +375,7 @@ impl Admitted {
         index: ProviderId,
         provider: &Provider,
         release: Release,
-        subject: Option<String>,
+        who: Who,
         names: &RefCell<Interner>,
     ) -> Admitted {
         let mut names = names.borrow_mut();
@@ -319,7 +396,9 @@ impl Admitted {
             withheld: release.withheld,
             purposes: release.purposes,
             contract_version: provider.contract.version().to_owned(),
-            subject,
+            subject: who.subject,
+            token: who.token,
+            rbac_values: release.rbac_values,
             rendered: None,
         };
         audit.rendered = Some(audit.render_body());
@@ -373,7 +452,7 @@ fn outcome_for(
     claims: &serde_json::Map<String, serde_json::Value>,
     provider_index: ProviderId,
     provider: &Provider,
-    subject: Option<String>,
+    who: Who,
     names: &RefCell<Interner>,
 ) -> Outcome {
     match audience_in(claims, &provider.audiences) {
@@ -381,15 +460,7 @@ fn outcome_for(
         Ok(_) => provider
             .contract
             .apply(claims)
-            .map(|release| {
-                Rc::new(Admitted::new(
-                    provider_index,
-                    provider,
-                    release,
-                    subject,
-                    names,
-                ))
-            })
+            .map(|release| Rc::new(Admitted::new(provider_index, provider, release, who, names)))
             .map_err(|d| Refusal::Contract(d.reason)),
     }
 }
@@ -408,7 +479,7 @@ struct Entry {
     key: Option<[u8; 32]>,
     /// For HS* tokens: the provider whose secret verified it.
     hmac_provider: Option<ProviderId>,
-    subject: Option<String>,
+    who: Who,
     /// Per provider index, computed on first use.
     outcomes: Vec<(ProviderId, Outcome)>,
 }
@@ -425,13 +496,7 @@ impl Entry {
         }
         // A provider this token has not met yet: parse its claims again.
         let o = match self.token.claims() {
-            Ok(claims) => outcome_for(
-                &claims,
-                provider_index,
-                provider,
-                self.subject.clone(),
-                names,
-            ),
+            Ok(claims) => outcome_for(&claims, provider_index, provider, self.who.clone(), names),
             Err(e) => Err(Refusal::Token(e.reason())),
         };
         self.outcomes.push((provider_index, o.clone()));
@@ -477,11 +542,18 @@ impl Engine {
             .as_ref()
             .map(|k| hmac::Key::new(hmac::HMAC_SHA256, k));
         let cache = RefCell::new(Lru::new(config.cache_max_entries, config.cache_max_bytes));
-        let mut names = Interner::default();
+        let mut names = Interner {
+            stat_prefix: config.stat_prefix.clone(),
+            ..Interner::default()
+        };
+        let sp = &config.stat_prefix;
         let fixed = FixedCounters {
-            spoofed: names.id("spoofed_headers_removed"),
-            unmatched: names.id("unmatched"),
-            ambiguous_path: names.id("ambiguous_path"),
+            spoofed: names.id(&format!("spoofed_headers_removed.stat_prefix={sp}")),
+            unmatched: names.id(&format!("unmatched.stat_prefix={sp}.action=strip")),
+            ambiguous_path: names.id(&format!("ambiguous_path.stat_prefix={sp}")),
+            cache_hit: names.id(&format!("token_cache.stat_prefix={sp}.result=hit")),
+            cache_miss: names.id(&format!("token_cache.stat_prefix={sp}.result=miss")),
+            cache_eviction: names.id(&format!("token_cache.stat_prefix={sp}.result=eviction")),
         };
         Engine {
             config,
@@ -531,6 +603,7 @@ impl Engine {
             audit: None,
             wait: None,
             counters: Vec::new(),
+            stripped_tokens: 0,
         };
         if !decision.remove.is_empty() {
             decision.counters.push(self.fixed.spoofed);
@@ -565,9 +638,17 @@ impl Engine {
             keys,
             resumed,
         };
-        match self.admit(provider_index, provider, req, path, ctx) {
-            Ok((admitted, token_removal, _subject)) => {
+        match self.admit(
+            provider_index,
+            provider,
+            req,
+            path,
+            ctx,
+            &mut decision.counters,
+        ) {
+            Ok((admitted, token_removal, _who)) => {
                 if let Some(r) = token_removal {
+                    decision.stripped_tokens = 1;
                     match r {
                         Removal::Remove(name) => decision.remove.push(name),
                         Removal::Set(name, value) => decision.set.push((name, value)),
@@ -579,17 +660,17 @@ impl Engine {
             Err((Refusal::Wait(issuer), _)) => {
                 decision.wait = Some(issuer);
             }
-            Err((refusal, subject)) => {
+            Err((refusal, who)) => {
                 let response = self.render(&refusal);
                 let reason = match refusal {
                     Refusal::Missing => "missing_token",
                     Refusal::KeysUnavailable | Refusal::Wait(_) => "keys_unavailable",
                     Refusal::Token(r) | Refusal::Forbidden(r) | Refusal::Contract(r) => r,
                 };
-                let counter = self
-                    .counters
-                    .borrow_mut()
-                    .id(&format!("provider.{}.denied.{}", provider.id, reason));
+                let counter = self.counters.borrow_mut().id(&format!(
+                    "decisions.stat_prefix={}.provider={}.outcome=deny.reason={reason}",
+                    cfg.stat_prefix, provider.stat_id
+                ));
                 decision.counters.push(counter);
                 decision.audit = Some(Rc::new(Audit {
                     provider: provider.id.clone(),
@@ -600,7 +681,9 @@ impl Engine {
                     withheld: Vec::new(),
                     purposes: Vec::new(),
                     contract_version: provider.contract.version().to_owned(),
-                    subject,
+                    subject: who.subject,
+                    token: who.token,
+                    rbac_values: Vec::new(),
                     rendered: None,
                 }));
                 decision.respond = Some(response);
@@ -619,22 +702,28 @@ impl Engine {
         req: &Request<'_>,
         path: &str,
         ctx: Ctx<'_>,
-    ) -> Result<(Rc<Admitted>, Option<Removal>, Option<String>), (Refusal, Option<String>)> {
+        counted: &mut Vec<CounterId>,
+    ) -> Result<(Rc<Admitted>, Option<Removal>, Who), (Refusal, Who)> {
         let cfg = &self.config;
         let found = match cfg.locations.find(req.headers, path) {
             Ok(Some(found)) => found,
-            Ok(None) => return Err((Refusal::Missing, None)),
-            Err(ExtractError::Ambiguous) => return Err((Refusal::Token("ambiguous_token"), None)),
+            Ok(None) => return Err((Refusal::Missing, Who::default())),
+            Err(ExtractError::Ambiguous) => {
+                return Err((Refusal::Token("ambiguous_token"), Who::default()))
+            }
         };
         if found.token.len() > cfg.max_token_bytes {
-            return Err((Refusal::Token(TokenError::TooLarge.reason()), None));
+            return Err((
+                Refusal::Token(TokenError::TooLarge.reason()),
+                Who::default(),
+            ));
         }
         let key = self.cache_key(&found.token);
-        let finish = |outcome: Outcome, subject: Option<String>| {
-            let release = outcome.map_err(|r| (r, subject.clone()))?;
+        let finish = |outcome: Outcome, who: Who| {
+            let release = outcome.map_err(|r| (r, who.clone()))?;
             let token_removal =
                 (!provider.forward).then(|| removal(&found.carrier, req.headers, path));
-            Ok((release, token_removal, subject))
+            Ok((release, token_removal, who))
         };
 
         let mut ctx = ctx;
@@ -643,34 +732,44 @@ impl Engine {
             if let Some(entry) = cache.get_mut(&key).filter(|e| *e.raw == *found.token) {
                 match self.revalidate(entry, provider_index, &mut ctx) {
                     Hit::Valid => {
+                        counted.push(self.fixed.cache_hit);
                         let outcome = entry.outcome(provider_index, provider, &self.counters);
-                        let subject = entry.subject.clone();
+                        let who = entry.who.clone();
                         drop(cache);
-                        return finish(outcome, subject);
+                        return finish(outcome, who);
                     }
                     Hit::Refused(refusal) => {
+                        counted.push(self.fixed.cache_hit);
                         cache.remove(&key);
-                        return Err((refusal, None));
+                        return Err((refusal, Who::default()));
                     }
                     Hit::Stale => cache.remove(&key),
                 }
             }
         }
+        counted.push(self.fixed.cache_miss);
 
         let verified = self
             .verify(provider, &found.token, ctx)
-            .map_err(|e| (e, None))?;
-        let subject = self.pseudonym(&verified.token);
+            .map_err(|e| (e, Who::default()))?;
+        let who = Who {
+            subject: self.pseudonym(&verified.token),
+            token: Some(Rc::new(TokenFacts {
+                issuer: verified.token.issuer().map(str::to_owned),
+                kid: verified.token.kid().map(str::to_owned),
+                alg: verified.token.alg().name(),
+            })),
+        };
         let outcome = outcome_for(
             verified.token.claims(),
             provider_index,
             provider,
-            subject.clone(),
+            who.clone(),
             &self.counters,
         );
         let entry = Entry {
             raw: found.token.as_str().into(),
-            subject: subject.clone(),
+            who: who.clone(),
             hmac_provider: verified.key.is_none().then_some(provider_index),
             token: verified.token.into_retained(),
             issuer: verified.issuer,
@@ -686,8 +785,9 @@ impl Engine {
             .len()
             .saturating_add(entry.token.size())
             .saturating_add(1024);
-        self.cache.borrow_mut().insert(key, entry, bytes);
-        finish(outcome, subject)
+        let evicted = self.cache.borrow_mut().insert(key, entry, bytes);
+        counted.extend(std::iter::repeat_n(self.fixed.cache_eviction, evicted));
+        finish(outcome, who)
     }
 
     /// The token cache's key: a SipHash, keyed at random per VM, of the

@@ -30,6 +30,7 @@ use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, Metr
 use crate::config::Config;
 use crate::engine::{CounterId, Decision, Engine, Request};
 use crate::jwks::{Fetched, IssuerId, KeyStore, Step};
+use crate::wasm_record::{declare_decision_property, publish_decision};
 
 const METRIC_PREFIX: &str = "mpass_guard.";
 /// Timer granularity for fetch scheduling and parked-request deadlines.
@@ -54,6 +55,15 @@ proxy_wasm::main! {{
 
 fn log(level: LogLevel, msg: &str) {
     let _ = hostcalls::log(level, msg);
+}
+
+/// Microseconds from the host clock (for the decision-time histogram).
+fn now_us() -> u64 {
+    hostcalls::get_current_time()
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
 }
 
 fn now_ms() -> u64 {
@@ -152,6 +162,12 @@ impl Metrics {
             let _ = hostcalls::record_metric(id, value);
         }
     }
+
+    fn histogram(&self, name: &str, value: u64) {
+        if let Some(id) = self.id(name, MetricType::Histogram) {
+            let _ = hostcalls::record_metric(id, value);
+        }
+    }
 }
 
 /// A request parked until its issuer's keys are ready or `deadline_ms`.
@@ -171,6 +187,11 @@ struct Shared {
     audit: RefCell<String>,
     /// When the oldest pending audit line was made.
     audit_since_ms: Cell<u64>,
+    /// Whether the decision property is declared on this root (records are
+    /// written only then: undeclared, Envoy would keep them as bytes).
+    declared: bool,
+    /// `decision_time_us.stat_prefix=<sp>`.
+    decision_time: String,
 }
 
 impl Shared {
@@ -220,6 +241,7 @@ impl Shared {
     /// Decides for the current effective HTTP context and carries it out.
     /// Returns `None` when the request was parked.
     fn run(&self, context_id: u32, resumed: bool) -> Option<Action> {
+        let started_us = now_us();
         let headers: Vec<(String, String)> =
             match hostcalls::get_map_bytes(MapType::HttpRequestHeaders) {
                 Ok(list) => list
@@ -269,7 +291,24 @@ impl Shared {
             });
             return None;
         }
-        Some(self.carry_out(decision, now))
+        let action = self.carry_out(decision, now);
+        let took = now_us().saturating_sub(started_us);
+        self.metrics.histogram(&self.decision_time, took);
+        Some(action)
+    }
+
+    /// Writes the decision record to filter state, once per decision. A
+    /// failure is logged without the record.
+    fn publish(&self, decision: &Decision) {
+        if !self.declared {
+            return;
+        }
+        if let Err(status) = publish_decision(&decision.record()) {
+            log(
+                LogLevel::Warn,
+                &format!("mpass-guard: decision record not written (host status {status})"),
+            );
+        }
     }
 
     fn carry_out(&self, decision: Decision, now: u64) -> Action {
@@ -277,7 +316,13 @@ impl Shared {
         for counter in decision.counter_ids() {
             self.metrics.count(&self.engine, counter, batch);
         }
-        if let Some(audit) = &decision.audit {
+        // Before any local reply: the access log reads the record either way.
+        self.publish(&decision);
+        if let Some(audit) = decision
+            .audit
+            .as_ref()
+            .filter(|_| self.engine.config.audit_log)
+        {
             self.audit(audit, now);
         }
         if let Some(resp) = &decision.respond {
@@ -390,15 +435,14 @@ impl Context for Root {
                 return;
             };
             let event = remote.on_fetched(now, &step, fetched);
-            let label = stats_label(&remote.issuer);
-            let outcome = if event.ok { "fetch_ok" } else { "fetch_failed" };
+            let dims = issuer_dims(&shared.engine.config.stat_prefix, &remote.issuer);
+            let result = if event.ok { "ok" } else { "failed" };
             shared
                 .metrics
-                .increment(&format!("issuer.{label}.{outcome}"));
-            shared.metrics.gauge(
-                &format!("issuer.{label}.keys_in_use"),
-                remote.key_count() as u64,
-            );
+                .increment(&format!("key_fetch.{dims}.result={result}"));
+            shared
+                .metrics
+                .gauge(&format!("keys_in_use.{dims}"), remote.key_count() as u64);
             log(
                 if event.ok {
                     LogLevel::Info
@@ -452,10 +496,10 @@ impl Root {
                 }
                 Err(_) => {
                     let event = remote.on_fetched(now, &step, Fetched::Failed);
-                    let label = stats_label(&remote.issuer);
+                    let dims = issuer_dims(&shared.engine.config.stat_prefix, &remote.issuer);
                     shared
                         .metrics
-                        .increment(&format!("issuer.{label}.fetch_failed"));
+                        .increment(&format!("key_fetch.{dims}.result=failed"));
                     log(
                         LogLevel::Warn,
                         &format!(
@@ -475,6 +519,20 @@ impl RootContext for Root {
     }
 
     fn on_configure(&mut self, _size: usize) -> bool {
+        // Defined (at 0) on every configure, so `increase()` sees the first one.
+        let rejected = hostcalls::define_metric(
+            MetricType::Counter,
+            &format!("{METRIC_PREFIX}config_rejected"),
+        )
+        .ok();
+        let refuse = |serving: bool| {
+            // A refusal while a previous configuration keeps serving.
+            if let (true, Some(id)) = (serving, rejected) {
+                let _ = hostcalls::increment_metric(id, 1);
+            }
+            false
+        };
+        let serving = self.shared.is_some();
         let bytes = match hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX) {
             Ok(Some(b)) => b,
             _ => {
@@ -482,7 +540,7 @@ impl RootContext for Root {
                     LogLevel::Error,
                     "mpass-guard: configuration rejected: no plugin configuration",
                 );
-                return false;
+                return refuse(serving);
             }
         };
         match Config::load(&bytes, &|name| std::env::var(name).ok()) {
@@ -493,11 +551,22 @@ impl RootContext for Root {
                 log(
                     LogLevel::Info,
                     &format!(
-                        "mpass-guard: configuration loaded: {} issuer(s), {} provider(s)",
+                        "mpass-guard {}: configuration loaded: {} issuer(s), {} provider(s), stat_prefix {}",
+                        crate::VERSION,
                         config.issuers.len(),
-                        config.providers.len()
+                        config.providers.len(),
+                        config.stat_prefix
                     ),
                 );
+                let version = crate::VERSION.replace('.', "_");
+                if let Ok(id) = hostcalls::define_metric(
+                    MetricType::Gauge,
+                    &format!("{METRIC_PREFIX}build_info.version={version}"),
+                ) {
+                    let _ = hostcalls::record_metric(id, 1);
+                }
+                let declared = declare_decision_property();
+                let decision_time = format!("decision_time_us.stat_prefix={}", config.stat_prefix);
                 let keys = KeyStore::new(&config.issuers);
                 let remote = keys.has_remote();
                 let batching = config.audit_flush_ms > 0;
@@ -513,6 +582,8 @@ impl RootContext for Root {
                     metrics: Metrics::default(),
                     audit: RefCell::new(String::new()),
                     audit_since_ms: Cell::new(0),
+                    declared,
+                    decision_time,
                 }));
                 self.calls.clear();
                 if remote || batching {
@@ -525,7 +596,7 @@ impl RootContext for Root {
                     LogLevel::Error,
                     &format!("mpass-guard: configuration rejected: {e}"),
                 );
-                false
+                refuse(serving)
             }
         }
     }
@@ -541,10 +612,10 @@ impl RootContext for Root {
             let keys = shared.keys.borrow();
             for (_, remote) in keys.remote() {
                 if let Some(age) = remote.age_secs(now) {
-                    shared.metrics.gauge(
-                        &format!("issuer.{}.key_set_age_seconds", stats_label(&remote.issuer)),
-                        age,
-                    );
+                    let dims = issuer_dims(&shared.engine.config.stat_prefix, &remote.issuer);
+                    shared
+                        .metrics
+                        .gauge(&format!("key_set_age_seconds.{dims}"), age);
                 }
             }
         }
@@ -563,6 +634,11 @@ impl RootContext for Root {
     fn get_type(&self) -> Option<ContextType> {
         Some(ContextType::HttpContext)
     }
+}
+
+/// `stat_prefix=<sp>.issuer=<host label>`: the dimensions of issuer metrics.
+fn issuer_dims(stat_prefix: &str, issuer: &str) -> String {
+    format!("stat_prefix={stat_prefix}.issuer={}", stats_label(issuer))
 }
 
 /// A stats-safe label for an issuer URL: its host with dots as underscores.

@@ -69,7 +69,7 @@ fn a_path_that_reads_as_another_providers_once_normalised_is_refused() {
         assert!(d.headers().count() == 0, "{path}: nothing released");
         assert!(engine
             .counter_names(&d)
-            .contains(&"ambiguous_path".to_owned()));
+            .contains(&"ambiguous_path.stat_prefix=main".to_owned()));
     }
 }
 
