@@ -160,7 +160,7 @@ def test_each_decision_is_one_complete_access_log_record_at_warn_level(logged, u
     staff_rec = by_id["rid-staff"]["mpass_guard"]["value"]
     assert staff_rec["provider"] == "shop"
     assert staff_rec["decision"] == "allow" and staff_rec["reason"] == "ok"
-    assert staff_rec["released"] == ["urn:mpass.id:uid", "given_name", "email"]
+    assert staff_rec["released"] == ["given_name", "urn:mpass.id:uid", "email"]
     assert re.fullmatch(r"[0-9a-f]{16}", staff_rec["contract_version"]), staff_rec
     assert re.fullmatch(r"[0-9a-f]{32}", staff_rec["subject"]), staff_rec
     assert staff_rec["issuer"] == ISS_MAIN
