@@ -16,8 +16,7 @@
 use mpass_guard::alg::Alg;
 use mpass_guard::claims;
 use mpass_guard::config::Config;
-use mpass_guard::engine::{Decision, Engine, Request};
-use mpass_guard::jwks::KeyStore;
+use mpass_guard::engine::{Decision, Engine, Outcome, Request, VmState};
 use mpass_guard::mint;
 use mpass_guard::render;
 use serde_json::{json, Map, Value};
@@ -97,10 +96,14 @@ fn config_json() -> Value {
     })
 }
 
-fn engine() -> Engine {
+fn config() -> Config {
     let bytes = serde_json::to_vec(&config_json()).unwrap();
     let env = |name: &str| (name == "PSEUDONYM_KEY").then(|| PSEUDONYM_KEY.to_owned());
-    Engine::new(Config::load(&bytes, &env).unwrap())
+    Config::load(&bytes, &env).unwrap()
+}
+
+fn engine() -> Engine {
+    Engine::new(config())
 }
 
 fn token(claims: &Map<String, Value>) -> String {
@@ -131,7 +134,7 @@ fn spoofed() -> Vec<(String, String)> {
     .collect()
 }
 
-fn handle(engine: &Engine, path: &str, token: Option<&str>) -> Decision {
+fn handle(engine: &Engine, path: &str, token: Option<&str>) -> (Outcome, VmState) {
     let mut headers = vec![
         (":authority".to_owned(), "app.example.fi".to_owned()),
         (":path".to_owned(), path.to_owned()),
@@ -141,12 +144,13 @@ fn handle(engine: &Engine, path: &str, token: Option<&str>) -> Decision {
         headers.push(("authorization".to_owned(), format!("Bearer {t}")));
     }
     headers.extend(spoofed());
-    let mut keys = KeyStore::new(&engine.config.issuers);
+    let mut vm = engine.new_state();
     let req = Request {
         headers: &headers,
         route_name: None,
     };
-    engine.handle(&req, u64::try_from(NOW_S).unwrap() * 1000, &mut keys, false)
+    let d = engine.handle(&req, u64::try_from(NOW_S).unwrap() * 1000, &mut vm, false);
+    (d, vm)
 }
 
 /// Every string a claim carries, and the `;`-separated parts of it: none of
@@ -520,60 +524,58 @@ fn cases() -> Vec<Case> {
     ]
 }
 
-/// The counters of a decision without the token cache's (a case may meet
-/// a token an earlier case left in the cache).
-fn decision_counters(engine: &Engine, d: &Decision) -> Vec<String> {
-    engine
-        .counter_names(d)
-        .into_iter()
-        .filter(|n| !n.starts_with("token_cache."))
-        .collect()
-}
-
 fn expected_counters(provider: &str, released: &[&str], withheld: &[&str]) -> Vec<String> {
     let alias = |n: &str| claims::lookup(n).map_or(n.to_owned(), |(a, _)| a.alias.to_owned());
-    let dims = format!("stat_prefix=main.provider={provider}");
     let mut out = vec![
         "spoofed_headers_removed.stat_prefix=main".to_owned(),
-        format!("decisions.{dims}.outcome=allow.reason=ok"),
+        "token_cache.stat_prefix=main.result=miss".to_owned(),
+        format!("decisions.stat_prefix=main.provider={provider}.outcome=allow.reason=ok"),
     ];
-    out.extend(
-        released
-            .iter()
-            .map(|a| format!("released.{dims}.attribute={}", alias(a))),
-    );
-    out.extend(
-        withheld
-            .iter()
-            .map(|a| format!("withheld.{dims}.attribute={}", alias(a))),
-    );
+    out.extend(released.iter().map(|a| {
+        format!(
+            "released.stat_prefix=main.provider={provider}.attribute={}",
+            alias(a)
+        )
+    }));
+    out.extend(withheld.iter().map(|a| {
+        format!(
+            "withheld.stat_prefix=main.provider={provider}.attribute={}",
+            alias(a)
+        )
+    }));
     out
 }
 
 #[test]
 fn every_contract_gives_its_upstream_exactly_what_it_allows_and_nothing_else() {
     let engine = engine();
+    let config = config();
     for case in cases() {
         let name = case.name;
         let token = token(&case.claims);
-        let d = handle(&engine, case.path, Some(&token));
-        let version = engine
-            .config
+        let (d, vm) = handle(&engine, case.path, Some(&token));
+        let version = config
             .providers
             .iter()
             .find(|p| p.id == case.provider)
             .map(|p| p.contract.version().to_owned())
             .unwrap();
 
-        // Spoofed identity headers are removed on every path, allowed or not.
-        for (spoof, _) in spoofed() {
-            assert!(
-                d.remove.contains(&spoof),
-                "{name}: {spoof} not removed: {:?}",
-                d.remove
-            );
+        // Spoofed identity headers are removed on every forwarded path; a
+        // refused request never reaches the upstream at all.
+        match &d.decision {
+            Decision::Forward { remove, .. } => {
+                for (spoof, _) in spoofed() {
+                    assert!(
+                        remove.contains(&spoof),
+                        "{name}: {spoof} not removed: {remove:?}"
+                    );
+                }
+            }
+            Decision::Respond(_) => {}
+            Decision::Wait(w) => panic!("{name}: parked for {w:?}"),
         }
-        for (h, v) in d.headers() {
+        for (h, v) in d.decision.headers() {
             assert!(!v.contains(SPOOF), "{name}: {h} carries a spoofed value");
             assert!(render::is_safe_header_value(v), "{name}: {h}: {v:?}");
             assert!(!v.contains(&token), "{name}: the token is in {h}");
@@ -598,13 +600,19 @@ fn every_contract_gives_its_upstream_exactly_what_it_allows_and_nothing_else() {
                 released,
                 withheld,
             } => {
-                assert!(d.respond.is_none(), "{name}: refused: {:?}", d.respond);
                 assert!(
-                    d.remove.contains(&"authorization".to_owned()),
+                    d.decision.response().is_none(),
+                    "{name}: refused: {:?}",
+                    d.decision.response()
+                );
+                assert!(
+                    d.decision.removals().contains(&"authorization".to_owned()),
                     "{name}: token kept"
                 );
-                let (payload_set, got): (Vec<_>, Vec<_>) =
-                    d.headers().partition(|(h, _)| *h == "x-shop-claims");
+                let (payload_set, got): (Vec<_>, Vec<_>) = d
+                    .decision
+                    .headers()
+                    .partition(|(h, _)| *h == "x-shop-claims");
                 assert_eq!(got, set, "{name}");
                 match payload {
                     Some(p) => {
@@ -620,7 +628,7 @@ fn every_contract_gives_its_upstream_exactly_what_it_allows_and_nothing_else() {
                 assert_eq!(audit_json["status"], 200, "{name}");
                 assert_eq!(audit_json["reason"], "ok", "{name}");
                 assert_eq!(
-                    decision_counters(&engine, &d),
+                    vm.counter_names(&d),
                     expected_counters(case.provider, &released, &withheld),
                     "{name}"
                 );
@@ -630,19 +638,24 @@ fn every_contract_gives_its_upstream_exactly_what_it_allows_and_nothing_else() {
                 body,
                 reason,
             } => {
-                let resp = d.respond.clone().expect("a local reply");
+                let resp = d.decision.response().cloned().expect("a local reply");
                 assert_eq!(resp.status, status, "{name}");
                 assert_eq!(resp.body, body, "{name}");
                 assert_no_claim_value(&resp.body, &case.claims, name);
-                assert_eq!(d.headers().count(), 0, "{name}: headers set on a refusal");
+                assert_eq!(
+                    d.decision.headers().count(),
+                    0,
+                    "{name}: headers set on a refusal"
+                );
                 assert_eq!(audit_json["decision"], "deny", "{name}");
                 assert_eq!(audit_json["status"], status, "{name}");
                 assert_eq!(audit_json["reason"], reason, "{name}");
                 assert_eq!(audit_json["released"], json!([]), "{name}");
                 assert_eq!(
-                    decision_counters(&engine, &d),
+                    vm.counter_names(&d),
                     vec![
                         "spoofed_headers_removed.stat_prefix=main".to_owned(),
+                        "token_cache.stat_prefix=main.result=miss".to_owned(),
                         format!(
                             "decisions.stat_prefix=main.provider={}.outcome=deny.reason={reason}",
                             case.provider
@@ -658,8 +671,8 @@ fn every_contract_gives_its_upstream_exactly_what_it_allows_and_nothing_else() {
 #[test]
 fn a_request_without_a_token_is_refused_with_a_bearer_challenge_and_no_subject() {
     let engine = engine();
-    let d = handle(&engine, "/shop/basket", None);
-    let resp = d.respond.clone().expect("a local reply");
+    let (d, vm) = handle(&engine, "/shop/basket", None);
+    let resp = d.decision.response().cloned().expect("a local reply");
     assert_eq!(resp.status, 401);
     assert_eq!(resp.body, r#"{"error":"missing_token"}"#);
     assert!(resp.headers.contains(&(
@@ -669,7 +682,7 @@ fn a_request_without_a_token_is_refused_with_a_bearer_challenge_and_no_subject()
     let audit = d.audit.clone().expect("an audit record");
     assert_eq!(audit.reason, "missing_token");
     assert_eq!(audit.subject, None);
-    assert!(engine.counter_names(&d).contains(
+    assert!(vm.counter_names(&d).contains(
         &"decisions.stat_prefix=main.provider=webshop.outcome=deny.reason=missing_token".to_owned()
     ));
 }
@@ -678,9 +691,14 @@ fn a_request_without_a_token_is_refused_with_a_bearer_challenge_and_no_subject()
 fn the_same_token_gives_two_providers_different_releases() {
     let engine = engine();
     let token = token(&fixture("teacher"));
-    let names = |d: &Decision| d.headers().map(|(h, _)| h.to_owned()).collect::<Vec<_>>();
-    let shop = handle(&engine, "/shop/x", Some(&token));
-    let second = handle(&engine, "/second/x", Some(&token));
+    let names = |d: &Outcome| {
+        d.decision
+            .headers()
+            .map(|(h, _)| h.to_owned())
+            .collect::<Vec<_>>()
+    };
+    let (shop, _) = handle(&engine, "/shop/x", Some(&token));
+    let (second, _) = handle(&engine, "/second/x", Some(&token));
     assert_eq!(
         names(&shop),
         ["x-shop-first-name", "x-mpass-uid", "x-shop-claims"]
@@ -696,9 +714,11 @@ fn the_subject_pseudonym_is_stable_keyed_and_not_the_subject() {
     let engine = engine();
     let claims = fixture("staff");
     let a = handle(&engine, "/shop/x", Some(&token(&claims)))
+        .0
         .audit
         .unwrap();
     let b = handle(&engine, "/gate/x", Some(&token(&claims)))
+        .0
         .audit
         .unwrap();
     assert_eq!(
@@ -708,6 +728,7 @@ fn the_subject_pseudonym_is_stable_keyed_and_not_the_subject() {
     let sub = claims["sub"].as_str().unwrap();
     assert!(!a.to_json(NOW_S).contains(sub));
     let other = handle(&engine, "/shop/x", Some(&token(&fixture("teacher"))))
+        .0
         .audit
         .unwrap();
     assert_ne!(a.subject, other.subject);
@@ -716,11 +737,13 @@ fn the_subject_pseudonym_is_stable_keyed_and_not_the_subject() {
 #[test]
 fn an_unprotected_path_passes_but_spoofed_headers_are_still_removed() {
     let engine = engine();
-    let d = handle(&engine, "/public/info", None);
-    assert!(d.respond.is_none() && d.audit.is_none() && d.headers().count() == 0);
-    assert_eq!(d.remove.len(), spoofed().len());
+    let (d, vm) = handle(&engine, "/public/info", None);
+    assert!(
+        d.decision.response().is_none() && d.audit.is_none() && d.decision.headers().count() == 0
+    );
+    assert_eq!(d.decision.removals().len(), spoofed().len());
     assert_eq!(
-        engine.counter_names(&d),
+        vm.counter_names(&d),
         [
             "spoofed_headers_removed.stat_prefix=main",
             "unmatched.stat_prefix=main.action=strip"
@@ -733,13 +756,12 @@ fn the_decision_record_names_the_token_and_carries_only_released_roles_for_rbac(
     let engine = engine();
     // The teacher holds role 2 in Mansikkala and 6 in Äänekoski; `second`
     // is permitted by Äänekoski only.
-    let d = handle(&engine, "/second/page", Some(&token(&fixture("teacher"))));
-    assert!(d.respond.is_none(), "{:?}", d.respond);
+    let (d, _vm) = handle(&engine, "/second/page", Some(&token(&fixture("teacher"))));
+    assert!(d.decision.response().is_none());
     let record = d.record();
     assert_eq!(record.provider, Some("second"));
     assert_eq!(record.decision.as_str(), "allow");
-    assert_eq!(record.reason, "ok");
-    assert_eq!(record.status, None);
+    assert_eq!((record.reason, record.status), ("ok", None));
     assert_eq!(record.issuer, Some(ISS));
     assert_eq!(record.kid, Some("rsa-a"));
     assert_eq!(record.alg, Some("RS256"));
@@ -747,10 +769,6 @@ fn the_decision_record_names_the_token_and_carries_only_released_roles_for_rbac(
     assert_eq!(record.subject.map(str::len), Some(32));
     let audit = d.audit.clone().unwrap();
     assert_eq!(record.released, audit.released);
-    assert_eq!(
-        record.contract_version,
-        Some(audit.contract_version.as_str())
-    );
     let attributes = record.attributes();
     assert_eq!(attributes.role_codes, ["6"]);
     assert_eq!(attributes.organisations, ["1.2.246.562.10.00000000004"]);
@@ -760,7 +778,7 @@ fn the_decision_record_names_the_token_and_carries_only_released_roles_for_rbac(
 #[test]
 fn a_provider_that_releases_no_role_gives_rbac_no_roles() {
     let engine = engine();
-    let d = handle(&engine, "/shop/basket", Some(&token(&fixture("teacher"))));
+    let (d, _vm) = handle(&engine, "/shop/basket", Some(&token(&fixture("teacher"))));
     let attributes = d.record().attributes();
     assert!(attributes.role_codes.is_empty() && attributes.org_roles.is_empty());
 }
@@ -768,38 +786,17 @@ fn a_provider_that_releases_no_role_gives_rbac_no_roles() {
 #[test]
 fn refused_and_unmatched_requests_have_a_record_too() {
     let engine = engine();
-    let missing = handle(&engine, "/shop/basket", None);
+    let (missing, _vm) = handle(&engine, "/shop/basket", None);
     let r = missing.record();
     assert_eq!(
         (r.provider, r.decision.as_str(), r.reason, r.status),
         (Some("webshop"), "deny", "missing_token", Some(401))
     );
     assert_eq!((r.issuer, r.kid, r.stripped_tokens), (None, None, 0));
-    let unmatched = handle(&engine, "/public/info", None);
+    let (unmatched, _vm) = handle(&engine, "/public/info", None);
     let r = unmatched.record();
     assert_eq!(
         (r.provider, r.decision.as_str(), r.status),
         (None, "unmatched", None)
-    );
-}
-
-#[test]
-fn a_repeated_token_is_a_cache_hit_and_a_new_one_a_miss() {
-    let engine = engine();
-    let t = token(&fixture("teacher"));
-    let names = |d: &Decision| -> Vec<String> {
-        engine
-            .counter_names(d)
-            .into_iter()
-            .filter(|n| n.starts_with("token_cache."))
-            .collect()
-    };
-    assert_eq!(
-        names(&handle(&engine, "/shop/basket", Some(&t))),
-        ["token_cache.stat_prefix=main.result=miss"]
-    );
-    assert_eq!(
-        names(&handle(&engine, "/shop/basket", Some(&t))),
-        ["token_cache.stat_prefix=main.result=hit"]
     );
 }
