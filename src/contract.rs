@@ -222,6 +222,10 @@ pub struct Release {
     /// payload header and the signed token carry. Built only when the
     /// contract has a `payload_header` or a `signed_token`.
     pub claims: Option<Map<String, Value>>,
+    /// The released values of role and education-provider attributes, as
+    /// the upstream receives them: all the decision metadata may carry for
+    /// RBAC (see [`crate::metadata`]). Other attributes' values are not kept.
+    pub rbac_values: Vec<(&'static str, Vec<String>)>,
 }
 
 /// A read-only view of one compiled release rule.

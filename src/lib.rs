@@ -23,6 +23,7 @@ pub mod forward;
 pub mod http;
 pub mod jwks;
 pub mod keys;
+pub mod metadata;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod mint;
 pub mod minted;
@@ -41,3 +42,5 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 #[cfg(target_arch = "wasm32")]
 mod wasm;
+#[cfg(target_arch = "wasm32")]
+mod wasm_record;

@@ -29,10 +29,11 @@ use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, Metr
 
 use crate::config::Config;
 use crate::engine::counters::{
-    issuer_fetch_name, issuer_key_set_age_name, issuer_keys_in_use_name,
+    decision_time_name, issuer_fetch_name, issuer_key_set_age_name, issuer_keys_in_use_name,
 };
 use crate::engine::{CounterId, Decision, Engine, Outcome, Pushed, Request, VmState, WaitFor};
 use crate::jwks::{Fetched, IssuerId, Step};
+use crate::wasm_record::{declare_decision_property, publish_decision};
 
 const METRIC_PREFIX: &str = "mpass_guard.";
 /// Timer granularity for fetch scheduling and parked-request deadlines.
@@ -55,6 +56,15 @@ proxy_wasm::main! {{
 
 fn log(level: LogLevel, msg: &str) {
     let _ = hostcalls::log(level, msg);
+}
+
+/// Microseconds from the host clock (for the decision-time histogram).
+fn now_us() -> u64 {
+    hostcalls::get_current_time()
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
 }
 
 fn now_ms() -> u64 {
@@ -153,6 +163,12 @@ impl Metrics {
             let _ = hostcalls::record_metric(id, value);
         }
     }
+
+    fn histogram(&self, name: &str, value: u64) {
+        if let Some(id) = self.id(name, MetricType::Histogram) {
+            let _ = hostcalls::record_metric(id, value);
+        }
+    }
 }
 
 /// State shared by the root context and every HTTP context of one VM.
@@ -161,6 +177,11 @@ struct Shared {
     /// Never borrowed across a host call that could re-enter the VM.
     state: RefCell<VmState>,
     metrics: Metrics,
+    /// Whether the decision property is declared on this root (records are
+    /// written only then: undeclared, Envoy would keep them as bytes).
+    declared: bool,
+    /// `decision_time_us.stat_prefix=<sp>`.
+    decision_time: String,
 }
 
 impl Shared {
@@ -197,6 +218,7 @@ impl Shared {
     /// Decides for the current effective HTTP context and carries it out.
     /// Returns `None` when the request was parked.
     fn run(&self, context_id: u32, resumed: bool) -> Option<Action> {
+        let started_us = now_us();
         let headers: Vec<(String, String)> =
             match hostcalls::get_map_bytes(MapType::HttpRequestHeaders) {
                 Ok(list) => list
@@ -238,7 +260,24 @@ impl Shared {
             }
             outcome
         };
-        Some(self.carry_out(outcome, now))
+        let action = self.carry_out(outcome, now);
+        let took = now_us().saturating_sub(started_us);
+        self.metrics.histogram(&self.decision_time, took);
+        Some(action)
+    }
+
+    /// Writes the decision record to filter state, once per decision. A
+    /// failure is logged without the record.
+    fn publish(&self, outcome: &Outcome) {
+        if !self.declared {
+            return;
+        }
+        if let Err(status) = publish_decision(&outcome.record()) {
+            log(
+                LogLevel::Warn,
+                &format!("mpass-guard: decision record not written (host status {status})"),
+            );
+        }
     }
 
     fn carry_out(&self, outcome: Outcome, now: u64) -> Action {
@@ -249,7 +288,9 @@ impl Shared {
                 self.metrics.count(&state, counter, batch);
             }
         }
-        if let Some(audit) = &outcome.audit {
+        // Before any local reply: the access log reads the record either way.
+        self.publish(&outcome);
+        if let Some(audit) = outcome.audit.as_ref().filter(|_| self.engine.audit_log()) {
             self.audit(audit, now);
         }
         let decision = &outcome.decision;
@@ -357,11 +398,12 @@ impl Context for Root {
                 return;
             };
             let event = remote.on_fetched(now, &step, fetched);
+            let sp = shared.engine.stat_prefix();
             shared
                 .metrics
-                .increment(&issuer_fetch_name(&remote.issuer, event.ok));
+                .increment(&issuer_fetch_name(sp, &remote.issuer, event.ok));
             shared.metrics.gauge(
-                &issuer_keys_in_use_name(&remote.issuer),
+                &issuer_keys_in_use_name(sp, &remote.issuer),
                 remote.key_count() as u64,
             );
             log(
@@ -417,9 +459,11 @@ impl Root {
                 }
                 Err(_) => {
                     let event = remote.on_fetched(now, &step, Fetched::Failed);
-                    shared
-                        .metrics
-                        .increment(&issuer_fetch_name(&remote.issuer, false));
+                    shared.metrics.increment(&issuer_fetch_name(
+                        shared.engine.stat_prefix(),
+                        &remote.issuer,
+                        false,
+                    ));
                     log(
                         LogLevel::Warn,
                         &format!(
@@ -439,6 +483,20 @@ impl RootContext for Root {
     }
 
     fn on_configure(&mut self, _size: usize) -> bool {
+        // Defined (at 0) on every configure, so `increase()` sees the first one.
+        let rejected = hostcalls::define_metric(
+            MetricType::Counter,
+            &format!("{METRIC_PREFIX}config_rejected"),
+        )
+        .ok();
+        let serving = self.shared.is_some();
+        let refuse = || {
+            // A refusal while a previous configuration keeps serving.
+            if let (true, Some(id)) = (serving, rejected) {
+                let _ = hostcalls::increment_metric(id, 1);
+            }
+            false
+        };
         let bytes = match hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX) {
             Ok(Some(b)) => b,
             _ => {
@@ -446,7 +504,7 @@ impl RootContext for Root {
                     LogLevel::Error,
                     "mpass-guard: configuration rejected: no plugin configuration",
                 );
-                return false;
+                return refuse();
             }
         };
         match Config::load(&bytes, &|name| std::env::var(name).ok()) {
@@ -459,9 +517,20 @@ impl RootContext for Root {
                 log(
                     LogLevel::Info,
                     &format!(
-                        "mpass-guard: configuration loaded: {issuers} issuer(s), {providers} provider(s)"
+                        "mpass-guard {}: configuration loaded: {issuers} issuer(s), {providers} provider(s), stat_prefix {}",
+                        crate::VERSION,
+                        engine.stat_prefix()
                     ),
                 );
+                let version = crate::VERSION.replace('.', "_");
+                if let Ok(id) = hostcalls::define_metric(
+                    MetricType::Gauge,
+                    &format!("{METRIC_PREFIX}build_info.version={version}"),
+                ) {
+                    let _ = hostcalls::record_metric(id, 1);
+                }
+                let declared = declare_decision_property();
+                let decision_time = decision_time_name(engine.stat_prefix());
                 let state = engine.new_state();
                 let remote = state.keys.has_remote();
                 let batching = state.audit.is_batching();
@@ -474,6 +543,8 @@ impl RootContext for Root {
                     engine: Rc::new(engine),
                     state: RefCell::new(state),
                     metrics: Metrics::default(),
+                    declared,
+                    decision_time,
                 }));
                 self.calls.clear();
                 if remote || batching {
@@ -486,7 +557,7 @@ impl RootContext for Root {
                     LogLevel::Error,
                     &format!("mpass-guard: configuration rejected: {e}"),
                 );
-                false
+                refuse()
             }
         }
     }
@@ -502,9 +573,10 @@ impl RootContext for Root {
             let state = shared.state.borrow();
             for (_, remote) in state.keys.remote() {
                 if let Some(age) = remote.age_secs(now) {
-                    shared
-                        .metrics
-                        .gauge(&issuer_key_set_age_name(&remote.issuer), age);
+                    shared.metrics.gauge(
+                        &issuer_key_set_age_name(shared.engine.stat_prefix(), &remote.issuer),
+                        age,
+                    );
                 }
             }
         }

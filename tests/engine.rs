@@ -527,19 +527,22 @@ fn cases() -> Vec<Case> {
 fn expected_counters(provider: &str, released: &[&str], withheld: &[&str]) -> Vec<String> {
     let alias = |n: &str| claims::lookup(n).map_or(n.to_owned(), |(a, _)| a.alias.to_owned());
     let mut out = vec![
-        "spoofed_headers_removed".to_owned(),
-        format!("provider.{provider}.allowed"),
+        "spoofed_headers_removed.stat_prefix=main".to_owned(),
+        "token_cache.stat_prefix=main.result=miss".to_owned(),
+        format!("decisions.stat_prefix=main.provider={provider}.outcome=allow.reason=ok"),
     ];
-    out.extend(
-        released
-            .iter()
-            .map(|a| format!("provider.{provider}.released.{}", alias(a))),
-    );
-    out.extend(
-        withheld
-            .iter()
-            .map(|a| format!("provider.{provider}.withheld.{}", alias(a))),
-    );
+    out.extend(released.iter().map(|a| {
+        format!(
+            "released.stat_prefix=main.provider={provider}.attribute={}",
+            alias(a)
+        )
+    }));
+    out.extend(withheld.iter().map(|a| {
+        format!(
+            "withheld.stat_prefix=main.provider={provider}.attribute={}",
+            alias(a)
+        )
+    }));
     out
 }
 
@@ -651,8 +654,12 @@ fn every_contract_gives_its_upstream_exactly_what_it_allows_and_nothing_else() {
                 assert_eq!(
                     vm.counter_names(&d),
                     vec![
-                        "spoofed_headers_removed".to_owned(),
-                        format!("provider.{}.denied.{reason}", case.provider)
+                        "spoofed_headers_removed.stat_prefix=main".to_owned(),
+                        "token_cache.stat_prefix=main.result=miss".to_owned(),
+                        format!(
+                            "decisions.stat_prefix=main.provider={}.outcome=deny.reason={reason}",
+                            case.provider
+                        )
                     ],
                     "{name}"
                 );
@@ -675,9 +682,9 @@ fn a_request_without_a_token_is_refused_with_a_bearer_challenge_and_no_subject()
     let audit = d.audit.clone().expect("an audit record");
     assert_eq!(audit.reason, "missing_token");
     assert_eq!(audit.subject, None);
-    assert!(vm
-        .counter_names(&d)
-        .contains(&"provider.webshop.denied.missing_token".to_owned()));
+    assert!(vm.counter_names(&d).contains(
+        &"decisions.stat_prefix=main.provider=webshop.outcome=deny.reason=missing_token".to_owned()
+    ));
 }
 
 #[test]
@@ -737,6 +744,59 @@ fn an_unprotected_path_passes_but_spoofed_headers_are_still_removed() {
     assert_eq!(d.decision.removals().len(), spoofed().len());
     assert_eq!(
         vm.counter_names(&d),
-        ["spoofed_headers_removed", "unmatched"]
+        [
+            "spoofed_headers_removed.stat_prefix=main",
+            "unmatched.stat_prefix=main.action=strip"
+        ]
+    );
+}
+
+#[test]
+fn the_decision_record_names_the_token_and_carries_only_released_roles_for_rbac() {
+    let engine = engine();
+    // The teacher holds role 2 in Mansikkala and 6 in Äänekoski; `second`
+    // is permitted by Äänekoski only.
+    let (d, _vm) = handle(&engine, "/second/page", Some(&token(&fixture("teacher"))));
+    assert!(d.decision.response().is_none());
+    let record = d.record();
+    assert_eq!(record.provider, Some("second"));
+    assert_eq!(record.decision.as_str(), "allow");
+    assert_eq!((record.reason, record.status), ("ok", None));
+    assert_eq!(record.issuer, Some(ISS));
+    assert_eq!(record.kid, Some("rsa-a"));
+    assert_eq!(record.alg, Some("RS256"));
+    assert_eq!(record.stripped_tokens, 1);
+    assert_eq!(record.subject.map(str::len), Some(32));
+    let audit = d.audit.clone().unwrap();
+    assert_eq!(record.released, audit.released);
+    let attributes = record.attributes();
+    assert_eq!(attributes.role_codes, ["6"]);
+    assert_eq!(attributes.organisations, ["1.2.246.562.10.00000000004"]);
+    assert_eq!(attributes.org_roles, ["1.2.246.562.10.00000000004:6"]);
+}
+
+#[test]
+fn a_provider_that_releases_no_role_gives_rbac_no_roles() {
+    let engine = engine();
+    let (d, _vm) = handle(&engine, "/shop/basket", Some(&token(&fixture("teacher"))));
+    let attributes = d.record().attributes();
+    assert!(attributes.role_codes.is_empty() && attributes.org_roles.is_empty());
+}
+
+#[test]
+fn refused_and_unmatched_requests_have_a_record_too() {
+    let engine = engine();
+    let (missing, _vm) = handle(&engine, "/shop/basket", None);
+    let r = missing.record();
+    assert_eq!(
+        (r.provider, r.decision.as_str(), r.reason, r.status),
+        (Some("webshop"), "deny", "missing_token", Some(401))
+    );
+    assert_eq!((r.issuer, r.kid, r.stripped_tokens), (None, None, 0));
+    let (unmatched, _vm) = handle(&engine, "/public/info", None);
+    let r = unmatched.record();
+    assert_eq!(
+        (r.provider, r.decision.as_str(), r.status),
+        (None, "unmatched", None)
     );
 }

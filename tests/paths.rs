@@ -70,7 +70,9 @@ fn a_path_that_reads_as_another_providers_once_normalised_is_refused() {
             d.decision.headers().count() == 0,
             "{path}: nothing released"
         );
-        assert!(vm.counter_names(&d).contains(&"ambiguous_path".to_owned()));
+        assert!(vm
+            .counter_names(&d)
+            .contains(&"ambiguous_path.stat_prefix=main".to_owned()));
     }
 }
 

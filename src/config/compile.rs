@@ -26,7 +26,7 @@ use super::wire::{
 use super::{
     Config, Provider, Warning, DEFAULT_AUDIT_FLUSH_MS, DEFAULT_CACHE_MAX_BYTES,
     DEFAULT_CACHE_MAX_ENTRIES, DEFAULT_CLOCK_SKEW_SECONDS, DEFAULT_HEADER_PREFIX,
-    DEFAULT_MAX_LIFETIME_SECONDS, DEFAULT_MAX_TOKEN_BYTES, MAX_AUDIT_FLUSH_MS,
+    DEFAULT_MAX_LIFETIME_SECONDS, DEFAULT_MAX_TOKEN_BYTES, DEFAULT_STAT_PREFIX, MAX_AUDIT_FLUSH_MS,
 };
 
 /// What a load has found so far: errors and warnings, in order.
@@ -129,6 +129,8 @@ pub(crate) fn compile(
     let pseudonym_key = report.keep(key);
     let audit_flush_ms = report.keep(audit_flush_ms(wire.audit.as_ref()));
     let cache = report.keep(cache_bounds(wire.token_cache.as_ref()));
+    let stat_prefix = report.keep(stat_prefix(wire.stat_prefix.as_deref()));
+    let audit_log = wire.audit.as_ref().and_then(|a| a.log).unwrap_or(false);
 
     let (
         Some(header_prefix),
@@ -139,6 +141,7 @@ pub(crate) fn compile(
         Some(audit_flush_ms),
         Some((cache_max_entries, cache_max_bytes)),
         Some((Some((providers, matcher)), sanitiser)),
+        Some(stat_prefix),
     ) = (
         prefix,
         locations,
@@ -148,6 +151,7 @@ pub(crate) fn compile(
         audit_flush_ms,
         cache,
         providers,
+        stat_prefix,
     )
     else {
         return Err(report.errors);
@@ -157,6 +161,8 @@ pub(crate) fn compile(
     }
     Ok(Config {
         audit_flush_ms,
+        audit_log,
+        stat_prefix,
         cache_max_entries,
         cache_max_bytes,
         gateway: gateway.ok().flatten(),
@@ -201,6 +207,28 @@ fn issuers(list: &[IssuerConfig], report: &mut Report) -> (Vec<Issuer>, HashMap<
         issuers.push(issuer);
     }
     (issuers, by_name)
+}
+
+fn stat_prefix(raw: Option<&str>) -> Result<String, ConfigError> {
+    let prefix = raw.unwrap_or(DEFAULT_STAT_PREFIX);
+    if prefix.is_empty()
+        || prefix.len() > 64
+        || !prefix
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+    {
+        return Err(ConfigError::new(
+            "stat_prefix",
+            "must be 1 to 64 of [a-z0-9_] (it is a label value in every metric name)",
+        ));
+    }
+    Ok(prefix.to_owned())
+}
+
+/// A provider id as a stats tag value: a `.` would end the value inside a
+/// stat name (the tag regex is `\.provider=([^.]+)`), so it becomes `_`.
+pub fn stat_id(id: &str) -> String {
+    id.replace('.', "_")
 }
 
 fn header_prefix(raw: Option<&str>) -> Result<String, ConfigError> {
@@ -296,8 +324,22 @@ fn providers(
     let mut refused = false;
     // Identical contracts (by their JSON text) are compiled once and shared.
     let mut contracts: HashMap<String, Shared> = HashMap::new();
+    // Stat-safe id -> the provider path that took it first.
+    let mut stat_ids: HashMap<String, String> = HashMap::new();
     for (id, raw) in list {
         let path = join("providers", &id);
+        let sid = stat_id(&id);
+        if let Some(first) = stat_ids.get(&sid) {
+            report.errors.push(ConfigError::new(
+                &path,
+                format!(
+                    "provider ids {first} and {path} both appear as provider={sid} in metric names (a '.' reads as '_'): rename one"
+                ),
+            ));
+            refused = true;
+            continue;
+        }
+        stat_ids.insert(sid.clone(), path.clone());
         let compiled = provider_config(&id, raw.get(), &path).and_then(|pc| {
             drop(raw);
             let hs_secret = hs_secret(
@@ -316,6 +358,7 @@ fn providers(
             let signed_token = signed_token(&id, &pc, &contract, &path, gateway, report)?;
             Ok(Provider {
                 id,
+                stat_id: sid,
                 audiences: pc.audiences,
                 hs_secret,
                 forward: pc.forward || contract.forwards_token(),

@@ -5,6 +5,8 @@
 use std::fmt::Write as _;
 use std::rc::Rc;
 
+use crate::metadata::{DecisionRecord, Outcome as RecordOutcome};
+
 /// Pending audit lines are written at once beyond this many bytes.
 pub const AUDIT_BUFFER_BYTES: usize = 32 * 1024;
 
@@ -22,12 +24,60 @@ pub struct Audit {
     /// Keyed pseudonym of `iss` + `sub`, when a key is configured and the
     /// token was verified.
     pub subject: Option<String>,
+    /// `iss`, `kid` and `alg` of the verified token; `None` before verification.
+    pub token: Option<Rc<TokenFacts>>,
+    /// Released role and education-provider values, for the RBAC attributes
+    /// of the decision record only (`contract::Release::rbac_values`); never logged.
+    pub rbac_values: Vec<(&'static str, Vec<String>)>,
     /// The JSON of everything above, rendered once when the record is made
     /// for a cached decision (the time is added per request).
     pub rendered: Option<Rc<str>>,
 }
 
+/// What the decision record says about a verified token: header facts and
+/// the signed issuer, never a claim value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenFacts {
+    pub issuer: Option<String>,
+    pub kid: Option<String>,
+    pub alg: &'static str,
+}
+
+/// Who a request's token speaks for, as far as the audit may say.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Who {
+    pub(crate) subject: Option<String>,
+    pub(crate) token: Option<Rc<TokenFacts>>,
+}
+
 impl Audit {
+    /// The decision record of this audit: `status` is the local reply's.
+    pub fn record(&self, status: Option<u16>) -> DecisionRecord<'_> {
+        let outcome = if self.allowed {
+            RecordOutcome::Allow
+        } else {
+            RecordOutcome::Deny
+        };
+        let mut r = DecisionRecord::new(outcome, self.reason);
+        r.provider = Some(&self.provider);
+        r.status = status;
+        r.released = self.released.clone();
+        r.withheld = self.withheld.clone();
+        r.contract_version = Some(&self.contract_version);
+        r.subject = self.subject.as_deref();
+        if let Some(t) = &self.token {
+            r.issuer = t.issuer.as_deref();
+            r.kid = t.kid.as_deref();
+            r.alg = Some(t.alg);
+        }
+        r.released_values = self
+            .rbac_values
+            .iter()
+            .map(|(n, v)| (*n, v.as_slice()))
+            .collect();
+        r
+    }
+
     /// The JSON log line.
     pub fn to_json(&self, now: i64) -> String {
         let mut out = String::new();
@@ -175,6 +225,8 @@ mod tests {
             purposes: Vec::new(),
             contract_version: "1".to_owned(),
             subject: None,
+            token: None,
+            rbac_values: Vec::new(),
             rendered: None,
         }
     }

@@ -41,40 +41,46 @@ pub const UNMATCHED: &str = "unmatched";
 /// Requests whose path matched providers ambiguously.
 pub const AMBIGUOUS_PATH: &str = "ambiguous_path";
 
-/// `provider.<id>.allowed` or `provider.<id>.released|withheld.<attribute>`.
-pub fn admitted_name(provider: &str, kind: Tally, attribute: &str) -> String {
+/// `decisions.stat_prefix=<sp>.provider=<id>.outcome=allow.reason=ok` or
+/// `released|withheld.stat_prefix=<sp>.provider=<id>.attribute=<alias>`;
+/// `provider` is the stat-safe id ([`Provider::stat_id`]).
+pub fn admitted_name(sp: &str, provider: &str, kind: Tally, attribute: &str) -> String {
+    let dims = format!("stat_prefix={sp}.provider={provider}");
     match kind {
-        Tally::Allowed => format!("provider.{provider}.allowed"),
-        Tally::Released => format!(
-            "provider.{provider}.released.{}",
-            attribute_label(attribute)
-        ),
-        Tally::Withheld => format!(
-            "provider.{provider}.withheld.{}",
-            attribute_label(attribute)
-        ),
+        Tally::Allowed => format!("decisions.{dims}.outcome=allow.reason=ok"),
+        Tally::Released => format!("released.{dims}.attribute={}", attribute_label(attribute)),
+        Tally::Withheld => format!("withheld.{dims}.attribute={}", attribute_label(attribute)),
     }
 }
 
-/// `provider.<id>.denied.<reason>`.
-pub fn denied_name(provider: &str, reason: &str) -> String {
-    format!("provider.{provider}.denied.{reason}")
+/// `decisions.stat_prefix=<sp>.provider=<id>.outcome=deny.reason=<reason>`.
+pub fn denied_name(sp: &str, provider: &str, reason: &str) -> String {
+    format!("decisions.stat_prefix={sp}.provider={provider}.outcome=deny.reason={reason}")
 }
 
-/// `issuer.<label>.fetch_ok` or `issuer.<label>.fetch_failed`.
-pub fn issuer_fetch_name(issuer: &str, ok: bool) -> String {
-    let outcome = if ok { "fetch_ok" } else { "fetch_failed" };
-    format!("issuer.{}.{outcome}", issuer_label(issuer))
+/// `key_fetch.stat_prefix=<sp>.issuer=<label>.result=<ok|failed>`.
+pub fn issuer_fetch_name(sp: &str, issuer: &str, ok: bool) -> String {
+    let result = if ok { "ok" } else { "failed" };
+    format!("key_fetch.{}.result={result}", issuer_dims(sp, issuer))
 }
 
-/// The gauge `issuer.<label>.keys_in_use`.
-pub fn issuer_keys_in_use_name(issuer: &str) -> String {
-    format!("issuer.{}.keys_in_use", issuer_label(issuer))
+/// The gauge `keys_in_use.stat_prefix=<sp>.issuer=<label>`.
+pub fn issuer_keys_in_use_name(sp: &str, issuer: &str) -> String {
+    format!("keys_in_use.{}", issuer_dims(sp, issuer))
 }
 
-/// The gauge `issuer.<label>.key_set_age_seconds`.
-pub fn issuer_key_set_age_name(issuer: &str) -> String {
-    format!("issuer.{}.key_set_age_seconds", issuer_label(issuer))
+/// The gauge `key_set_age_seconds.stat_prefix=<sp>.issuer=<label>`.
+pub fn issuer_key_set_age_name(sp: &str, issuer: &str) -> String {
+    format!("key_set_age_seconds.{}", issuer_dims(sp, issuer))
+}
+
+/// The histogram `decision_time_us.stat_prefix=<sp>`.
+pub fn decision_time_name(sp: &str) -> String {
+    format!("decision_time_us.stat_prefix={sp}")
+}
+
+fn issuer_dims(sp: &str, issuer: &str) -> String {
+    format!("stat_prefix={sp}.issuer={}", issuer_label(issuer))
 }
 
 /// A stats-safe label for an issuer URL: its host with dots as underscores.
@@ -121,10 +127,22 @@ pub(crate) struct Interner {
     pub(crate) spoofed: CounterId,
     pub(crate) unmatched: CounterId,
     pub(crate) ambiguous_path: CounterId,
+    pub(crate) cache_hit: CounterId,
+    pub(crate) cache_miss: CounterId,
+    pub(crate) cache_eviction: CounterId,
+    /// The `stat_prefix=` value of every name.
+    stat_prefix: String,
 }
 
 impl Default for Interner {
     fn default() -> Interner {
+        Interner::new(crate::config::DEFAULT_STAT_PREFIX)
+    }
+}
+
+impl Interner {
+    /// The fixed counters first, every name under `stat_prefix`.
+    pub(crate) fn new(stat_prefix: &str) -> Interner {
         let mut names = Interner {
             names: Vec::new(),
             ids: HashMap::new(),
@@ -132,10 +150,18 @@ impl Default for Interner {
             spoofed: CounterId(0),
             unmatched: CounterId(0),
             ambiguous_path: CounterId(0),
+            cache_hit: CounterId(0),
+            cache_miss: CounterId(0),
+            cache_eviction: CounterId(0),
+            stat_prefix: stat_prefix.to_owned(),
         };
-        names.spoofed = names.id(SPOOFED);
-        names.unmatched = names.id(UNMATCHED);
-        names.ambiguous_path = names.id(AMBIGUOUS_PATH);
+        let sp = stat_prefix;
+        names.spoofed = names.id(&format!("{SPOOFED}.stat_prefix={sp}"));
+        names.unmatched = names.id(&format!("{UNMATCHED}.stat_prefix={sp}.action=strip"));
+        names.ambiguous_path = names.id(&format!("{AMBIGUOUS_PATH}.stat_prefix={sp}"));
+        names.cache_hit = names.id(&format!("token_cache.stat_prefix={sp}.result=hit"));
+        names.cache_miss = names.id(&format!("token_cache.stat_prefix={sp}.result=miss"));
+        names.cache_eviction = names.id(&format!("token_cache.stat_prefix={sp}.result=eviction"));
         names
     }
 }
@@ -152,14 +178,20 @@ impl Interner {
         if let Some(id) = self.per_attribute.get(&(index, kind, attribute)) {
             return *id;
         }
-        let id = self.id(&admitted_name(&provider.id, kind, attribute));
+        let id = self.id(&admitted_name(
+            &self.stat_prefix.clone(),
+            &provider.stat_id,
+            kind,
+            attribute,
+        ));
         self.per_attribute.insert((index, kind, attribute), id);
         id
     }
 
     /// The counter of a refusal.
     pub(crate) fn denied(&mut self, provider: &Provider, reason: &str) -> CounterId {
-        self.id(&denied_name(&provider.id, reason))
+        let name = denied_name(&self.stat_prefix, &provider.stat_id, reason);
+        self.id(&name)
     }
 
     fn id(&mut self, name: &str) -> CounterId {
@@ -185,38 +217,49 @@ mod tests {
 
     #[test]
     fn the_fixed_counters_come_first_in_a_fresh_interner() {
-        let names = Interner::default();
-        assert_eq!(names.name(names.spoofed).as_deref(), Some(SPOOFED));
-        assert_eq!(names.name(names.unmatched).as_deref(), Some(UNMATCHED));
+        let names = Interner::new("edge");
+        let name = |id| names.name(id).as_deref().map(str::to_owned);
         assert_eq!(
-            names.name(names.ambiguous_path).as_deref(),
-            Some("ambiguous_path")
+            name(names.spoofed).as_deref(),
+            Some("spoofed_headers_removed.stat_prefix=edge")
         );
-        assert_eq!(names.name(CounterId::from_index(3)), None);
+        assert_eq!(
+            name(names.unmatched).as_deref(),
+            Some("unmatched.stat_prefix=edge.action=strip")
+        );
+        assert_eq!(
+            name(names.ambiguous_path).as_deref(),
+            Some("ambiguous_path.stat_prefix=edge")
+        );
+        assert_eq!(
+            name(names.cache_hit).as_deref(),
+            Some("token_cache.stat_prefix=edge.result=hit")
+        );
+        assert_eq!(names.name(CounterId::from_index(6)), None);
     }
 
     #[test]
     fn the_same_name_is_interned_once() {
         let mut names = Interner::default();
-        let a = names.id("provider.shop.denied.expired");
-        assert_eq!(names.id("provider.shop.denied.expired"), a);
-        assert_ne!(names.id("provider.shop.denied.bad_signature"), a);
+        let a = names.id("decisions.x");
+        assert_eq!(names.id("decisions.x"), a);
+        assert_ne!(names.id("decisions.y"), a);
         assert_eq!(CounterId::from_index(a.index()), a);
     }
 
     #[test]
     fn attribute_counters_use_the_catalogue_alias_or_a_safe_spelling() {
         assert_eq!(
-            admitted_name("shop", Tally::Allowed, "uid"),
-            "provider.shop.allowed"
+            admitted_name("main", "shop", Tally::Allowed, "uid"),
+            "decisions.stat_prefix=main.provider=shop.outcome=allow.reason=ok"
         );
         assert_eq!(
-            admitted_name("shop", Tally::Withheld, "urn:x:odd-name"),
-            "provider.shop.withheld.urn_x_odd_name"
+            admitted_name("main", "shop", Tally::Withheld, "urn:x:odd-name"),
+            "withheld.stat_prefix=main.provider=shop.attribute=urn_x_odd_name"
         );
         assert_eq!(
-            denied_name("shop", "expired"),
-            "provider.shop.denied.expired"
+            denied_name("main", "shop", "expired"),
+            "decisions.stat_prefix=main.provider=shop.outcome=deny.reason=expired"
         );
     }
 
@@ -224,20 +267,20 @@ mod tests {
     fn issuer_metrics_are_labelled_by_the_issuer_host() {
         let iss = "https://mpass-proxy.csc.fi/idp";
         assert_eq!(
-            issuer_fetch_name(iss, true),
-            "issuer.mpass-proxy_csc_fi.fetch_ok"
+            issuer_fetch_name("main", iss, true),
+            "key_fetch.stat_prefix=main.issuer=mpass-proxy_csc_fi.result=ok"
         );
         assert_eq!(
-            issuer_fetch_name(iss, false),
-            "issuer.mpass-proxy_csc_fi.fetch_failed"
+            issuer_fetch_name("main", iss, false),
+            "key_fetch.stat_prefix=main.issuer=mpass-proxy_csc_fi.result=failed"
         );
         assert_eq!(
-            issuer_keys_in_use_name(iss),
-            "issuer.mpass-proxy_csc_fi.keys_in_use"
+            issuer_keys_in_use_name("main", iss),
+            "keys_in_use.stat_prefix=main.issuer=mpass-proxy_csc_fi"
         );
         assert_eq!(
-            issuer_key_set_age_name("http://127.0.0.1:8080"),
-            "issuer.127_0_0_1_8080.key_set_age_seconds"
+            issuer_key_set_age_name("main", "http://127.0.0.1:8080"),
+            "key_set_age_seconds.stat_prefix=main.issuer=127_0_0_1_8080"
         );
     }
 }

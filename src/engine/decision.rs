@@ -8,6 +8,7 @@ use std::rc::Rc;
 use super::audit::Audit;
 use super::counters::CounterId;
 use crate::jwks::IssuerId;
+use crate::metadata::{DecisionRecord, Outcome as RecordOutcome};
 
 /// A local reply instead of forwarding.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -115,9 +116,32 @@ pub struct Outcome {
     pub audit: Option<Rc<Audit>>,
     /// Counters besides the release's own (see [`Outcome::counter_ids`]).
     pub counters: Vec<CounterId>,
+    /// How many tokens were removed from the request (0 or 1).
+    pub stripped_tokens: u32,
 }
 
+/// The reason in the record of a request no provider claims.
+const NO_PROVIDER: &str = "no_provider";
+
 impl Outcome {
+    /// The decision record for filter state (see [`crate::metadata`]):
+    /// the audit's for a matched provider, else `unmatched` or the
+    /// ambiguous-path refusal. Built from names and released RBAC values only.
+    pub fn record(&self) -> DecisionRecord<'_> {
+        let status = self.decision.response().map(|r| r.status);
+        let mut record = match (&self.audit, status) {
+            (Some(audit), _) => audit.record(status),
+            (None, Some(status)) => {
+                let mut r = DecisionRecord::new(RecordOutcome::Deny, "ambiguous_path");
+                r.status = Some(status);
+                r
+            }
+            (None, None) => DecisionRecord::new(RecordOutcome::Unmatched, NO_PROVIDER),
+        };
+        record.stripped_tokens = self.stripped_tokens;
+        record
+    }
+
     /// Every counter to increment once for this request.
     pub fn counter_ids(&self) -> impl Iterator<Item = CounterId> + '_ {
         let release = match &self.decision {
@@ -212,6 +236,8 @@ mod tests {
                 purposes: Vec::new(),
                 contract_version: "1".to_owned(),
                 subject: None,
+                token: None,
+                rbac_values: Vec::new(),
                 rendered: None,
             }),
             claims: None,
@@ -283,6 +309,7 @@ mod tests {
             },
             audit: None,
             counters: vec![CounterId::from_index(1)],
+            stripped_tokens: 0,
         };
         let ids: Vec<usize> = outcome.counter_ids().map(CounterId::index).collect();
         assert_eq!(ids, [1, 7]);

@@ -5,7 +5,7 @@
 
 use std::rc::Rc;
 
-use super::audit::Audit;
+use super::audit::{Audit, Who};
 use super::counters::{Interner, Tally};
 use super::decision::{Admitted, Packed};
 use super::refusal::Refusal;
@@ -31,7 +31,7 @@ pub(crate) struct Entry {
     pub(crate) key: Option<[u8; 32]>,
     /// For HS* tokens: the provider whose secret verified it.
     pub(crate) hmac_provider: Option<ProviderId>,
-    pub(crate) subject: Option<String>,
+    pub(crate) who: Who,
     /// Per provider index, computed on first use.
     pub(crate) verdicts: Vec<(ProviderId, Verdict)>,
     /// Per provider with a signed token: the minted token, re-minted only
@@ -75,13 +75,7 @@ impl Entry {
         }
         // A provider this token has not met yet: parse its claims again.
         let v = match self.token.claims() {
-            Ok(claims) => verdict_for(
-                &claims,
-                provider_index,
-                provider,
-                self.subject.clone(),
-                names,
-            ),
+            Ok(claims) => verdict_for(&claims, provider_index, provider, self.who.clone(), names),
             Err(e) => Err(Refusal::Token(e.reason())),
         };
         self.verdicts.push((provider_index, v.clone()));
@@ -134,7 +128,7 @@ pub(crate) fn verdict_for(
     claims: &serde_json::Map<String, serde_json::Value>,
     provider_index: ProviderId,
     provider: &Provider,
-    subject: Option<String>,
+    who: Who,
     names: &mut Interner,
 ) -> Verdict {
     match audience_in(claims, &provider.audiences) {
@@ -142,7 +136,7 @@ pub(crate) fn verdict_for(
         Ok(_) => provider
             .contract
             .apply(claims)
-            .map(|release| Rc::new(admit(provider_index, provider, release, subject, names)))
+            .map(|release| Rc::new(admit(provider_index, provider, release, who, names)))
             .map_err(|d| Refusal::Contract(d.reason)),
     }
 }
@@ -152,7 +146,7 @@ fn admit(
     index: ProviderId,
     provider: &Provider,
     release: Release,
-    subject: Option<String>,
+    who: Who,
     names: &mut Interner,
 ) -> Admitted {
     let mut counters = Vec::with_capacity(1 + release.released.len() + release.withheld.len());
@@ -172,7 +166,9 @@ fn admit(
         withheld: release.withheld,
         purposes: release.purposes,
         contract_version: provider.contract.version().to_owned(),
-        subject,
+        subject: who.subject,
+        token: who.token,
+        rbac_values: release.rbac_values,
         rendered: None,
     };
     audit.rendered = Some(audit.render_body());

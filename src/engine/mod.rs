@@ -43,7 +43,8 @@ use crate::routing::{Lookup, ProviderId};
 use crate::signing::CACHE_CONTROL;
 use crate::verify::{TokenError, Untrusted, Verified};
 
-pub use audit::{Audit, AuditBatch, Pushed};
+use audit::Who;
+pub use audit::{Audit, AuditBatch, Pushed, TokenFacts};
 pub use counters::CounterId;
 pub use decision::{Admitted, Decision, Outcome, Response, WaitFor};
 pub use parked::ParkedQueue;
@@ -154,13 +155,13 @@ struct Checked {
 enum Halt {
     /// Not a refusal yet: wait, then decide again.
     Wait(WaitFor),
-    /// Refused, with the subject pseudonym when the token was verified.
-    Refuse(Refusal, Option<String>),
+    /// Refused, with what the audit may say of a verified token.
+    Refuse(Refusal, Who),
 }
 
 impl From<Refusal> for Halt {
     fn from(r: Refusal) -> Halt {
-        Halt::Refuse(r, None)
+        Halt::Refuse(r, Who::default())
     }
 }
 
@@ -192,7 +193,7 @@ impl Engine {
             audit: AuditBatch::new(self.config.audit_flush_ms),
             cache: Lru::new(self.config.cache_max_entries, self.config.cache_max_bytes),
             token_hasher: RandomState::new(),
-            counters: Interner::default(),
+            counters: Interner::new(&self.config.stat_prefix),
         }
     }
 
@@ -205,6 +206,16 @@ impl Engine {
     /// The audit flush interval in milliseconds (0: no batching).
     pub fn audit_flush_ms(&self) -> u64 {
         self.config.audit_flush_ms
+    }
+
+    /// The `stat_prefix=` value of every metric.
+    pub fn stat_prefix(&self) -> &str {
+        &self.config.stat_prefix
+    }
+
+    /// Whether audit lines also go to Envoy's application log (`audit.log`).
+    pub fn audit_log(&self) -> bool {
+        self.config.audit_log
     }
 
     /// Number of issuers and of providers configured.
@@ -237,6 +248,7 @@ impl Engine {
             },
             audit: None,
             counters,
+            stripped_tokens: 0,
         };
         let authority = header(req.headers, ":authority")
             .or_else(|| header(req.headers, "host"))
@@ -248,6 +260,7 @@ impl Engine {
                 decision: Decision::Respond(response),
                 audit: None,
                 counters,
+                stripped_tokens: 0,
             };
         }
         let found = match cfg.matcher.find_checked(authority, path, req.route_name) {
@@ -259,6 +272,7 @@ impl Engine {
                     decision: Decision::Respond(Refusal::AmbiguousPath.render(&cfg.realm)),
                     audit: None,
                     counters,
+                    stripped_tokens: 0,
                 };
             }
         };
@@ -272,8 +286,9 @@ impl Engine {
             state,
             resumed,
         };
-        match self.admit(provider_index, provider, req, path, ctx) {
+        match self.admit(provider_index, provider, req, path, ctx, &mut counters) {
             Ok((admitted, token_removal, token)) => {
+                let stripped_tokens = u32::from(token_removal.is_some());
                 let mut set = Vec::new();
                 match token_removal {
                     Some(Removal::Remove(name)) => remove.push(name),
@@ -289,14 +304,16 @@ impl Engine {
                         token,
                     },
                     counters,
+                    stripped_tokens,
                 }
             }
             Err(Halt::Wait(wait)) => Outcome {
                 decision: Decision::Wait(wait),
                 audit: None,
                 counters,
+                stripped_tokens: 0,
             },
-            Err(Halt::Refuse(refusal, subject)) => {
+            Err(Halt::Refuse(refusal, who)) => {
                 let response = refusal.render(&cfg.realm);
                 let reason = refusal.reason();
                 counters.push(state.counters.denied(provider, reason));
@@ -310,11 +327,14 @@ impl Engine {
                         withheld: Vec::new(),
                         purposes: Vec::new(),
                         contract_version: provider.contract.version().to_owned(),
-                        subject,
+                        subject: who.subject,
+                        token: who.token,
+                        rbac_values: Vec::new(),
                         rendered: None,
                     })),
                     decision: Decision::Respond(response),
                     counters,
+                    stripped_tokens: 0,
                 }
             }
         }
@@ -374,6 +394,7 @@ impl Engine {
         req: &Request<'_>,
         path: &str,
         ctx: Ctx<'_>,
+        counted: &mut Vec<CounterId>,
     ) -> Result<(Rc<Admitted>, Option<Removal>, Option<(String, String)>), Halt> {
         let cfg = &self.config;
         let found = match cfg.locations.find(req.headers, path) {
@@ -386,11 +407,11 @@ impl Engine {
         }
         let key = ctx.state.cache_key(&found.token);
         let now_s = ctx.now_ms / 1000;
-        let finish = |verdict: Verdict, subject: Option<String>, slot: Option<&mut Slot>| {
-            let release = verdict.map_err(|r| Halt::Refuse(r, subject.clone()))?;
+        let finish = |verdict: Verdict, who: Who, slot: Option<&mut Slot>| {
+            let release = verdict.map_err(|r| Halt::Refuse(r, who.clone()))?;
             let token = self
                 .signed_token(provider, &release, slot, now_s)
-                .map_err(|r| Halt::Refuse(r, subject))?;
+                .map_err(|r| Halt::Refuse(r, who))?;
             let token_removal =
                 (!provider.forward).then(|| removal(&found.carrier, req.headers, path));
             Ok((release, token_removal, token))
@@ -401,15 +422,17 @@ impl Engine {
             let issuer = cfg.issuers.get(entry.issuer.index());
             match entry.revalidate(provider_index, issuer, &mut state.keys, ctx.now_ms) {
                 Hit::Valid => {
+                    counted.push(state.counters.cache_hit);
                     let verdict = entry.verdict(provider_index, provider, &mut state.counters);
-                    let subject = entry.subject.clone();
+                    let who = entry.who.clone();
                     let slot = match provider.signed_token {
                         Some(_) if verdict.is_ok() => entry.slot(provider_index),
                         _ => None,
                     };
-                    return finish(verdict, subject, slot);
+                    return finish(verdict, who, slot);
                 }
                 Hit::Refused(refusal) => {
+                    counted.push(state.counters.cache_hit);
                     state.cache.remove(&key);
                     return Err(refusal.into());
                 }
@@ -417,15 +440,23 @@ impl Engine {
             }
         }
 
+        counted.push(state.counters.cache_miss);
         let now_ms = ctx.now_ms;
         let verified = self.verify(provider, &found.token, ctx.state, now_ms, ctx.resumed)?;
         let state = ctx.state;
-        let subject = self.pseudonym(&verified.token);
+        let who = Who {
+            subject: self.pseudonym(&verified.token),
+            token: Some(Rc::new(TokenFacts {
+                issuer: verified.token.issuer().map(str::to_owned),
+                kid: verified.token.kid().map(str::to_owned),
+                alg: verified.token.alg().name(),
+            })),
+        };
         let verdict = verdict_for(
             verified.token.claims(),
             provider_index,
             provider,
-            subject.clone(),
+            who.clone(),
             &mut state.counters,
         );
         let mut minted = Vec::new();
@@ -434,7 +465,7 @@ impl Engine {
         }
         let mut entry = Entry {
             raw: found.token.as_str().into(),
-            subject: subject.clone(),
+            who: who.clone(),
             hmac_provider: verified.key.is_none().then_some(provider_index),
             token: verified.token.into_retained(),
             issuer: verified.issuer,
@@ -442,11 +473,7 @@ impl Engine {
             verdicts: vec![(provider_index, verdict.clone())],
             minted,
         };
-        let result = finish(
-            verdict,
-            subject,
-            entry.minted.first_mut().map(|(_, slot)| slot),
-        );
+        let result = finish(verdict, who, entry.minted.first_mut().map(|(_, slot)| slot));
         // An entry holds the token, its decoded claims JSON (smaller than
         // the token) and, per provider, about 1 KiB of packed headers,
         // counters and audit record; BENCHMARKS.md has the VM memory this
@@ -457,7 +484,8 @@ impl Engine {
             .saturating_add(entry.token.size())
             .saturating_add(1024)
             .saturating_add(entry.minted.iter().map(|(_, s)| s.size()).sum());
-        state.cache.insert(key, entry, bytes);
+        let evicted = state.cache.insert(key, entry, bytes);
+        counted.extend(std::iter::repeat_n(state.counters.cache_eviction, evicted));
         result
     }
 
