@@ -69,6 +69,7 @@ use crate::claims::{
     LEARNER_ID_ATTRIBUTE, ROLE_ATTRIBUTE, SCHOOL_CODE_ATTRIBUTE,
 };
 use crate::error::{index, join, ConfigError};
+use crate::http::check_header_name;
 use crate::minted::{SignedTokenConfig, DEFAULT_HEADER};
 use crate::render;
 use crate::unique_map::{Keys, UniqueMap};
@@ -270,61 +271,6 @@ pub struct Contract {
     /// `None`: one release for every controller.
     agreements: Option<Agreements>,
     version: String,
-}
-
-/// Headers that must never carry an attribute: credentials, hop-by-hop and
-/// framing headers, and routing headers upstreams trust.
-const FORBIDDEN_HEADERS: &[&str] = &[
-    "authorization",
-    "proxy-authorization",
-    "www-authenticate",
-    "proxy-authenticate",
-    "cookie",
-    "set-cookie",
-    "host",
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "trailers",
-    "transfer-encoding",
-    "upgrade",
-    "content-length",
-    "content-type",
-    "content-encoding",
-    "expect",
-    "forwarded",
-    "via",
-    "x-real-ip",
-    "x-request-id",
-];
-
-/// Prefixes owned by the proxy or by standards that upstreams trust.
-const FORBIDDEN_PREFIXES: &[&str] = &["x-envoy-", "x-forwarded-", "proxy-"];
-
-/// Checks a header name an attribute may be written to.
-pub fn check_header_name(name: &str) -> Result<(), String> {
-    if name.is_empty() {
-        return Err("header name must not be empty".into());
-    }
-    if name.starts_with(':') {
-        return Err(format!(
-            "`{name}` is a pseudo-header and cannot carry an attribute"
-        ));
-    }
-    if !crate::http::is_lowercase_token(name) {
-        return Err(format!(
-            "header name `{}` must be lowercase token characters (a-z 0-9 !#$%&'*+-.^_`|~)",
-            name.escape_debug()
-        ));
-    }
-    if FORBIDDEN_HEADERS.contains(&name) || FORBIDDEN_PREFIXES.iter().any(|p| name.starts_with(p)) {
-        return Err(format!(
-            "`{name}` is a credential, hop-by-hop or proxy header and cannot carry an attribute"
-        ));
-    }
-    Ok(())
 }
 
 /// A member path; names with characters beyond `[A-Za-z0-9_]` are quoted so

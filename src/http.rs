@@ -1,6 +1,7 @@
 //! HTTP and URI syntax rules shared by the rest of the core: the RFC 9110
 //! `token` rule for header and cookie names, the RFC 3986 unreserved set, and
-//! the one percent-decoder.
+//! the one percent-decoder, and which header names may carry an attribute
+//! (never credentials, hop-by-hop, framing or proxy-owned headers).
 //!
 //! Every module that reads a name or an escape asks here, so the rule a
 //! name is checked against at load is the rule it is matched with at request
@@ -126,6 +127,61 @@ fn decode_with(bytes: &[u8], decode: impl Fn(u8) -> bool, plus_is_space: bool) -
         }
     }
     out
+}
+
+/// Headers that must never carry an attribute: credentials, hop-by-hop and
+/// framing headers, and routing headers upstreams trust.
+const FORBIDDEN_HEADERS: &[&str] = &[
+    "authorization",
+    "proxy-authorization",
+    "www-authenticate",
+    "proxy-authenticate",
+    "cookie",
+    "set-cookie",
+    "host",
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "trailers",
+    "transfer-encoding",
+    "upgrade",
+    "content-length",
+    "content-type",
+    "content-encoding",
+    "expect",
+    "forwarded",
+    "via",
+    "x-real-ip",
+    "x-request-id",
+];
+
+/// Prefixes owned by the proxy or by standards that upstreams trust.
+const FORBIDDEN_PREFIXES: &[&str] = &["x-envoy-", "x-forwarded-", "proxy-"];
+
+/// Checks a header name an attribute may be written to.
+pub fn check_header_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("header name must not be empty".into());
+    }
+    if name.starts_with(':') {
+        return Err(format!(
+            "`{name}` is a pseudo-header and cannot carry an attribute"
+        ));
+    }
+    if !is_lowercase_token(name) {
+        return Err(format!(
+            "header name `{}` must be lowercase token characters (a-z 0-9 !#$%&'*+-.^_`|~)",
+            name.escape_debug()
+        ));
+    }
+    if FORBIDDEN_HEADERS.contains(&name) || FORBIDDEN_PREFIXES.iter().any(|p| name.starts_with(p)) {
+        return Err(format!(
+            "`{name}` is a credential, hop-by-hop or proxy header and cannot carry an attribute"
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

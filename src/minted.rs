@@ -32,8 +32,8 @@ use base64::Engine as _;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use crate::contract::check_header_name;
 use crate::error::{join, ConfigError};
+use crate::http::check_header_name;
 use crate::signing::{Gateway, SignError};
 
 /// The header the token is written to when `header` is not set.
