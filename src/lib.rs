@@ -5,6 +5,7 @@
 //! so the whole decision is testable natively.
 
 pub mod alg;
+pub mod authority;
 pub mod cache;
 pub mod claims;
 pub mod config;
@@ -22,6 +23,7 @@ pub mod keys;
 pub mod mint;
 pub mod render;
 pub mod rsa_fast;
+pub mod seal;
 pub mod verify;
 
 #[cfg(target_arch = "wasm32")]
