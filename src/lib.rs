@@ -8,6 +8,8 @@ pub mod alg;
 pub mod authority;
 pub mod cache;
 pub mod claims;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod cli;
 pub mod config;
 pub mod contract;
 pub mod engine;
@@ -22,9 +24,14 @@ pub mod keys;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod mint;
 pub mod render;
+pub mod routing;
 pub mod rsa_fast;
 pub mod seal;
+pub mod unique_map;
 pub mod verify;
+
+/// The crate version (`Cargo.toml`), as released and tagged `vX.Y.Z`.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 #[cfg(target_arch = "wasm32")]
 mod wasm;

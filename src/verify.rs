@@ -7,11 +7,13 @@
 //! the key, secret, time policy, audiences and clock. Errors are classes
 //! ([`TokenError::reason`]) and never carry token content.
 //!
-//! The intended order for a caller is: [`Untrusted::decode`], pick the key or
-//! secret by issuer and `alg`, [`Untrusted::verify_with_key`] /
-//! [`Untrusted::verify_with_secret`], then [`Untrusted::check_times`] and
-//! [`Untrusted::check_audience`]. Claims read before verification are
-//! attacker-controlled and may only be used to choose the key.
+//! Trust is carried by types, as in jwt-compact: [`Untrusted::decode`] makes
+//! an [`Untrusted`] token; the caller picks the key or secret by issuer and
+//! `alg`, and [`Untrusted::verify_with_key`] / [`Untrusted::verify_with_secret`]
+//! / [`Untrusted::verify_with_keyset`] consume it and return a [`Verified`]
+//! one, whose [`Verified::check_times`] and [`Verified::audience`] the caller
+//! then asks. Claims read before verification are attacker-controlled and
+//! may only be used to choose the key.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -66,6 +68,9 @@ pub enum TokenError {
     DuplicateClaim,
     /// A registered claim has the wrong type or range.
     InvalidClaim,
+    /// The header `typ` says the JWT is something other than an ID token
+    /// (`at+jwt`, `logout+jwt`, `secevent+jwt`, ...), RFC 8725 section 3.11.
+    WrongType,
 }
 
 impl TokenError {
@@ -88,6 +93,7 @@ impl TokenError {
             TokenError::UnsupportedCriticalHeader => "unsupported_critical_header",
             TokenError::DuplicateClaim => "duplicate_claim",
             TokenError::InvalidClaim => "invalid_claim",
+            TokenError::WrongType => "wrong_token_type",
         }
     }
 }
@@ -111,13 +117,14 @@ impl fmt::Display for TokenError {
             TokenError::UnsupportedCriticalHeader => "unsupported critical header",
             TokenError::DuplicateClaim => "duplicate claim",
             TokenError::InvalidClaim => "invalid claim",
+            TokenError::WrongType => "token type is not an id token",
         })
     }
 }
 
 impl std::error::Error for TokenError {}
 
-/// Time rules for [`Untrusted::check_times`].
+/// Time rules for [`Verified::check_times`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TimePolicy {
     /// Tolerated clock difference with the issuer, applied to `exp`, `nbf`, `iat`.
@@ -133,7 +140,7 @@ pub struct Untrusted {
     token: UntrustedToken<'static, Empty>,
     alg: Alg,
     kid: Option<String>,
-    /// The decoded claims JSON, kept for [`Untrusted::into_retained`].
+    /// The decoded claims JSON, kept for [`Verified::into_retained`].
     payload: Vec<u8>,
     claims: Map<String, Value>,
     exp: Option<i64>,
@@ -199,6 +206,15 @@ impl Untrusted {
             }
             Some(_) => return Err(TokenError::Malformed),
         }
+        // Explicit typing (RFC 8725 section 3.11): an access token, logout
+        // token or security event token of the same issuer and keys must not
+        // pass as an ID token. ID tokens carry no `typ`, or the generic `JWT`.
+        match header.get("typ") {
+            None => {}
+            Some(Value::String(t)) if is_plain_jwt_type(t) => {}
+            Some(Value::String(_)) => return Err(TokenError::WrongType),
+            Some(_) => return Err(TokenError::Malformed),
+        }
         // `jku`, `x5u`, `x5c` and `jwk` are deliberately never read: keys come
         // only from configuration and the provider's configured JWKS, never
         // from the token that the key is meant to check.
@@ -212,9 +228,11 @@ impl Untrusted {
             Err(StrictError::Duplicate) => return Err(TokenError::DuplicateClaim),
             Err(_) => return Err(TokenError::Malformed),
         };
-        let exp = time_claim(&claims, "exp")?;
-        let nbf = time_claim(&claims, "nbf")?;
-        let iat = time_claim(&claims, "iat")?;
+        // A fractional time is rounded towards refusing: `exp` down, `nbf`
+        // and `iat` up.
+        let exp = time_claim(&claims, "exp", Round::Down)?;
+        let nbf = time_claim(&claims, "nbf", Round::Up)?;
+        let iat = time_claim(&claims, "iat", Round::Up)?;
         for name in ["iss", "sub", "azp"] {
             if claims.get(name).is_some_and(|v| !v.is_string()) {
                 return Err(TokenError::InvalidClaim);
@@ -318,7 +336,7 @@ impl Untrusted {
     /// likewise `unknown_key`: it cannot have made this signature, and the
     /// caller chose the wrong key. Only a real signature check failing is
     /// `bad_signature`.
-    pub fn verify_with_key(&self, key: &VerifyingKey) -> Result<(), TokenError> {
+    fn check_key(&self, key: &VerifyingKey) -> Result<(), TokenError> {
         if self.alg.is_hmac() || !key.accepts(self.alg) {
             return Err(TokenError::UnknownKey);
         }
@@ -332,7 +350,7 @@ impl Untrusted {
     /// passes here if the token was made with it, including the bytes of a
     /// public key: that is why a secret is never derived from a JWKS or a
     /// certificate. Non-HMAC tokens and an empty secret are `unknown_key`.
-    pub fn verify_with_secret(&self, secret: &[u8]) -> Result<(), TokenError> {
+    fn check_secret(&self, secret: &[u8]) -> Result<(), TokenError> {
         if !self.alg.is_hmac() || secret.is_empty() {
             return Err(TokenError::UnknownKey);
         }
@@ -342,7 +360,7 @@ impl Untrusted {
     /// Verifies against the candidate keys of a key set (by `alg` and `kid`),
     /// returning the key that verified. No candidate is `unknown_key`; if
     /// candidates exist but none verifies, `bad_signature`.
-    pub fn verify_with_keyset<'a>(&self, set: &'a KeySet) -> Result<&'a VerifyingKey, TokenError> {
+    fn find_key<'a>(&self, set: &'a KeySet) -> Result<&'a VerifyingKey, TokenError> {
         if self.alg.is_hmac() {
             return Err(TokenError::UnknownKey);
         }
@@ -352,7 +370,7 @@ impl Untrusted {
         }
         candidates
             .into_iter()
-            .find(|k| self.verify_with_key(k).is_ok())
+            .find(|k| self.check_key(k).is_ok())
             .ok_or(TokenError::BadSignature)
     }
 
@@ -369,16 +387,36 @@ impl Untrusted {
     }
 
     /// Checks `exp`, `nbf`, `iat` and lifetime against `now` (seconds since the epoch).
-    pub fn check_times(&self, policy: &TimePolicy, now: i64) -> Result<(), TokenError> {
+    fn check_times(&self, policy: &TimePolicy, now: i64) -> Result<(), TokenError> {
         self.times().check(policy, now)
     }
 
-    /// Checks that `aud` holds one of `audiences` and returns the match.
-    ///
-    /// With several `aud` values and an `azp`, the match must be `azp`
-    /// (OpenID Connect Core 3.1.3.7): the token was issued to that party.
-    pub fn check_audience(&self, audiences: &[String]) -> Result<String, TokenError> {
+    /// See [`Verified::audience`].
+    fn check_audience(&self, audiences: &[String]) -> Result<String, TokenError> {
         audience_in(&self.claims, audiences)
+    }
+
+    /// Verifies the signature with a public key (see `check_key` for the
+    /// rules) and hands back the token as [`Verified`].
+    pub fn verify_with_key(self, key: &VerifyingKey) -> Result<Verified, TokenError> {
+        self.check_key(key)?;
+        Ok(Verified { token: self })
+    }
+
+    /// Verifies an HS* token with a provider's client secret (see
+    /// `check_secret`) and hands back the token as [`Verified`].
+    pub fn verify_with_secret(self, secret: &[u8]) -> Result<Verified, TokenError> {
+        self.check_secret(secret)?;
+        Ok(Verified { token: self })
+    }
+
+    /// Verifies against the candidate keys of a key set (by `alg` and
+    /// `kid`) and returns the token as [`Verified`] with the key that
+    /// verified. No candidate is `unknown_key`; if candidates exist but none
+    /// verifies, `bad_signature`.
+    pub fn verify_with_keyset(self, set: &KeySet) -> Result<(Verified, &VerifyingKey), TokenError> {
+        let key = self.find_key(set)?;
+        Ok((Verified { token: self }, key))
     }
 
     fn times(&self) -> Times {
@@ -388,25 +426,68 @@ impl Untrusted {
             iat: self.iat,
         }
     }
+}
+
+/// A token whose signature has been verified: only
+/// [`Untrusted::verify_with_key`], [`Untrusted::verify_with_secret`] and
+/// [`Untrusted::verify_with_keyset`] make one. Its times and audience are
+/// checked by the caller, with [`Verified::check_times`] and
+/// [`Verified::audience`], because they depend on the clock and the provider.
+pub struct Verified {
+    token: Untrusted,
+}
+
+// Claims stay out of Debug output, as for `Untrusted`.
+impl fmt::Debug for Verified {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Verified")
+            .field("alg", &self.token.alg)
+            .field("kid", &self.token.kid)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Verified {
+    /// The signed `iss`.
+    pub fn issuer(&self) -> Option<&str> {
+        self.token.issuer()
+    }
+
+    /// The signed claims.
+    pub fn claims(&self) -> &Map<String, Value> {
+        self.token.claims()
+    }
+
+    /// Checks `exp`, `nbf`, `iat` and lifetime against `now` (seconds since the epoch).
+    pub fn check_times(&self, policy: &TimePolicy, now: i64) -> Result<(), TokenError> {
+        self.token.check_times(policy, now)
+    }
+
+    /// The audience of `audiences` this token was issued to: `aud` must hold
+    /// one of them, and with several `aud` values and an `azp`, the match
+    /// must be `azp` (OpenID Connect Core 3.1.3.7).
+    pub fn audience(&self, audiences: &[String]) -> Result<String, TokenError> {
+        self.token.check_audience(audiences)
+    }
 
     /// What a cache keeps of a token once it is verified: its times and its
     /// decoded claims JSON, a single allocation instead of the parsed tree.
     pub fn into_retained(self) -> Retained {
         Retained {
-            times: self.times(),
-            payload: self.payload.into_boxed_slice(),
+            times: self.token.times(),
+            payload: self.token.payload.into_boxed_slice(),
         }
     }
 }
 
-/// A verified token as a cache holds it (see [`Untrusted::into_retained`]).
+/// A verified token as a cache holds it (see [`Verified::into_retained`]).
 pub struct Retained {
     times: Times,
     payload: Box<[u8]>,
 }
 
 impl Retained {
-    /// As [`Untrusted::check_times`].
+    /// As [`Verified::check_times`].
     pub fn check_times(&self, policy: &TimePolicy, now: i64) -> Result<(), TokenError> {
         self.times.check(policy, now)
     }
@@ -423,7 +504,8 @@ impl Retained {
     }
 }
 
-/// As [`Untrusted::check_audience`], on parsed claims.
+/// As [`Verified::audience`], on the parsed claims of a verified token
+/// (a [`Retained`] one, read back from the cache).
 pub fn audience_in(
     claims: &Map<String, Value>,
     audiences: &[String],
@@ -487,16 +569,54 @@ impl Times {
     }
 }
 
-/// A registered time claim: absent, or a non-negative JSON integer up to
-/// [`MAX_TIME`]. Strings, floats (`1.0`, `1e9`) and negatives are refused
-/// rather than coerced, so every verifier in the chain reads the same time.
-fn time_claim(claims: &Map<String, Value>, name: &str) -> Result<Option<i64>, TokenError> {
+/// Whether a header `typ` names a plain JWT: `JWT` or `application/jwt`,
+/// compared case-insensitively (RFC 7515 section 4.1.9: a media type, its
+/// `application/` prefix optional).
+fn is_plain_jwt_type(typ: &str) -> bool {
+    let t = typ.strip_prefix("application/").unwrap_or(typ);
+    t.eq_ignore_ascii_case("jwt")
+}
+
+/// Which way a fractional NumericDate is rounded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Round {
+    Down,
+    Up,
+}
+
+/// A registered time claim: absent, or a non-negative JSON number up to
+/// [`MAX_TIME`]. NumericDate may be fractional (RFC 7519 section 2: `1.5`,
+/// `1e9`), as jwt_authn accepts; it is rounded the way that refuses sooner
+/// (the caller says which) and then compared in whole seconds. Strings,
+/// negatives and absurd values (beyond year 9999) are refused rather than
+/// coerced.
+fn time_claim(
+    claims: &Map<String, Value>,
+    name: &str,
+    round: Round,
+) -> Result<Option<i64>, TokenError> {
     match claims.get(name) {
         None => Ok(None),
         Some(Value::Number(n)) if !n.is_f64() => match n.as_i64() {
             Some(t) if (0..=MAX_TIME).contains(&t) => Ok(Some(t)),
             _ => Err(TokenError::InvalidClaim),
         },
+        Some(Value::Number(n)) => {
+            let f = n.as_f64().ok_or(TokenError::InvalidClaim)?;
+            if f.is_nan() || f < 0.0 {
+                return Err(TokenError::InvalidClaim);
+            }
+            let whole = match round {
+                Round::Down => f.floor(),
+                Round::Up => f.ceil(),
+            };
+            // Checked as a float first, so the conversion cannot saturate.
+            if !whole.is_finite() || whole < 0.0 || whole > MAX_TIME as f64 {
+                return Err(TokenError::InvalidClaim);
+            }
+            #[allow(clippy::cast_possible_truncation)]
+            Ok(Some(whole as i64))
+        }
         Some(_) => Err(TokenError::InvalidClaim),
     }
 }
@@ -765,9 +885,9 @@ mod tests {
     fn verify(alg: Alg, token: &str) -> Result<(), TokenError> {
         let t = Untrusted::decode(token, MAX)?;
         if alg.is_hmac() {
-            t.verify_with_secret(SECRET)
+            t.check_secret(SECRET)
         } else {
-            t.verify_with_key(&verifying_key(key_file(alg), None))
+            t.check_key(&verifying_key(key_file(alg), None))
         }
     }
 
@@ -798,11 +918,11 @@ mod tests {
         for alg in [Alg::RS256, Alg::PS512] {
             let t = Untrusted::decode(&mint(alg, &claims()), MAX).unwrap();
             let other = verifying_key("rsa-b.pem", None);
-            assert_eq!(t.verify_with_key(&other), Err(TokenError::BadSignature));
+            assert_eq!(t.check_key(&other), Err(TokenError::BadSignature));
         }
         let t = Untrusted::decode(&mint(Alg::HS256, &claims()), MAX).unwrap();
         assert_eq!(
-            t.verify_with_secret(b"another-secret"),
+            t.check_secret(b"another-secret"),
             Err(TokenError::BadSignature)
         );
     }
@@ -860,13 +980,13 @@ mod tests {
             )
             .unwrap();
             let t = Untrusted::decode(&forged, MAX).unwrap();
-            assert_eq!(t.verify_with_key(&key), Err(TokenError::UnknownKey));
+            assert_eq!(t.check_key(&key), Err(TokenError::UnknownKey));
             let set = KeySet::from_keys(vec![key.clone()]);
-            assert_eq!(t.verify_with_keyset(&set), Err(TokenError::UnknownKey));
+            assert_eq!(t.find_key(&set), Err(TokenError::UnknownKey));
             // It passes only with that exact byte string as the secret, which
             // is why HS secrets come only from provider configuration.
-            assert_eq!(t.verify_with_secret(&public_bytes), Ok(()));
-            assert_eq!(t.verify_with_secret(SECRET), Err(TokenError::BadSignature));
+            assert_eq!(t.check_secret(&public_bytes), Ok(()));
+            assert_eq!(t.check_secret(SECRET), Err(TokenError::BadSignature));
         }
     }
 
@@ -874,20 +994,20 @@ mod tests {
     fn a_key_of_another_family_or_declared_alg_is_an_unknown_key() {
         let rs = Untrusted::decode(&mint(Alg::RS256, &claims()), MAX).unwrap();
         assert_eq!(
-            rs.verify_with_key(&verifying_key("ec-p256.pem", None)),
+            rs.check_key(&verifying_key("ec-p256.pem", None)),
             Err(TokenError::UnknownKey)
         );
         assert_eq!(
-            rs.verify_with_key(&verifying_key("rsa-a.pem", Some(Alg::PS256))),
+            rs.check_key(&verifying_key("rsa-a.pem", Some(Alg::PS256))),
             Err(TokenError::UnknownKey)
         );
         assert_eq!(
-            rs.verify_with_key(&verifying_key("rsa-a.pem", Some(Alg::RS256))),
+            rs.check_key(&verifying_key("rsa-a.pem", Some(Alg::RS256))),
             Ok(())
         );
-        assert_eq!(rs.verify_with_secret(SECRET), Err(TokenError::UnknownKey));
+        assert_eq!(rs.check_secret(SECRET), Err(TokenError::UnknownKey));
         let hs = Untrusted::decode(&mint(Alg::HS256, &claims()), MAX).unwrap();
-        assert_eq!(hs.verify_with_secret(b""), Err(TokenError::UnknownKey));
+        assert_eq!(hs.check_secret(b""), Err(TokenError::UnknownKey));
     }
 
     #[test]
@@ -898,18 +1018,12 @@ mod tests {
         b.kid = Some("k2".into());
         let t = Untrusted::decode(&mint(Alg::RS256, &claims()), MAX).unwrap();
         let set = KeySet::from_keys(vec![b.clone(), a.clone()]);
-        assert_eq!(
-            t.verify_with_keyset(&set).unwrap().kid.as_deref(),
-            Some("k1")
-        );
+        assert_eq!(t.find_key(&set).unwrap().kid.as_deref(), Some("k1"));
         let only_b = KeySet::from_keys(vec![b.clone()]);
-        assert_eq!(t.verify_with_keyset(&only_b), Err(TokenError::UnknownKey));
+        assert_eq!(t.find_key(&only_b), Err(TokenError::UnknownKey));
         b.kid = Some("k1".into());
         let impostor = KeySet::from_keys(vec![b]);
-        assert_eq!(
-            t.verify_with_keyset(&impostor),
-            Err(TokenError::BadSignature)
-        );
+        assert_eq!(t.find_key(&impostor), Err(TokenError::BadSignature));
     }
 
     #[test]
@@ -924,7 +1038,7 @@ mod tests {
         let token = sign_compact(Alg::RS256, &attacker, &header, &payload).unwrap();
         let t = Untrusted::decode(&token, MAX).unwrap();
         let ours = KeySet::from_keys(vec![verifying_key("rsa-a.pem", None)]);
-        assert_eq!(t.verify_with_keyset(&ours), Err(TokenError::BadSignature));
+        assert_eq!(t.find_key(&ours), Err(TokenError::BadSignature));
     }
 
     #[test]
@@ -1002,16 +1116,17 @@ mod tests {
     }
 
     #[test]
-    fn time_claims_must_be_non_negative_json_integers() {
+    fn time_claims_must_be_non_negative_numbers_within_range() {
         let bad = [
             json!("1795694400"),
-            json!(1795694400.0),
-            json!(1.5),
             json!(-1),
+            json!(-0.5),
             json!(u64::MAX),
             json!(MAX_TIME + 1),
+            json!(MAX_TIME as f64 + 1.5),
             json!(null),
             json!([1]),
+            json!(true),
         ];
         for claim in ["exp", "nbf", "iat"] {
             for value in &bad {
@@ -1021,10 +1136,56 @@ mod tests {
                 assert_eq!(decode_err(&t), "invalid_claim", "{claim}={value}");
             }
         }
-        for raw in [r#"{"exp":1e10}"#, r#"{"exp":99999999999999999999}"#] {
+        for raw in [
+            r#"{"exp":1e300}"#,
+            r#"{"exp":99999999999999999999}"#,
+            r#"{"exp":-1e-9}"#,
+        ] {
             let t = mint_raw(Alg::RS256, r#"{"alg":"RS256"}"#, raw);
             assert_eq!(decode_err(&t), "invalid_claim", "{raw}");
         }
+    }
+
+    #[test]
+    fn fractional_and_exponent_times_are_numeric_dates_rounded_towards_refusal() {
+        for (raw, exp, nbf, iat) in [
+            (r#"{"exp":1767225600.5}"#, Some(1_767_225_600), None, None),
+            (r#"{"exp":1e9}"#, Some(1_000_000_000), None, None),
+            (r#"{"exp":1795694400.0}"#, Some(1_795_694_400), None, None),
+            (
+                r#"{"exp":2000.9,"nbf":1000.1,"iat":1000.000001}"#,
+                Some(2000),
+                Some(1001),
+                Some(1001),
+            ),
+        ] {
+            let t = Untrusted::decode(&mint_raw(Alg::RS256, r#"{"alg":"RS256"}"#, raw), MAX)
+                .unwrap_or_else(|e| panic!("{raw}: {e}"));
+            assert_eq!((t.exp(), t.nbf(), t.iat()), (exp, nbf, iat), "{raw}");
+        }
+    }
+
+    #[test]
+    fn a_typ_other_than_jwt_is_refused_as_the_wrong_token_type() {
+        for typ in [
+            "at+jwt",
+            "application/at+jwt",
+            "logout+jwt",
+            "secevent+jwt",
+            "JOSE",
+            "id_token",
+        ] {
+            let header = format!(r#"{{"alg":"RS256","typ":"{typ}"}}"#);
+            let t = mint_raw(Alg::RS256, &header, r#"{"exp":1}"#);
+            assert_eq!(decode_err(&t), "wrong_token_type", "{typ}");
+        }
+        for typ in ["JWT", "jwt", "application/jwt", "Jwt"] {
+            let header = format!(r#"{{"alg":"RS256","typ":"{typ}"}}"#);
+            let t = mint_raw(Alg::RS256, &header, r#"{"exp":1}"#);
+            assert!(Untrusted::decode(&t, MAX).is_ok(), "{typ}");
+        }
+        let t = mint_raw(Alg::RS256, r#"{"alg":"RS256","typ":1}"#, r#"{"exp":1}"#);
+        assert_eq!(decode_err(&t), "malformed");
     }
 
     #[test]
@@ -1213,6 +1374,52 @@ mod tests {
         assert_eq!(
             times(Some(0), None, None).check_times(&lax, i64::MAX),
             Ok(())
+        );
+    }
+
+    #[test]
+    fn verification_turns_the_untrusted_token_into_a_verified_one_that_answers_for_its_audience() {
+        let token = mint(Alg::RS256, &claims());
+        let mut key = verifying_key("rsa-a.pem", None);
+        key.kid = Some("k1".into());
+        let verified = Untrusted::decode(&token, MAX)
+            .unwrap()
+            .verify_with_key(&key)
+            .unwrap();
+        assert_eq!(verified.issuer(), Some(ISS));
+        assert_eq!(
+            verified.audience(&["client-a".to_owned()]),
+            Ok("client-a".to_owned())
+        );
+        assert_eq!(
+            verified.audience(&["client-b".to_owned()]),
+            Err(TokenError::AudienceMismatch)
+        );
+        let policy = TimePolicy {
+            clock_skew_secs: 0,
+            max_lifetime_secs: None,
+            require_expiration: true,
+        };
+        assert_eq!(verified.check_times(&policy, NOW), Ok(()));
+        assert_eq!(
+            verified.check_times(&policy, NOW + 7200),
+            Err(TokenError::Expired)
+        );
+        let mut other = verifying_key("rsa-b.pem", None);
+        other.kid = Some("k2".into());
+        let refused = Untrusted::decode(&token, MAX)
+            .unwrap()
+            .verify_with_key(&other);
+        assert_eq!(refused.err(), Some(TokenError::BadSignature));
+        let set = KeySet::from_keys(vec![other, key]);
+        let (verified, used) = Untrusted::decode(&token, MAX)
+            .unwrap()
+            .verify_with_keyset(&set)
+            .unwrap();
+        assert_eq!(used.kid.as_deref(), Some("k1"));
+        assert_eq!(
+            verified.claims().get("sub"),
+            Some(&json!("pairwise-subject"))
         );
     }
 

@@ -29,7 +29,7 @@ use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, Metr
 
 use crate::config::Config;
 use crate::engine::{CounterId, Decision, Engine, Request};
-use crate::jwks::{Fetched, KeyStore, Step};
+use crate::jwks::{Fetched, IssuerId, KeyStore, Step};
 
 const METRIC_PREFIX: &str = "mpass_guard.";
 /// Timer granularity for fetch scheduling and parked-request deadlines.
@@ -157,7 +157,7 @@ impl Metrics {
 /// A request parked until its issuer's keys are ready or `deadline_ms`.
 struct Parked {
     context_id: u32,
-    issuer: usize,
+    issuer: IssuerId,
     deadline_ms: u64,
 }
 
@@ -308,7 +308,7 @@ impl Shared {
 
     /// Decides again for parked requests: those of `issuer` (when its keys
     /// changed), and every one whose deadline has passed.
-    fn release_parked(&self, root_id: u32, issuer: Option<usize>, now: u64) {
+    fn release_parked(&self, root_id: u32, issuer: Option<IssuerId>, now: u64) {
         let ready: Vec<Parked> = {
             let mut parked = self.parked.borrow_mut();
             let (go, stay): (Vec<Parked>, Vec<Parked>) = parked
@@ -334,7 +334,7 @@ struct Root {
     context_id: u32,
     shared: Option<Rc<Shared>>,
     /// In-flight key fetches: call token -> (issuer index, step).
-    calls: HashMap<u32, (usize, Step)>,
+    calls: HashMap<u32, (IssuerId, Step)>,
 }
 
 impl Context for Root {
@@ -426,10 +426,7 @@ impl Context for Root {
 impl Root {
     fn start_due_fetches(&mut self, shared: &Shared, now: u64) {
         let mut keys = shared.keys.borrow_mut();
-        for (i, slot) in keys.issuers.iter_mut().enumerate() {
-            let Some(remote) = slot.as_mut() else {
-                continue;
-            };
+        for (i, remote) in keys.remote_mut() {
             let Some(step) = remote.due(now) else {
                 continue;
             };
@@ -501,7 +498,7 @@ impl RootContext for Root {
                         config.providers.len()
                     ),
                 );
-                let keys = KeyStore::new(&config);
+                let keys = KeyStore::new(&config.issuers);
                 let remote = keys.has_remote();
                 let batching = config.audit_flush_ms > 0;
                 // A new configuration replaces the state: write out what the
@@ -542,7 +539,7 @@ impl RootContext for Root {
         self.start_due_fetches(&shared, now);
         {
             let keys = shared.keys.borrow();
-            for remote in keys.issuers.iter().flatten() {
+            for (_, remote) in keys.remote() {
                 if let Some(age) = remote.age_secs(now) {
                     shared.metrics.gauge(
                         &format!("issuer.{}.key_set_age_seconds", stats_label(&remote.issuer)),

@@ -75,7 +75,7 @@ fn decide(path: &str, headers: &[(&str, &str)]) -> Decision {
             .map(|(n, v)| ((*n).to_owned(), (*v).to_owned())),
     );
     let engine = engine();
-    let mut keys = KeyStore::new(&engine.config);
+    let mut keys = KeyStore::new(&engine.config.issuers);
     let req = Request {
         headers: &all,
         route_name: None,

@@ -141,7 +141,7 @@ fn handle(engine: &Engine, path: &str, token: Option<&str>) -> Decision {
         headers.push(("authorization".to_owned(), format!("Bearer {t}")));
     }
     headers.extend(spoofed());
-    let mut keys = KeyStore::new(&engine.config);
+    let mut keys = KeyStore::new(&engine.config.issuers);
     let req = Request {
         headers: &headers,
         route_name: None,

@@ -46,7 +46,7 @@ fn send(engine: &Engine, path: &str, aud: &str) -> Decision {
         (":path".to_owned(), path.to_owned()),
         ("authorization".to_owned(), format!("Bearer {token}")),
     ];
-    let mut keys = KeyStore::new(&engine.config);
+    let mut keys = KeyStore::new(&engine.config.issuers);
     engine.handle(
         &Request {
             headers: &headers,

@@ -79,7 +79,7 @@ fn status(d: &Decision) -> u16 {
 #[test]
 fn a_second_request_with_the_same_token_is_answered_identically_from_the_cache() {
     let engine = local_engine(16);
-    let mut keys = KeyStore::new(&engine.config);
+    let mut keys = KeyStore::new(&engine.config.issuers);
     let t = token("rsa-a.pem", "a", NOW + 600);
     let first = send(&engine, &mut keys, &t, NOW);
     assert_eq!(engine.cached_tokens(), 1);
@@ -98,7 +98,7 @@ fn a_second_request_with_the_same_token_is_answered_identically_from_the_cache()
 #[test]
 fn a_forged_token_ending_like_a_cached_one_is_verified_not_served_from_the_cache() {
     let engine = local_engine(16);
-    let mut keys = KeyStore::new(&engine.config);
+    let mut keys = KeyStore::new(&engine.config.issuers);
     let t = token("rsa-a.pem", "a", NOW + 600);
     assert_eq!(status(&send(&engine, &mut keys, &t, NOW)), 200);
     // Same header and signature (so the same cache key), another payload.
@@ -123,7 +123,7 @@ fn a_forged_token_ending_like_a_cached_one_is_verified_not_served_from_the_cache
 #[test]
 fn a_cached_token_is_refused_once_it_expires() {
     let engine = local_engine(16);
-    let mut keys = KeyStore::new(&engine.config);
+    let mut keys = KeyStore::new(&engine.config.issuers);
     let t = token("rsa-a.pem", "a", NOW + 100);
     assert_eq!(status(&send(&engine, &mut keys, &t, NOW)), 200);
     // Past exp plus the default 60 s skew.
@@ -140,7 +140,7 @@ fn a_cached_token_is_refused_once_it_expires() {
 #[test]
 fn a_flood_of_invalid_tokens_never_evicts_a_verified_one() {
     let engine = local_engine(2);
-    let mut keys = KeyStore::new(&engine.config);
+    let mut keys = KeyStore::new(&engine.config.issuers);
     let good = token("rsa-a.pem", "a", NOW + 600);
     assert_eq!(status(&send(&engine, &mut keys, &good, NOW)), 200);
     let forged = token("rsa-b.pem", "a", NOW + 600);
@@ -155,7 +155,7 @@ fn a_flood_of_invalid_tokens_never_evicts_a_verified_one() {
 #[test]
 fn a_disabled_cache_still_verifies_every_request() {
     let engine = local_engine(0);
-    let mut keys = KeyStore::new(&engine.config);
+    let mut keys = KeyStore::new(&engine.config.issuers);
     let t = token("rsa-a.pem", "a", NOW + 600);
     assert_eq!(status(&send(&engine, &mut keys, &t, NOW)), 200);
     assert_eq!(status(&send(&engine, &mut keys, &t, NOW)), 200);
@@ -171,11 +171,11 @@ fn a_cached_token_stops_working_when_its_key_is_rotated_out() {
         }),
         16,
     );
-    let mut keys = KeyStore::new(&engine.config);
+    let mut keys = KeyStore::new(&engine.config.issuers);
     let now_ms = u64::try_from(NOW).unwrap() * 1000;
     let step = Step::Jwks(Target::parse("https://keys.example/jwks").unwrap());
     let serve = |keys: &mut KeyStore, body: String, at: u64| {
-        let remote = keys.get_mut(0).unwrap();
+        let (_, remote) = keys.remote_mut().next().unwrap();
         assert!(remote.due(at).is_some());
         remote.on_fetched(
             at,

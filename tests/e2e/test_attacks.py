@@ -468,22 +468,48 @@ def test_a_duplicate_alg_in_the_header_is_malformed(g, upstream):
     refused(g, upstream, g.send(SHOP, bearer(token)), 401, "malformed")
 
 
+def time_payload(claim: str, value: str) -> str:
+    fields = {"iss": f'"{ISS_MAIN}"', "aud": f'"{AUD_STUDEO}"', "iat": str(NOW),
+              "exp": str(NOW + 600), "urn:mpass.id:uid": json.dumps(UID)}
+    fields[claim] = value
+    return "{" + ",".join(f'"{k}":{v}' for k, v in fields.items()) + "}"
+
+
 @pytest.mark.parametrize("claim", ["exp", "nbf", "iat"])
 @pytest.mark.parametrize("value", [
-    f'"{NOW + 600}"', f"{NOW + 600}.0", f"{NOW}.5", f"{NOW + 600}e0", "1e10", "-1", "-0.0",
-    "99999999999999999999", "253402300800", "18446744073709551616", "true", "null", f"[{NOW}]",
-    f'{{"t":{NOW}}}',
-], ids=["string", "float", "fraction", "exponent", "1e10", "negative", "negative-zero-float",
-        "u64-overflow", "after-9999", "2^64", "bool", "null", "array", "object"])
-def test_time_claims_that_are_not_plain_integers_are_refused(g, upstream, claim, value):
-    """Attack: ``exp``/``nbf``/``iat`` as strings, floats, exponents, huge or
-    negative numbers, so that verifiers disagree on when a token is valid.
+    f'"{NOW + 600}"', "-1", "-0.5", "99999999999999999999", "253402300800", "1e300",
+    "18446744073709551616", "true", "null", f"[{NOW}]", f'{{"t":{NOW}}}',
+], ids=["string", "negative", "negative-fraction", "u64-overflow", "after-9999", "1e300", "2^64",
+        "bool", "null", "array", "object"])
+def test_time_claims_that_are_not_numeric_dates_in_range_are_refused(g, upstream, claim, value):
+    """Attack: ``exp``/``nbf``/``iat`` as strings, huge or negative numbers or
+    other JSON types, so that verifiers disagree on when a token is valid.
     Correctly signed. Client: 401 invalid_claim. Upstream: nothing."""
-    fields = {"iss": f'"{ISS_MAIN}"', "aud": f'"{AUD_STUDEO}"', "iat": str(NOW),
-              "exp": str(NOW + 600)}
-    fields[claim] = value
-    payload = "{" + ",".join(f'"{k}":{v}' for k, v in fields.items()) + "}"
-    refused(g, upstream, g.send(SHOP, bearer(raw(RS_HEADER, payload))), 401, "invalid_claim")
+    token = raw(RS_HEADER, time_payload(claim, value))
+    refused(g, upstream, g.send(SHOP, bearer(token)), 401, "invalid_claim")
+
+
+@pytest.mark.parametrize("claim,value", [
+    ("exp", f"{NOW + 600}.5"), ("exp", f"{NOW + 600}.0"), ("exp", f"{NOW + 600}e0"),
+    ("iat", f"{NOW}.5"), ("nbf", f"{NOW - 10}.25"),
+], ids=["exp-fraction", "exp-float", "exp-exponent", "iat-fraction", "nbf-fraction"])
+def test_fractional_numeric_dates_are_accepted_as_rfc_7519_allows(g, upstream, claim, value):
+    """RFC 7519 section 2: a NumericDate may be non-integer (jwt_authn accepts
+    it too). Correctly signed, valid: the upstream receives the request, without the token."""
+    token = raw(RS_HEADER, time_payload(claim, value))
+    resp = g.send(SHOP, bearer(token))
+    assert resp.status == 200, f"{resp.status} {resp.body!r}"
+    [rec] = upstream.received()
+    assert_clean(rec, token, allowed=CONTRACT_HEADERS)
+
+
+@pytest.mark.parametrize("typ", ["at+jwt", "application/at+jwt", "logout+jwt", "secevent+jwt"])
+def test_a_token_typed_as_something_other_than_an_id_token_is_refused(g, upstream, typ):
+    """RFC 8725 section 3.11: an access token, logout token or security event
+    token of the same issuer and key is not an ID token. Correctly signed.
+    Client: 401 wrong_token_type. Upstream: nothing."""
+    token = raw(json.dumps({"alg": "RS256", "kid": "rsa-a", "typ": typ}), body())
+    refused(g, upstream, g.send(SHOP, bearer(token)), 401, "wrong_token_type")
 
 
 @pytest.mark.parametrize("aud", [

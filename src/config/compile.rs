@@ -1,0 +1,819 @@
+//! Compiles the wire format into a checked [`Config`], one function per
+//! part. Each part reports its own errors into a [`Report`], so one load
+//! names every independent error (each issuer, each provider, each
+//! top-level field); a part that depends on a refused one is skipped
+//! rather than reported twice.
+
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use crate::alg::Alg;
+use crate::contract::{CompileContext, Contract, ContractConfig};
+use crate::error::{index, join, ConfigError};
+use crate::extract::Locations;
+use crate::forward::Sanitiser;
+use crate::jwks::{FetchPolicy, Issuer, IssuerId, IssuerKeys, Source, Target};
+use crate::keys::KeySet;
+use crate::routing::{MatchRule, MatcherBuilder, ProviderId};
+use crate::verify::TimePolicy;
+
+use super::wire::{
+    AuditConfig, DiscoveryConfig, HttpUri, IssuerConfig, KeyFetchConfig, PluginConfig,
+    ProviderConfig, RemoteJwksConfig, TokenCacheConfig,
+};
+use super::{
+    Config, Provider, Warning, DEFAULT_AUDIT_FLUSH_MS, DEFAULT_CACHE_MAX_BYTES,
+    DEFAULT_CACHE_MAX_ENTRIES, DEFAULT_CLOCK_SKEW_SECONDS, DEFAULT_HEADER_PREFIX,
+    DEFAULT_MAX_LIFETIME_SECONDS, DEFAULT_MAX_TOKEN_BYTES, MAX_AUDIT_FLUSH_MS,
+};
+
+/// What a load has found so far: errors and warnings, in order.
+#[derive(Debug, Default)]
+struct Report {
+    errors: Vec<ConfigError>,
+    warnings: Vec<Warning>,
+}
+
+impl Report {
+    /// The value of `r`, or `None` with its error kept.
+    fn keep<T>(&mut self, r: Result<T, ConfigError>) -> Option<T> {
+        match r {
+            Ok(v) => Some(v),
+            Err(e) => {
+                self.errors.push(e);
+                None
+            }
+        }
+    }
+}
+
+/// A `serde_path_to_error` error as a [`ConfigError`] at `base` joined with
+/// the path inside the value that failed.
+pub(crate) fn located(
+    base: &str,
+    e: &serde_path_to_error::Error<serde_json::Error>,
+) -> ConfigError {
+    let inner = e.path().to_string();
+    let at = if inner == "." {
+        base.to_owned()
+    } else {
+        join(base, &inner)
+    };
+    ConfigError::new(at, strip_position(&e.inner().to_string()))
+}
+
+/// Reads raw JSON at `path` as a `T`.
+fn parse_at<T: serde::de::DeserializeOwned>(raw: &str, path: &str) -> Result<T, ConfigError> {
+    let de = &mut serde_json::Deserializer::from_str(raw);
+    serde_path_to_error::deserialize(de).map_err(|e| located(path, &e))
+}
+
+/// serde_json appends "at line 1 column 7"; the path says more.
+fn strip_position(msg: &str) -> String {
+    match msg.rfind(" at line ") {
+        Some(i) => msg.get(..i).unwrap_or(msg).to_owned(),
+        None => msg.to_owned(),
+    }
+}
+
+/// Compiles `wire`, or returns every error found (at least one).
+pub(crate) fn compile(
+    wire: PluginConfig,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Config, Vec<ConfigError>> {
+    let mut report = Report::default();
+    let (issuers, issuer_index) = issuers(&wire.issuers, &mut report);
+    let prefix = report.keep(header_prefix(wire.header_prefix.as_deref()));
+    let locations = report.keep(locations(&wire));
+    let sanitiser = prefix
+        .as_deref()
+        .and_then(|p| report.keep(Sanitiser::compile(p, &wire.strip_headers, "")));
+    let max_token_bytes = report.keep(max_token_bytes(wire.max_token_bytes));
+    let realm = report.keep(realm(wire.realm.as_deref()));
+    let never_release = report.keep(never_release(&wire.never_release));
+
+    // Providers need the prefix (contract headers live under it) and add
+    // their headers to the sanitiser; without those, they are not checked.
+    let providers = match (prefix.as_deref(), sanitiser, never_release) {
+        (Some(prefix), Some(mut sanitiser), Some(())) => {
+            let ctx = CompileContext {
+                header_prefix: prefix,
+                extra_never_release: &wire.never_release,
+            };
+            let compiled = providers(wire.providers, &ctx, &mut sanitiser, env, &mut report);
+            Some((compiled, sanitiser))
+        }
+        _ => None,
+    };
+    if let (Some(locations), Some((_, sanitiser))) = (&locations, &providers) {
+        report.keep(token_headers_are_not_identity_headers(
+            locations,
+            sanitiser,
+            wire.from_headers.is_some(),
+        ));
+    }
+
+    let key = pseudonym_key(wire.audit.as_ref(), env, &mut report.warnings);
+    let pseudonym_key = report.keep(key);
+    let audit_flush_ms = report.keep(audit_flush_ms(wire.audit.as_ref()));
+    let cache = report.keep(cache_bounds(wire.token_cache.as_ref()));
+
+    let (
+        Some(header_prefix),
+        Some(locations),
+        Some(max_token_bytes),
+        Some(realm),
+        Some(pseudonym_key),
+        Some(audit_flush_ms),
+        Some((cache_max_entries, cache_max_bytes)),
+        Some((Some((providers, matcher)), sanitiser)),
+    ) = (
+        prefix,
+        locations,
+        max_token_bytes,
+        realm,
+        pseudonym_key,
+        audit_flush_ms,
+        cache,
+        providers,
+    )
+    else {
+        return Err(report.errors);
+    };
+    if !report.errors.is_empty() {
+        return Err(report.errors);
+    }
+    Ok(Config {
+        audit_flush_ms,
+        cache_max_entries,
+        cache_max_bytes,
+        issuers,
+        issuer_index,
+        providers,
+        matcher,
+        locations,
+        sanitiser,
+        max_token_bytes,
+        realm,
+        header_prefix,
+        pseudonym_key,
+        warnings: report.warnings,
+    })
+}
+
+/// Every issuer, each checked on its own; the refused ones are left out.
+fn issuers(list: &[IssuerConfig], report: &mut Report) -> (Vec<Issuer>, HashMap<String, IssuerId>) {
+    let mut issuers = Vec::new();
+    let mut by_name = HashMap::new();
+    if list.is_empty() {
+        report.errors.push(ConfigError::new(
+            "issuers",
+            "at least one issuer is required",
+        ));
+    }
+    for (i, ic) in list.iter().enumerate() {
+        let path = index("issuers", i);
+        let checked = issuer(ic, &path, &mut report.warnings);
+        let Some(issuer) = report.keep(checked) else {
+            continue;
+        };
+        if by_name.contains_key(&issuer.issuer) {
+            report.errors.push(ConfigError::new(
+                join(&path, "issuer"),
+                "issuer listed twice",
+            ));
+            continue;
+        }
+        by_name.insert(issuer.issuer.clone(), IssuerId(issuers.len()));
+        issuers.push(issuer);
+    }
+    (issuers, by_name)
+}
+
+fn header_prefix(raw: Option<&str>) -> Result<String, ConfigError> {
+    let prefix = raw.unwrap_or(DEFAULT_HEADER_PREFIX).to_ascii_lowercase();
+    if prefix.len() < 3 || !crate::extract::is_token_name(&prefix) || !prefix.ends_with('-') {
+        return Err(ConfigError::new(
+            "header_prefix",
+            "must be a header-name prefix of at least 3 characters ending in '-'",
+        ));
+    }
+    Ok(prefix)
+}
+
+fn locations(wire: &PluginConfig) -> Result<Locations, ConfigError> {
+    let headers: Option<Vec<(String, String)>> = wire.from_headers.as_ref().map(|hs| {
+        hs.iter()
+            .map(|h| (h.name.clone(), h.value_prefix.clone()))
+            .collect()
+    });
+    Locations::compile(
+        headers.as_deref(),
+        &wire.from_cookies,
+        &wire.from_params,
+        "",
+    )
+}
+
+fn max_token_bytes(raw: Option<usize>) -> Result<usize, ConfigError> {
+    let n = raw.unwrap_or(DEFAULT_MAX_TOKEN_BYTES);
+    if !(256..=1024 * 1024).contains(&n) {
+        return Err(ConfigError::new(
+            "max_token_bytes",
+            "must be between 256 and 1048576",
+        ));
+    }
+    Ok(n)
+}
+
+fn realm(raw: Option<&str>) -> Result<String, ConfigError> {
+    let realm = raw.unwrap_or("mpass-guard");
+    if realm.is_empty()
+        || realm
+            .bytes()
+            .any(|b| b == b'"' || b == b'\\' || !(0x20..0x7f).contains(&b))
+    {
+        return Err(ConfigError::new(
+            "realm",
+            "must be non-empty printable ASCII without quotes or backslashes",
+        ));
+    }
+    Ok(realm.to_owned())
+}
+
+fn never_release(names: &[String]) -> Result<(), ConfigError> {
+    match names.iter().position(|n| n.trim().is_empty()) {
+        Some(i) => Err(ConfigError::new(
+            index("never_release", i),
+            "must not be empty",
+        )),
+        None => Ok(()),
+    }
+}
+
+/// A contract compiled once, for every provider that writes it identically.
+struct Shared {
+    contract: Rc<Contract>,
+    /// Where it was first compiled, and the warnings it had there.
+    path: String,
+    warnings: Vec<Warning>,
+}
+
+/// Every provider in id order, each checked on its own, and the matcher;
+/// `None` when any provider was refused.
+fn providers(
+    list: super::wire::ProviderList,
+    ctx: &CompileContext<'_>,
+    sanitiser: &mut Sanitiser,
+    env: &dyn Fn(&str) -> Option<String>,
+    report: &mut Report,
+) -> Option<(Vec<Provider>, crate::routing::Matcher)> {
+    let mut list = list.entries;
+    if list.is_empty() {
+        report.errors.push(ConfigError::new(
+            "providers",
+            "at least one provider is required",
+        ));
+        return None;
+    }
+    list.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut providers = Vec::with_capacity(list.len());
+    let mut matcher = MatcherBuilder::default();
+    let mut refused = false;
+    // Identical contracts (by their JSON text) are compiled once and shared.
+    let mut contracts: HashMap<String, Shared> = HashMap::new();
+    for (id, raw) in list {
+        let path = join("providers", &id);
+        let compiled = provider_config(&id, raw.get(), &path).and_then(|pc| {
+            drop(raw);
+            let hs_secret = hs_secret(
+                pc.hs_secret_env.as_deref(),
+                &path,
+                env,
+                &mut report.warnings,
+            )?;
+            let contract = shared_contract(&pc, &path, ctx, sanitiser, &mut contracts, report)?;
+            let rule = MatchRule {
+                authorities: &pc.matching.authorities,
+                path_prefixes: &pc.matching.path_prefixes,
+                route_names: &pc.matching.route_names,
+            };
+            matcher.add(&rule, ProviderId(providers.len()), &join(&path, "match"))?;
+            Ok(Provider {
+                id,
+                audiences: pc.audiences,
+                hs_secret,
+                forward: pc.forward || contract.forwards_token(),
+                contract,
+            })
+        });
+        match compiled {
+            Ok(p) => providers.push(p),
+            Err(e) => {
+                report.errors.push(e);
+                refused = true;
+            }
+        }
+    }
+    (!refused).then(|| (providers, matcher.build()))
+}
+
+/// A provider's own JSON, with its id and audiences checked.
+fn provider_config(id: &str, raw: &str, path: &str) -> Result<ProviderConfig, ConfigError> {
+    if id.is_empty()
+        || !id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+    {
+        return Err(ConfigError::new(
+            path,
+            "provider ids use letters, digits, '-', '_' and '.' only (they appear in stats names)",
+        ));
+    }
+    let pc: ProviderConfig = parse_at(raw, path)?;
+    if pc.audiences.is_empty() {
+        return Err(ConfigError::new(
+            join(path, "audiences"),
+            "at least one audience is required",
+        ));
+    }
+    if let Some(i) = pc.audiences.iter().position(String::is_empty) {
+        return Err(ConfigError::new(
+            index(&join(path, "audiences"), i),
+            "must not be empty",
+        ));
+    }
+    Ok(pc)
+}
+
+fn hs_secret(
+    var: Option<&str>,
+    path: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+    warnings: &mut Vec<Warning>,
+) -> Result<Option<Vec<u8>>, ConfigError> {
+    let Some(var) = var else {
+        return Ok(None);
+    };
+    let p = join(path, "hs_secret_env");
+    let value = env(var).ok_or_else(|| {
+        ConfigError::new(
+            p.clone(),
+            format!("environment variable {var} is not set in the VM"),
+        )
+    })?;
+    if value.is_empty() {
+        return Err(ConfigError::new(p, "the secret is empty"));
+    }
+    if value.len() < 32 {
+        // RFC 7518 section 3.2 wants at least 256 bits; the secret is
+        // issued by MPASSid, so warn rather than refuse.
+        warnings.push(Warning::new(
+            p,
+            "the client secret is shorter than 32 bytes (RFC 7518 section 3.2)",
+        ));
+    }
+    Ok(Some(value.into_bytes()))
+}
+
+/// The provider's contract, compiled or shared with an identical one.
+fn shared_contract(
+    pc: &ProviderConfig,
+    path: &str,
+    ctx: &CompileContext<'_>,
+    sanitiser: &mut Sanitiser,
+    contracts: &mut HashMap<String, Shared>,
+    report: &mut Report,
+) -> Result<Rc<Contract>, ConfigError> {
+    let contract_path = join(path, "contract");
+    let key = pc
+        .contract
+        .as_ref()
+        .map(|c| c.get().to_owned())
+        .unwrap_or_default();
+    if let Some(shared) = contracts.get(&key) {
+        // Same text, same contract: its warnings apply here too.
+        for w in &shared.warnings {
+            let rest = w.path.get(shared.path.len()..).unwrap_or_default();
+            report.warnings.push(Warning::new(
+                format!("{contract_path}{rest}"),
+                w.message.clone(),
+            ));
+        }
+        return Ok(Rc::clone(&shared.contract));
+    }
+    let wire_contract = match &pc.contract {
+        Some(raw) => parse_at(raw.get(), &contract_path)?,
+        // No contract: verification only, nothing released.
+        None => release_nothing(),
+    };
+    let (compiled, contract_warnings) = Contract::compile(&wire_contract, &contract_path, ctx)?;
+    let compiled = Rc::new(compiled);
+    for name in compiled.header_names() {
+        sanitiser.add_emitted(name);
+    }
+    // The contract writes `path: message`; its path starts with ours.
+    let warnings: Vec<Warning> = contract_warnings
+        .iter()
+        .map(|w| match w.split_once(": ") {
+            Some((p, m)) => Warning::new(p, m),
+            None => Warning::new(contract_path.clone(), w.clone()),
+        })
+        .collect();
+    report.warnings.extend(warnings.iter().cloned());
+    contracts.insert(
+        key,
+        Shared {
+            contract: Rc::clone(&compiled),
+            path: contract_path,
+            warnings,
+        },
+    );
+    Ok(compiled)
+}
+
+/// A header that carries the token must not also be an identity header:
+/// sanitising would strip it on every route, and a contract header of the
+/// same name would overwrite the token.
+fn token_headers_are_not_identity_headers(
+    locations: &Locations,
+    sanitiser: &Sanitiser,
+    written: bool,
+) -> Result<(), ConfigError> {
+    for (i, loc) in locations.headers.iter().enumerate() {
+        if sanitiser.is_identity_header(&loc.name) {
+            let path = if written {
+                join(&index("from_headers", i), "name")
+            } else {
+                "from_headers".to_owned()
+            };
+            return Err(ConfigError::new(
+                path,
+                "a token header cannot also be an identity header (header_prefix, strip_headers or a contract header)",
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn pseudonym_key(
+    audit: Option<&AuditConfig>,
+    env: &dyn Fn(&str) -> Option<String>,
+    warnings: &mut Vec<Warning>,
+) -> Result<Option<Vec<u8>>, ConfigError> {
+    let Some(var) = audit.and_then(|a| a.pseudonym_key_env.as_ref()) else {
+        warnings.push(Warning::new(
+            "",
+            "audit.pseudonym_key_env is not set: audit lines carry no subject pseudonym",
+        ));
+        return Ok(None);
+    };
+    let value = env(var).ok_or_else(|| {
+        ConfigError::new(
+            "audit.pseudonym_key_env",
+            format!("environment variable {var} is not set in the VM"),
+        )
+    })?;
+    if value.len() < 16 {
+        return Err(ConfigError::new(
+            "audit.pseudonym_key_env",
+            "the pseudonym key must be at least 16 bytes",
+        ));
+    }
+    Ok(Some(value.into_bytes()))
+}
+
+fn audit_flush_ms(audit: Option<&AuditConfig>) -> Result<u64, ConfigError> {
+    let mut ms = DEFAULT_AUDIT_FLUSH_MS;
+    set_duration(
+        &mut ms,
+        audit.and_then(|a| a.flush_interval.as_deref()),
+        "audit.flush_interval",
+    )?;
+    if ms > MAX_AUDIT_FLUSH_MS {
+        return Err(ConfigError::new(
+            "audit.flush_interval",
+            "must be at most 10s (audit lines wait in the VM's memory until then)",
+        ));
+    }
+    Ok(ms)
+}
+
+fn cache_bounds(cache: Option<&TokenCacheConfig>) -> Result<(usize, usize), ConfigError> {
+    let entries = cache
+        .and_then(|c| c.max_entries)
+        .unwrap_or(DEFAULT_CACHE_MAX_ENTRIES);
+    let bytes = cache
+        .and_then(|c| c.max_bytes)
+        .unwrap_or(DEFAULT_CACHE_MAX_BYTES);
+    if entries > 1_000_000 {
+        return Err(ConfigError::new(
+            "token_cache.max_entries",
+            "must be at most 1000000",
+        ));
+    }
+    if bytes > 256 * 1024 * 1024 {
+        return Err(ConfigError::new(
+            "token_cache.max_bytes",
+            "must be at most 268435456",
+        ));
+    }
+    Ok((entries, bytes))
+}
+
+/// One issuer: its URL, algorithms, time policy and key source.
+fn issuer(
+    ic: &IssuerConfig,
+    path: &str,
+    warnings: &mut Vec<Warning>,
+) -> Result<Issuer, ConfigError> {
+    // OpenID Connect Core 1.0 section 2: the issuer is a case-sensitive URL
+    // with no query or fragment. Plain http is accepted for loopback tests.
+    let is_url = (ic.issuer.starts_with("https://") || ic.issuer.starts_with("http://"))
+        && Target::parse(&ic.issuer).is_some()
+        && !ic.issuer.contains(['?', '#']);
+    if !is_url {
+        return Err(ConfigError::new(
+            join(path, "issuer"),
+            "must be an https URL without query or fragment, as MPASSid's issuers are",
+        ));
+    }
+    let allowed = allowed_algorithms(ic.allowed_algorithms.as_deref(), path)?;
+    let time = TimePolicy {
+        clock_skew_secs: ic.clock_skew_seconds.unwrap_or(DEFAULT_CLOCK_SKEW_SECONDS),
+        max_lifetime_secs: Some(
+            ic.max_lifetime_seconds
+                .unwrap_or(DEFAULT_MAX_LIFETIME_SECONDS),
+        ),
+        require_expiration: ic.require_expiration.unwrap_or(true),
+    };
+    if time.clock_skew_secs > 600 {
+        return Err(ConfigError::new(
+            join(path, "clock_skew_seconds"),
+            "must be at most 600",
+        ));
+    }
+    let keys = issuer_keys(ic, &allowed, path, warnings)?;
+    Ok(Issuer {
+        issuer: ic.issuer.clone(),
+        allowed,
+        time,
+        keys,
+    })
+}
+
+fn allowed_algorithms(list: Option<&[String]>, path: &str) -> Result<Vec<Alg>, ConfigError> {
+    let Some(list) = list else {
+        return Ok(vec![Alg::RS256]);
+    };
+    let p = join(path, "allowed_algorithms");
+    if list.is_empty() {
+        return Err(ConfigError::new(p, "must list at least one algorithm"));
+    }
+    let mut allowed = Vec::new();
+    for (i, name) in list.iter().enumerate() {
+        let alg = Alg::from_name(name).ok_or_else(|| {
+            let msg = if name.eq_ignore_ascii_case("none") {
+                "unsigned tokens are never accepted".to_owned()
+            } else {
+                format!("unsupported algorithm {name:?}")
+            };
+            ConfigError::new(index(&p, i), msg)
+        })?;
+        if !allowed.contains(&alg) {
+            allowed.push(alg);
+        }
+    }
+    Ok(allowed)
+}
+
+/// The issuer's one key source: inline, `remote_jwks` or `discovery`.
+fn issuer_keys(
+    ic: &IssuerConfig,
+    allowed: &[Alg],
+    path: &str,
+    warnings: &mut Vec<Warning>,
+) -> Result<IssuerKeys, ConfigError> {
+    let sources = usize::from(ic.local_jwks.is_some())
+        + usize::from(ic.remote_jwks.is_some())
+        + usize::from(ic.discovery.is_some());
+    if sources > 1 {
+        return Err(ConfigError::new(
+            path,
+            "give only one of local_jwks, remote_jwks, discovery",
+        ));
+    }
+    if ic.key_fetch.is_some() && ic.local_jwks.is_some() {
+        return Err(ConfigError::new(
+            join(path, "key_fetch"),
+            "applies only to remote_jwks or discovery",
+        ));
+    }
+    if let Some(src) = &ic.local_jwks {
+        let (set, skipped) = KeySet::parse(src.inline_string.as_bytes(), allowed)
+            .map_err(|e| ConfigError::new(join(path, "local_jwks.inline_string"), e.to_string()))?;
+        for w in skipped {
+            warnings.push(Warning::new(join(path, "local_jwks"), w.to_string()));
+        }
+        return Ok(IssuerKeys::Local(Rc::new(set)));
+    }
+    if let Some(remote) = &ic.remote_jwks {
+        return remote_jwks(ic, remote, path);
+    }
+    if let Some(d) = &ic.discovery {
+        return discovery(ic, d, path);
+    }
+    if allowed.iter().any(|a| !a.is_hmac()) {
+        return Err(ConfigError::new(
+            path,
+            "a key source is required: local_jwks, remote_jwks or discovery",
+        ));
+    }
+    Ok(IssuerKeys::Local(Rc::new(KeySet::from_keys(Vec::new()))))
+}
+
+fn remote_jwks(
+    ic: &IssuerConfig,
+    remote: &RemoteJwksConfig,
+    path: &str,
+) -> Result<IssuerKeys, ConfigError> {
+    let p = join(path, "remote_jwks");
+    let hp = join(&p, "http_uri");
+    let HttpUri {
+        uri,
+        cluster,
+        timeout,
+    } = &remote.http_uri;
+    let target = Target::parse(uri)
+        .ok_or_else(|| ConfigError::new(join(&hp, "uri"), "not an http(s) URL"))?;
+    remote_source(
+        ic,
+        path,
+        Source::Jwks(target),
+        (cluster, &join(&hp, "cluster")),
+        (timeout.as_deref(), &join(&hp, "timeout")),
+        (
+            remote.cache_duration.as_deref(),
+            &join(&p, "cache_duration"),
+        ),
+    )
+}
+
+fn discovery(
+    ic: &IssuerConfig,
+    d: &DiscoveryConfig,
+    path: &str,
+) -> Result<IssuerKeys, ConfigError> {
+    let p = join(path, "discovery");
+    let well_known = Target::parse(&format!(
+        "{}/.well-known/openid-configuration",
+        ic.issuer.trim_end_matches('/')
+    ))
+    .ok_or_else(|| {
+        ConfigError::new(
+            join(path, "issuer"),
+            "discovery needs an http(s) issuer URL",
+        )
+    })?;
+    remote_source(
+        ic,
+        path,
+        Source::Discovery { well_known },
+        (&d.cluster, &join(&p, "cluster")),
+        (d.timeout.as_deref(), &join(&p, "timeout")),
+        (d.cache_duration.as_deref(), &join(&p, "cache_duration")),
+    )
+}
+
+/// The remote key source both `remote_jwks` and `discovery` build: the
+/// issuer's `key_fetch` policy with this source's timeout and cache
+/// duration, each given with its field path.
+fn remote_source(
+    ic: &IssuerConfig,
+    path: &str,
+    source: Source,
+    (cluster, cluster_path): (&str, &str),
+    (timeout, timeout_path): (Option<&str>, &str),
+    (cache, cache_path): (Option<&str>, &str),
+) -> Result<IssuerKeys, ConfigError> {
+    let mut policy = fetch_policy(ic.key_fetch.as_ref(), &join(path, "key_fetch"))?;
+    set_duration(&mut policy.timeout_ms, timeout, timeout_path)?;
+    set_duration(&mut policy.cache_duration_ms, cache, cache_path)?;
+    positive(policy.timeout_ms, timeout_path)?;
+    positive(policy.cache_duration_ms, cache_path)?;
+    Ok(IssuerKeys::Remote {
+        cluster: cluster_name(cluster, cluster_path)?,
+        source,
+        policy,
+    })
+}
+
+/// The contract of a provider that has none: every organisation, no attribute.
+fn release_nothing() -> ContractConfig {
+    ContractConfig {
+        organisations: vec!["*".to_owned()],
+        identifier_form: Default::default(),
+        allow_test_learner_id: false,
+        required: Vec::new(),
+        release: Default::default(),
+        payload_header: None,
+        forward_token: false,
+    }
+}
+
+fn cluster_name(name: &str, path: &str) -> Result<String, ConfigError> {
+    if name.is_empty()
+        || name
+            .bytes()
+            .any(|b| b.is_ascii_whitespace() || b.is_ascii_control())
+    {
+        return Err(ConfigError::new(path, "must name an Envoy cluster"));
+    }
+    Ok(name.to_owned())
+}
+
+fn fetch_policy(kf: Option<&KeyFetchConfig>, path: &str) -> Result<FetchPolicy, ConfigError> {
+    let mut p = FetchPolicy::default();
+    let Some(kf) = kf else {
+        return Ok(p);
+    };
+    set_duration(
+        &mut p.initial_wait_ms,
+        kf.initial_wait.as_deref(),
+        &join(path, "initial_wait"),
+    )?;
+    set_duration(
+        &mut p.refetch_interval_ms,
+        kf.refetch_interval.as_deref(),
+        &join(path, "refetch_interval"),
+    )?;
+    set_duration(
+        &mut p.max_stale_ms,
+        kf.max_stale.as_deref(),
+        &join(path, "max_stale"),
+    )?;
+    set_duration(
+        &mut p.backoff_initial_ms,
+        kf.backoff_initial.as_deref(),
+        &join(path, "backoff_initial"),
+    )?;
+    set_duration(
+        &mut p.backoff_max_ms,
+        kf.backoff_max.as_deref(),
+        &join(path, "backoff_max"),
+    )?;
+    if let Some(n) = kf.max_response_bytes {
+        if !(1024..=16 * 1024 * 1024).contains(&n) {
+            return Err(ConfigError::new(
+                join(path, "max_response_bytes"),
+                "must be between 1024 and 16777216",
+            ));
+        }
+        p.max_response_bytes = n;
+    }
+    if p.initial_wait_ms > 60_000 {
+        return Err(ConfigError::new(
+            join(path, "initial_wait"),
+            "must be at most 60s",
+        ));
+    }
+    if p.backoff_initial_ms == 0 || p.backoff_max_ms < p.backoff_initial_ms {
+        return Err(ConfigError::new(
+            join(path, "backoff_max"),
+            "backoff_initial must be positive and at most backoff_max",
+        ));
+    }
+    Ok(p)
+}
+
+/// A zero fetch timeout would be no timeout at all in Envoy, and a zero
+/// cache duration a fetch on every timer tick: both are refused at load.
+fn positive(ms: u64, path: &str) -> Result<(), ConfigError> {
+    if ms == 0 {
+        return Err(ConfigError::new(path, "must be longer than zero"));
+    }
+    Ok(())
+}
+
+fn set_duration(slot: &mut u64, raw: Option<&str>, path: &str) -> Result<(), ConfigError> {
+    if let Some(raw) = raw {
+        *slot = parse_duration_ms(raw)
+            .ok_or_else(|| ConfigError::new(path, "not a duration (e.g. \"1.5s\", \"250ms\")"))?;
+    }
+    Ok(())
+}
+
+/// Parses a protobuf-JSON duration (`"1.5s"`) or milliseconds (`"250ms"`).
+pub fn parse_duration_ms(raw: &str) -> Option<u64> {
+    let (number, scale) = if let Some(n) = raw.strip_suffix("ms") {
+        (n, 1.0)
+    } else {
+        (raw.strip_suffix('s')?, 1000.0)
+    };
+    if number.is_empty() || !number.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+        return None;
+    }
+    let value: f64 = number.parse().ok()?;
+    let ms = (value * scale).round();
+    (ms.is_finite() && (0.0..=1e13).contains(&ms)).then_some(ms as u64)
+}
