@@ -266,14 +266,22 @@ def b64d(s: str) -> bytes:
 
 
 JWT_RE = re.compile(r"[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*")
+SEGMENT_RE = re.compile(r"eyJ[A-Za-z0-9_-]{16,}")
 
 
-def configured_jwts(text: str) -> list[str]:
-    """Every JWT in ``text`` (raw, or percent-decoded up to twice) whose
+def claims_of(segment: str) -> Any:
+    try:
+        return json.loads(b64d(segment))
+    except ValueError:
+        return None
+
+
+def configured_jwts(value: str) -> list[str]:
+    """Every JWT in ``value`` (raw, or percent-decoded up to twice) whose
     header is JSON with ``alg`` and whose unverified ``iss`` is configured."""
     found = []
-    seen = {text}
-    variants = [text]
+    seen = {value}
+    variants = [value]
     for _ in range(2):
         nxt = urllib.parse.unquote(variants[-1])
         if nxt in seen:
@@ -283,12 +291,14 @@ def configured_jwts(text: str) -> list[str]:
     for v in variants:
         for m in JWT_RE.finditer(v):
             h, p, _ = m.group(0).split(".", 2)
-            try:
-                header, payload = json.loads(b64d(h)), json.loads(b64d(p))
-            except ValueError:
-                continue
+            header, payload = claims_of(h), claims_of(p)
             if isinstance(header, dict) and "alg" in header and isinstance(payload, dict) \
                     and payload.get("iss") == ISS:
+                found.append(m.group(0))
+        # A payload alone (header or signature cut off) is as much a leak.
+        for m in SEGMENT_RE.finditer(JWT_RE.sub("", v)):
+            payload = claims_of(m.group(0))
+            if isinstance(payload, dict) and payload.get("iss") == ISS:
                 found.append(m.group(0))
     return list(dict.fromkeys(found))
 
@@ -369,11 +379,12 @@ def build(rng: random.Random, i: int, tokens: dict, variant: str, control: bool 
     copies = [] if tkind == "none" or control else rng.sample(COPIES, rng.choice([0, 0, 1, 1, 2]))
     if listener == "plain" and "trailer" in copies:
         copies.remove("trailer")
-    use_h2 = listener == "recommended" and ("trailer" in copies or (
-        not control and rng.random() < 0.1))
+    use_h2 = listener == "recommended" and ("trailer" in copies or rng.random() < 0.1)
     if use_h2:
         akind, authority = "other", OTHER_HOST  # odd authorities over HTTP/1.1 only
         own = owner(authority, path)
+        if control and own is None:
+            tkind, carrier = "none", "none"
     # A token for the owner, or (a quarter of them) for another provider: the
     # one the path as sent seems to belong to, when it differs.
     seems = owner(authority, path, resolve=False)
@@ -426,11 +437,12 @@ def build(rng: random.Random, i: int, tokens: dict, variant: str, control: bool 
         m = f"SWEEPSPOOF{i}x{j}"
         markers.append(m)
         headers.append((name, m.encode()))
-    if use_h2:
+    if use_h2 and not control:  # trailers are not sanitised today
         m = f"SWEEPSPOOF{i}xt"
         markers.append(m)
         trailers += [("x-mpass-uid", m.encode()), ("x-forwarded-user", (m + "u").encode())]
         markers.append(m + "u")
+    if use_h2:
         trailers.append(("x-sweep-trailer-keep", f"tk-{i}".encode()))
     keep = [("X-Sweep-Keep", f"k-{i}-\u00e4".encode("latin-1")), ("Accept-Language", b"fi-FI,fi;q=0.9")]
     headers += keep
@@ -501,62 +513,75 @@ class Oracle:
                 self.samples[category].append(f"{rid} {detail}")
 
     def check(self, a: Arrival) -> None:
-        d = lambda b: b.decode("latin-1")  # noqa: E731  every byte kept, one char each
-        rid = next((d(v) for k, v in a.headers if k == b"x-sweep-id"), "")
+        rid = next((text(v) for k, v in a.headers if k == b"x-sweep-id"), "")
         with self.lock:
             self.arrivals += 1
             req = self.reqs.get(rid)
             if req is not None:
                 req.arrived += 1
         if req is None:
-            self.flag(rid or "?", "unknown-request", d(a.pseudo.get(b":path", b"")))
+            self.flag(rid or "?", "unknown-request", text(a.pseudo.get(b":path", b"")))
             return
-        labels = req.labels
         if not req.may_arrive:
-            self.flag(rid, "should-be-refused", f"{req.refuse_reason} reached the upstream {labels}")
-        fields = [("path", d(a.pseudo.get(b":path", b"")))]
-        fields += [(f"header:{d(k)}", d(v)) for k, v in a.headers if k != b"cookie"]
-        fields += [(f"trailer:{d(k)}", d(v)) for k, v in a.trailers]
-        for k, v in a.headers:
-            if k == b"cookie":
-                for part in v.split(b";"):
-                    name, _, value = part.strip().partition(b"=")
-                    fields.append((f"cookie:{d(name)}", d(value)))
-        # (a) no configured-issuer token, except the one a forwarding contract keeps
+            self.flag(rid, "should-be-refused", f"{req.refuse_reason} reached the upstream {req.labels}")
+        self.check_values(req, a)
+        self.check_release(req, a)
+        self.check_byte_exact(req, a)
+
+    def check_values(self, req: Req, a: Arrival) -> None:
+        """(a) no configured-issuer token, except one a forwarding contract
+        keeps; (b) no client-supplied identity value."""
+        fields = [("path", text(a.pseudo.get(b":path", b"")))]
+        fields += [(f"header:{text(k)}", text(v)) for k, v in a.headers if k != b"cookie"]
+        fields += [(f"trailer:{text(k)}", text(v)) for k, v in a.trailers]
+        fields += [(f"cookie:{text(n)}", text(v)) for n, v in cookie_pairs(a.headers)]
         for where, value in fields:
-            for jwt in configured_jwts(value):
-                if jwt != req.allowed_token:
-                    self.flag(rid, "token-leak", f"{where} {labels}")
-        # (b) no client-supplied identity value
-        for where, value in fields:
+            if any(jwt not in (req.allowed_token or "") for jwt in configured_jwts(value)):
+                self.flag(req.rid, "token-leak", f"{where} {req.labels}")
             for m in req.markers:
                 if m in value:
-                    self.flag(rid, "spoofed-identity", f"{where} {labels}")
-        # (c) identity headers exactly the contract's release
+                    self.flag(req.rid, "spoofed-identity", f"{where} {req.labels}")
+
+    def check_release(self, req: Req, a: Arrival) -> None:
+        """(c) the identity headers are exactly the contract's release."""
         got: dict[str, list[str]] = collections.defaultdict(list)
         for k, v in a.headers + a.trailers:
-            name = d(k).replace("_", "-")
+            name = text(k).replace("_", "-")
             if name.startswith("x-mpass-") or name in CONTRACT_HEADERS:
-                got[name].append(d(v))
+                got[name].append(text(v))
         for name in set(got) | set(req.release):
-            want = req.release.get(name)
-            vals = got.get(name, [])
+            want, vals = req.release.get(name), got.get(name, [])
             if want is None:
                 if not any(m in v for v in vals for m in req.markers):  # (b) counted that
-                    self.flag(rid, "release-mismatch", f"{name} not in the contract {labels}")
-                continue
-            if len(vals) != 1 or not decode_release(vals[0], want):
-                self.flag(rid, "release-mismatch", f"{name}: {len(vals)} value(s), wrong {labels}")
-        # (d) non-identity headers and cookies byte-exact
+                    self.flag(req.rid, "release-mismatch", f"{name} not in the contract {req.labels}")
+            elif len(vals) != 1 or not decode_release(vals[0], want):
+                self.flag(req.rid, "release-mismatch", f"{name}: {len(vals)} value(s), wrong {req.labels}")
+
+    def check_byte_exact(self, req: Req, a: Arrival) -> None:
+        """(d) every non-identity header and cookie sent arrives byte for byte."""
         for k, v in req.keep_headers:
-            arrived = [hv for hk, hv in a.headers + a.trailers if hk == k.lower().encode()]
-            if arrived != [v]:
-                self.flag(rid, "byte-exact", f"header {k} {labels}")
-        cookies = [part.strip().partition(b"=")[::2] for k, v in a.headers if k == b"cookie"
-                   for part in v.split(b";")]
+            if [hv for hk, hv in a.headers + a.trailers if hk == k.lower().encode()] != [v]:
+                self.flag(req.rid, "byte-exact", f"header {k} {req.labels}")
+        cookies = cookie_pairs(a.headers)
         for name, value in req.keep_cookies:
             if [c for c in cookies if c[0] == name] != [(name, value)]:
-                self.flag(rid, "byte-exact", f"cookie {d(name)} {labels}")
+                self.flag(req.rid, "byte-exact", f"cookie {text(name)} {req.labels}")
+
+
+def text(b: bytes) -> str:
+    """Bytes as text, every byte kept as one character."""
+    return b.decode("latin-1")
+
+
+def cookie_pairs(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """(name, value) of every cookie in every Cookie header, as bytes."""
+    out = []
+    for k, v in headers:
+        if k == b"cookie":
+            for part in v.split(b";"):
+                name, _, value = part.strip().partition(b"=")
+                out.append((name, value))
+    return out
 
 
 def decode_release(raw: str, want: Any) -> bool:

@@ -36,6 +36,7 @@ def test_the_control_sweep_finds_no_violation_where_the_filter_already_holds():
     # It did check releases: valid tokens of every provider arrived.
     assert set(report["variants"]["owner"]) >= set(sweep.PROVIDERS)
     assert {"learner", "teacher", "expired", "bad-sig"} <= set(report["variants"]["token"])
+    assert set(report["variants"]["protocol"]) == {"h1", "h2"}
 
 
 @pytest.mark.parametrize("variant", ["base", "sealed"])
