@@ -428,10 +428,6 @@ def build(rng: random.Random, i: int, tokens: dict, variant: str, control: bool 
             headers.append(("X-Debug-Blob", f"t={tok}".encode()))
         elif c == "trailer":
             trailers.append(("authorization", f"Bearer {tok}".encode()))
-    if preflight:
-        if not origin_sent:
-            headers.append(("Origin", b"https://app.example"))
-        headers.append(("Access-Control-Request-Method", b"POST"))
     markers = []
     for j, name in enumerate(rng.sample(CONTROL["spoof"] if control else SPOOF_NAMES, 3)):
         m = f"SWEEPSPOOF{i}x{j}"
@@ -445,6 +441,10 @@ def build(rng: random.Random, i: int, tokens: dict, variant: str, control: bool 
     if use_h2:
         trailers.append(("x-sweep-trailer-keep", f"tk-{i}".encode()))
     keep = [("X-Sweep-Keep", f"k-{i}-\u00e4".encode("latin-1")), ("Accept-Language", b"fi-FI,fi;q=0.9")]
+    if preflight:
+        keep.append(("Access-Control-Request-Method", b"POST"))
+        if not origin_sent:
+            keep.append(("Origin", b"https://app.example"))
     headers += keep
     keep_cookies = [c for c in cookies if c[0] in {k for k, _ in KEEP_COOKIES}]
     headers.append(("Cookie", b"; ".join(k + b"=" + v for k, v in cookies)))
