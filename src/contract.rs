@@ -548,7 +548,7 @@ impl Contract {
         if wire.forward_token {
             let missing = CATALOGUE.len() - rules.len();
             warnings.push(format!(
-                "{}: forward_token is true but the contract does not release {missing} catalogue attributes; the token carries whatever MPASSid sent, including claims no contract may release",
+                "{}: forward_token is true: the token is wider than the contract (it carries whatever MPASSid sent, including claims no contract may release; this contract does not release {missing} catalogue attributes)",
                 join(path, "forward_token")
             ));
         }

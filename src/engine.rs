@@ -2,8 +2,13 @@
 //! returns what to do with the request; the glue only carries it out.
 //!
 //! Order matters and is fixed: sanitise client identity headers first (on
-//! every path), then match the provider, then extract, verify, apply the
-//! contract, and only then add released headers.
+//! every path), then decide once whose request it is (routing's one
+//! classification: a provider's protected path, its public prefix, a CORS
+//! preflight, unmatched, or refused), then extract, verify and apply the
+//! contract where the path is protected, seal every passing request the
+//! same way ([`Sealer`]: every token of a configured issuer and every
+//! session cookie out, except the one token a contract forwards), and only
+//! then add released headers.
 
 use std::cell::RefCell;
 use std::collections::hash_map::RandomState;
@@ -16,12 +21,14 @@ use ring::hmac;
 
 use crate::cache::Lru;
 
+use crate::config::Unmatched;
 use crate::config::{Config, Provider};
 use crate::contract::Release;
-use crate::extract::{removal, ExtractError, Removal};
+use crate::extract::{Carrier, ExtractError, Found};
 use crate::jwks::{Availability, KeyStore};
 use crate::jwks::{IssuerId, IssuerKeys};
 use crate::routing::{Lookup, ProviderId};
+use crate::seal::{Sealed, Sealer, Strip};
 use crate::verify::{audience_in, Retained, TokenError, Untrusted, Verified};
 
 /// The parts of a request the decision needs. Header names are lowercase, as
@@ -31,6 +38,30 @@ pub struct Request<'a> {
     pub headers: &'a [(String, String)],
     /// Envoy's `xds.route_name`, when a provider matches on route names.
     pub route_name: Option<&'a str>,
+    /// The same headers with their values as the client sent the bytes
+    /// (the rewrites of [`Sealer`] keep them byte for byte). Empty: the
+    /// values of `headers` are the bytes.
+    pub raw: &'a [(String, Vec<u8>)],
+}
+
+impl<'a> Request<'a> {
+    /// A request whose header values are all text.
+    pub fn new(headers: &'a [(String, String)], route_name: Option<&'a str>) -> Request<'a> {
+        Request {
+            headers,
+            route_name,
+            raw: &[],
+        }
+    }
+
+    /// Every header as name and value bytes.
+    fn byte_headers(&self) -> Box<dyn Iterator<Item = (&'a str, &'a [u8])> + 'a> {
+        if self.raw.is_empty() {
+            Box::new(self.headers.iter().map(|(n, v)| (n.as_str(), v.as_bytes())))
+        } else {
+            Box::new(self.raw.iter().map(|(n, v)| (n.as_str(), v.as_slice())))
+        }
+    }
 }
 
 /// A local reply instead of forwarding.
@@ -46,9 +77,14 @@ pub struct Response {
 pub struct Decision {
     /// Headers to remove (every occurrence), applied first.
     pub remove: Vec<String>,
-    /// Headers to set (replacing), applied after the removals: the token's
-    /// carrier rewritten without the token (cookie, query string).
+    /// Headers to set (replacing), applied after the removals.
     pub set: Vec<(String, String)>,
+    /// Headers to set as bytes (replacing), applied after the removals and
+    /// before `set`: the token's carriers rewritten without tokens
+    /// (cookie, query string, `Referer`, `Origin`), byte for byte.
+    pub set_bytes: Vec<(String, Vec<u8>)>,
+    /// The audit line of stripped tokens (no token, no value), if any.
+    pub stripped: Option<StrippedAudit>,
     /// What the contract released, shared with the token cache; its headers
     /// are set after `set` (see [`Decision::headers`]).
     pub release: Option<Rc<Admitted>>,
@@ -162,6 +198,38 @@ impl Interner {
     }
 }
 
+/// Tokens taken out of a passing request: which provider (or `unmatched`),
+/// from which kinds of carrier, how many. No token, no value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StrippedAudit {
+    pub provider: String,
+    pub carriers: Vec<(&'static str, u32)>,
+    pub count: u32,
+}
+
+impl StrippedAudit {
+    /// The JSON log line.
+    pub fn to_json(&self, now: i64) -> String {
+        #[derive(serde::Serialize)]
+        struct Line<'a> {
+            #[serde(rename = "type")]
+            kind: &'static str,
+            time: i64,
+            provider: &'a str,
+            carriers: std::collections::BTreeMap<&'static str, u32>,
+            count: u32,
+        }
+        serde_json::to_string(&Line {
+            kind: "mpass_guard.tokens_stripped",
+            time: now,
+            provider: &self.provider,
+            carriers: self.carriers.iter().copied().collect(),
+            count: self.count,
+        })
+        .unwrap_or_default()
+    }
+}
+
 /// One audit record: no token, no claim value.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Audit {
@@ -258,6 +326,9 @@ struct FixedCounters {
     spoofed: CounterId,
     unmatched: CounterId,
     ambiguous_path: CounterId,
+    invalid_authority: CounterId,
+    /// Per [`crate::seal::Place`], `tokens_stripped.<carrier>`.
+    stripped: Vec<CounterId>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -480,8 +551,13 @@ impl Engine {
         let mut names = Interner::default();
         let fixed = FixedCounters {
             spoofed: names.id("spoofed_headers_removed"),
-            unmatched: names.id("unmatched"),
+            unmatched: names.id(&format!("unmatched.{}", config.unmatched.name())),
             ambiguous_path: names.id("ambiguous_path"),
+            invalid_authority: names.id("invalid_authority"),
+            stripped: crate::seal::Place::ALL
+                .iter()
+                .map(|p| names.id(&format!("tokens_stripped.{}", p.name())))
+                .collect(),
         };
         Engine {
             config,
@@ -526,6 +602,8 @@ impl Engine {
         let mut decision = Decision {
             remove: cfg.sanitiser.spoofed(req.headers),
             set: Vec::new(),
+            set_bytes: Vec::new(),
+            stripped: None,
             release: None,
             respond: None,
             audit: None,
@@ -539,26 +617,37 @@ impl Engine {
             .or_else(|| header(req.headers, "host"))
             .unwrap_or_default();
         let path = header(req.headers, ":path").unwrap_or("/");
-        let found = match cfg.matcher.find_checked(authority, path, req.route_name) {
-            Lookup::Provider(i) => cfg.provider(i).map(|p| (i, p)),
-            Lookup::None => None,
-            Lookup::Conflict => {
-                decision.counters.push(self.fixed.ambiguous_path);
-                decision.respond = Some(Response {
-                    status: 400,
-                    headers: vec![
-                        ("content-type".to_owned(), "application/json".to_owned()),
-                        ("cache-control".to_owned(), "no-store".to_owned()),
-                    ],
-                    body: r#"{"error":"invalid_request","reason":"ambiguous_path"}"#.to_owned(),
-                });
-                return decision;
-            }
-        };
-        let Some((provider_index, provider)) = found else {
-            decision.counters.push(self.fixed.unmatched);
+        let (provider_index, provider, public) =
+            match cfg.matcher.find_checked(authority, path, req.route_name) {
+                Lookup::Provider(i) => match cfg.provider(i) {
+                    Some(p) => (i, p, false),
+                    None => return decision,
+                },
+                Lookup::Public(i) => match cfg.provider(i) {
+                    Some(p) => (i, p, true),
+                    None => return decision,
+                },
+                Lookup::None => return self.unmatched(req, decision),
+                Lookup::Conflict => {
+                    decision.counters.push(self.fixed.ambiguous_path);
+                    decision.respond = Some(bad_request("ambiguous_path"));
+                    return decision;
+                }
+                Lookup::InvalidAuthority => {
+                    decision.counters.push(self.fixed.invalid_authority);
+                    decision.respond = Some(bad_request("invalid_authority"));
+                    return decision;
+                }
+            };
+        // A public prefix or a CORS preflight: passes with nothing released,
+        // every token stripped.
+        if public || (cfg.bypass_cors_preflight && is_preflight(req.headers)) {
+            let sealed = cfg
+                .sealer
+                .seal(req.byte_headers(), Strip::Tokens { keep: None });
+            self.apply_seal(&mut decision, sealed, &provider.id);
             return decision;
-        };
+        }
 
         let ctx = Ctx {
             now_ms,
@@ -566,13 +655,14 @@ impl Engine {
             resumed,
         };
         match self.admit(provider_index, provider, req, path, ctx) {
-            Ok((admitted, token_removal, _subject)) => {
-                if let Some(r) = token_removal {
-                    match r {
-                        Removal::Remove(name) => decision.remove.push(name),
-                        Removal::Set(name, value) => decision.set.push((name, value)),
-                    }
-                }
+            Ok((admitted, kept, _subject)) => {
+                let sealed = cfg.sealer.seal(
+                    req.byte_headers(),
+                    Strip::Tokens {
+                        keep: kept.as_ref(),
+                    },
+                );
+                self.apply_seal(&mut decision, sealed, &provider.id);
                 decision.audit = Some(Rc::clone(&admitted.audit));
                 decision.release = Some(admitted);
             }
@@ -609,6 +699,103 @@ impl Engine {
         decision
     }
 
+    /// A request no provider claims, under the `unmatched` policy.
+    fn unmatched(&self, req: &Request<'_>, mut decision: Decision) -> Decision {
+        let cfg = &self.config;
+        decision.counters.push(self.fixed.unmatched);
+        let strip = match cfg.unmatched {
+            Unmatched::Pass => Strip::SessionOnly,
+            Unmatched::Strip | Unmatched::Deny => Strip::Tokens { keep: None },
+        };
+        let sealed = cfg.sealer.seal(req.byte_headers(), strip);
+        if cfg.unmatched == Unmatched::Deny && sealed.ours {
+            decision.respond = Some(self.render(&Refusal::Forbidden("unmatched_token")));
+            return decision;
+        }
+        self.apply_seal(&mut decision, sealed, "unmatched");
+        decision
+    }
+
+    /// Adds the sealing's header changes, counters and audit line.
+    fn apply_seal(&self, decision: &mut Decision, sealed: Sealed, provider: &str) {
+        for (place, n) in sealed.places() {
+            if let Some(c) = self.fixed.stripped.get(place as usize) {
+                for _ in 0..n {
+                    decision.counters.push(*c);
+                }
+            }
+        }
+        let count = sealed.count();
+        if count > 0 {
+            decision.stripped = Some(StrippedAudit {
+                provider: provider.to_owned(),
+                carriers: sealed.places().map(|(p, n)| (p.name(), n)).collect(),
+                count,
+            });
+        }
+        for name in sealed.remove {
+            if !decision.remove.contains(&name) {
+                decision.remove.push(name);
+            }
+        }
+        decision.set_bytes = sealed.set;
+    }
+
+    /// The request trailers to remove: identity headers and every trailer
+    /// holding a token (a trailer is never a place a contract forwards a
+    /// token from), with the counters to add.
+    pub fn trailers(&self, trailers: &[(String, Vec<u8>)]) -> (Vec<String>, Vec<CounterId>) {
+        let cfg = &self.config;
+        let mut remove: Vec<String> = Vec::new();
+        let mut counters = Vec::new();
+        for (name, _) in trailers {
+            if cfg.sanitiser.is_identity_header(name) && !remove.contains(name) {
+                remove.push(name.clone());
+            }
+        }
+        if !remove.is_empty() {
+            counters.push(self.fixed.spoofed);
+        }
+        let strip = match cfg.unmatched {
+            Unmatched::Pass => Strip::SessionOnly,
+            _ => Strip::Tokens { keep: None },
+        };
+        let sealed = cfg.sealer.seal_trailers(
+            trailers.iter().map(|(n, v)| (n.as_str(), v.as_slice())),
+            strip,
+        );
+        for (place, n) in sealed.places() {
+            if let Some(c) = self.fixed.stripped.get(place as usize) {
+                counters.extend(std::iter::repeat_n(*c, n as usize));
+            }
+        }
+        for name in sealed.remove {
+            if !remove.contains(&name) {
+                remove.push(name);
+            }
+        }
+        (remove, counters)
+    }
+
+    /// The one token of the request: a single configured carrier's, or,
+    /// when several carriers hold something, the one that is a configured
+    /// issuer's token (an opaque access token next to an ID token is not a
+    /// second ID token); two such tokens are ambiguous.
+    fn find_token(sealer: &Sealer, all: Vec<Found>) -> Result<Option<Found>, ExtractError> {
+        if all.len() <= 1 {
+            return Ok(all.into_iter().next());
+        }
+        let mut ours: Vec<Found> = all
+            .into_iter()
+            .filter(|f| sealer.issuers.in_value(f.token.as_bytes()))
+            .collect();
+        if ours.len() == 1 {
+            Ok(ours.pop())
+        } else {
+            Err(ExtractError::Ambiguous)
+        }
+    }
+
     /// Extracts, verifies (or finds the token in the cache) and applies the
     /// contract.
     #[allow(clippy::type_complexity)]
@@ -619,9 +806,10 @@ impl Engine {
         req: &Request<'_>,
         path: &str,
         ctx: Ctx<'_>,
-    ) -> Result<(Rc<Admitted>, Option<Removal>, Option<String>), (Refusal, Option<String>)> {
+    ) -> Result<(Rc<Admitted>, Option<Carrier>, Option<String>), (Refusal, Option<String>)> {
         let cfg = &self.config;
-        let found = match cfg.locations.find(req.headers, path) {
+        let all = cfg.locations.find_all(req.headers, path);
+        let found = match all.and_then(|all| Self::find_token(&cfg.sealer, all)) {
             Ok(Some(found)) => found,
             Ok(None) => return Err((Refusal::Missing, None)),
             Err(ExtractError::Ambiguous) => return Err((Refusal::Token("ambiguous_token"), None)),
@@ -632,9 +820,8 @@ impl Engine {
         let key = self.cache_key(&found.token);
         let finish = |outcome: Outcome, subject: Option<String>| {
             let release = outcome.map_err(|r| (r, subject.clone()))?;
-            let token_removal =
-                (!provider.forward).then(|| removal(&found.carrier, req.headers, path));
-            Ok((release, token_removal, subject))
+            let kept = provider.forward.then(|| found.carrier.clone());
+            Ok((release, kept, subject))
         };
 
         let mut ctx = ctx;
@@ -862,6 +1049,26 @@ impl Engine {
             body,
         }
     }
+}
+
+/// A 400 for a request whose identity cannot be decided.
+fn bad_request(reason: &str) -> Response {
+    Response {
+        status: 400,
+        headers: vec![
+            ("content-type".to_owned(), "application/json".to_owned()),
+            ("cache-control".to_owned(), "no-store".to_owned()),
+        ],
+        body: format!(r#"{{"error":"invalid_request","reason":"{reason}"}}"#),
+    }
+}
+
+/// A CORS preflight: `OPTIONS` with `Origin` and
+/// `Access-Control-Request-Method` (jwt_authn's `bypass_cors_preflight`).
+fn is_preflight(headers: &[(String, String)]) -> bool {
+    header(headers, ":method") == Some("OPTIONS")
+        && header(headers, "origin").is_some()
+        && header(headers, "access-control-request-method").is_some()
 }
 
 /// The first value of a header.

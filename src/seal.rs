@@ -17,11 +17,23 @@
 //!
 //! The rewrites work on bytes: a cookie header without the token's cookie
 //! keeps every other cookie byte for byte, whatever bytes they hold.
+//!
+//! [`Sealer`] is the one sanitiser of tokens every request gets, whatever
+//! routing decided: it removes the configured carriers (headers with their
+//! prefix, cookies, query parameters), the session cookies of Envoy's
+//! oauth2 filter, and every value holding a configured issuer's token
+//! (any header, each cookie, each `:path` query parameter, `Referer` and
+//! `Origin` cleaned of such parameters and removed only when they cannot
+//! be cleaned), except the one carrier a protected provider's contract
+//! forwards.
 
 use base64::alphabet;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use base64::Engine as _;
 
+use std::cell::Cell;
+
+use crate::extract::{Carrier, Locations};
 use crate::http::percent_decode_bytes;
 
 /// Lenient base64url: padding optional, trailing bits ignored. Detection
@@ -108,10 +120,287 @@ impl Issuers {
     }
 }
 
+/// The oauth2 filter's session cookies (Envoy's default names); cookies
+/// whose names start with `OauthNonce` or `CodeVerifier` are session
+/// cookies too (the filter suffixes them per flow).
+pub const DEFAULT_SESSION_COOKIES: &[&str] = &[
+    "BearerToken",
+    "IdToken",
+    "RefreshToken",
+    "OauthHMAC",
+    "OauthExpires",
+    "OauthNonce",
+    "CodeVerifier",
+];
+
+/// Name prefixes that make a cookie a session cookie whatever the list says.
+const SESSION_COOKIE_PREFIXES: &[&str] = &["OauthNonce", "CodeVerifier"];
+
+/// Where a stripped token was, for the `tokens_stripped` counter and the
+/// audit line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Place {
+    /// A configured token header.
+    Header,
+    Cookie,
+    /// A query parameter of `:path`.
+    Query,
+    /// A parameter of `Referer` or `Origin`, or the whole header.
+    Referer,
+    Trailer,
+    /// Any other header.
+    Other,
+}
+
+impl Place {
+    /// Every place, in counter order.
+    pub const ALL: [Place; 6] = [
+        Place::Header,
+        Place::Cookie,
+        Place::Query,
+        Place::Referer,
+        Place::Trailer,
+        Place::Other,
+    ];
+
+    /// The counter's `carrier` value.
+    pub fn name(self) -> &'static str {
+        match self {
+            Place::Header => "header",
+            Place::Cookie => "cookie",
+            Place::Query => "query",
+            Place::Referer => "referer",
+            Place::Trailer => "trailer",
+            Place::Other => "other",
+        }
+    }
+
+    fn slot(self) -> usize {
+        self as usize
+    }
+}
+
+/// The header changes that seal a request, and what they took out.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Sealed {
+    /// Headers to remove (every occurrence).
+    pub remove: Vec<String>,
+    /// Headers to set (replacing), as bytes.
+    pub set: Vec<(String, Vec<u8>)>,
+    /// Tokens stripped, per [`Place::slot`].
+    pub stripped: [u32; 6],
+    /// Whether a configured issuer's token was anywhere in the request.
+    pub ours: bool,
+}
+
+impl Sealed {
+    /// Total tokens stripped.
+    pub fn count(&self) -> u32 {
+        self.stripped.iter().sum()
+    }
+
+    /// The places tokens were stripped from, with their counts.
+    pub fn places(&self) -> impl Iterator<Item = (Place, u32)> + '_ {
+        Place::ALL
+            .into_iter()
+            .filter_map(|p| self.stripped.get(p.slot()).map(|n| (p, *n)))
+            .filter(|(_, n)| *n > 0)
+    }
+
+    fn bump(&mut self, place: Place) {
+        if let Some(n) = self.stripped.get_mut(place.slot()) {
+            *n = n.saturating_add(1);
+        }
+    }
+}
+
+/// The token sanitiser, compiled at load.
+#[derive(Debug, Clone, Default)]
+pub struct Sealer {
+    pub issuers: Issuers,
+    locations: Locations,
+    session_cookies: Vec<String>,
+}
+
+/// What the sealer takes out besides the session cookies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Strip<'a> {
+    /// Every token (configured carriers and configured-issuer tokens),
+    /// except the forwarded carrier, if any.
+    Tokens { keep: Option<&'a Carrier> },
+    /// Nothing but the session cookies (`unmatched: pass`).
+    SessionOnly,
+}
+
+impl Sealer {
+    /// The sealer of these issuers' tokens, carriers and session cookies.
+    pub fn new(issuers: Issuers, locations: Locations, session_cookies: Vec<String>) -> Sealer {
+        Sealer {
+            issuers,
+            locations,
+            session_cookies,
+        }
+    }
+
+    fn is_session_cookie(&self, name: &[u8]) -> bool {
+        self.session_cookies.iter().any(|c| c.as_bytes() == name)
+            || SESSION_COOKIE_PREFIXES
+                .iter()
+                .any(|p| name.starts_with(p.as_bytes()))
+    }
+
+    /// Seals request headers (names lowercase, values as bytes, `:path`
+    /// included). Identity headers are the [`Sanitiser`]'s business and are
+    /// expected to be removed already.
+    ///
+    /// [`Sanitiser`]: crate::forward::Sanitiser
+    pub fn seal<'h>(
+        &self,
+        headers: impl IntoIterator<Item = (&'h str, &'h [u8])>,
+        strip: Strip<'_>,
+    ) -> Sealed {
+        let (tokens, keep) = match strip {
+            Strip::Tokens { keep } => (true, keep),
+            Strip::SessionOnly => (false, None),
+        };
+        let mut out = Sealed::default();
+        let mut cookies: Option<(bool, Vec<u8>)> = None;
+        for (name, value) in headers {
+            match name {
+                "cookie" => {
+                    let (changed, kept) = cookies.get_or_insert((false, Vec::new()));
+                    let dropped = Cell::new(false);
+                    let rest = without_cookies(value, |n, v| {
+                        let kept_carrier =
+                            matches!(keep, Some(Carrier::Cookie(k)) if k.as_bytes() == n);
+                        let ours = !kept_carrier && self.issuers.in_value(v);
+                        let carrier = self.locations.cookies.iter().any(|c| c.as_bytes() == n);
+                        let session = !kept_carrier && self.is_session_cookie(n);
+                        let drop_token = tokens && !kept_carrier && (ours || carrier);
+                        if ours {
+                            out.ours = true;
+                        }
+                        if drop_token {
+                            out.bump(Place::Cookie);
+                        }
+                        let drop = drop_token || session;
+                        if drop {
+                            dropped.set(true);
+                        }
+                        drop
+                    });
+                    if dropped.get() {
+                        *changed = true;
+                    }
+                    if let Some(rest) = rest {
+                        if !kept.is_empty() {
+                            kept.extend_from_slice(b"; ");
+                        }
+                        kept.extend_from_slice(&rest);
+                    }
+                }
+                ":path" => {
+                    let rest = without_params(value, |n, v| {
+                        let kept_carrier =
+                            matches!(keep, Some(Carrier::Param(k)) if k.as_bytes() == n);
+                        let ours = !kept_carrier && self.issuers.in_value(v);
+                        out.ours |= ours;
+                        let carrier = self.locations.params.iter().any(|p| p.as_bytes() == n);
+                        let drop = tokens && !kept_carrier && (ours || carrier);
+                        if drop {
+                            out.bump(Place::Query);
+                        }
+                        drop
+                    });
+                    if let Some(rest) = rest {
+                        out.set.push((":path".to_owned(), rest));
+                    }
+                }
+                _ if name.starts_with(':') => {}
+                _ if matches!(keep, Some(Carrier::Header(k)) if k == name) => {}
+                "referer" | "origin" => {
+                    if !self.issuers.in_value(value) {
+                        continue;
+                    }
+                    out.ours = true;
+                    if !tokens {
+                        continue;
+                    }
+                    out.bump(Place::Referer);
+                    let cleaned = without_params(value, |_, v| self.issuers.in_value(v))
+                        .filter(|c| !self.issuers.in_value(c));
+                    match cleaned {
+                        Some(c) => out.set.push((name.to_owned(), c)),
+                        None => out.remove.push(name.to_owned()),
+                    }
+                }
+                _ => {
+                    let ours = self.issuers.in_value(value);
+                    out.ours |= ours;
+                    let carrier = self.locations.headers.iter().any(|l| {
+                        l.name == name && holds_after_prefix(value, l.value_prefix.as_bytes())
+                    });
+                    if tokens && (ours || carrier) && !out.remove.iter().any(|r| r == name) {
+                        out.bump(if carrier { Place::Header } else { Place::Other });
+                        out.remove.push(name.to_owned());
+                    }
+                }
+            }
+        }
+        if let Some((true, kept)) = cookies {
+            if kept.is_empty() {
+                out.remove.push("cookie".to_owned());
+            } else {
+                out.set.push(("cookie".to_owned(), kept));
+            }
+        }
+        out
+    }
+
+    /// The request trailers to remove: every one holding a configured
+    /// issuer's token or in a configured token header (`Strip::Tokens`).
+    /// Identity trailers are the [`Sanitiser`]'s business.
+    ///
+    /// [`Sanitiser`]: crate::forward::Sanitiser
+    pub fn seal_trailers<'h>(
+        &self,
+        trailers: impl IntoIterator<Item = (&'h str, &'h [u8])>,
+        strip: Strip<'_>,
+    ) -> Sealed {
+        let mut out = Sealed::default();
+        for (name, value) in trailers {
+            let ours = self.issuers.in_value(value);
+            out.ours |= ours;
+            let carrier = self.locations.headers.iter().any(|l| l.name == name);
+            let strip_it = matches!(strip, Strip::Tokens { .. }) && (ours || carrier);
+            if strip_it && !out.remove.iter().any(|r| r == name) {
+                out.bump(Place::Trailer);
+                out.remove.push(name.to_owned());
+            }
+        }
+        out
+    }
+}
+
+/// Whether `value` starts with `prefix` (ASCII case-insensitively) and
+/// something other than spaces follows.
+fn holds_after_prefix(value: &[u8], prefix: &[u8]) -> bool {
+    value.len() > prefix.len()
+        && value
+            .get(..prefix.len())
+            .is_some_and(|h| h.eq_ignore_ascii_case(prefix))
+        && value
+            .get(prefix.len()..)
+            .is_some_and(|rest| rest.iter().any(|b| !matches!(b, b' ' | b'\t')))
+}
+
 /// Cookie header bytes without the cookies `drop` selects (by name); every
 /// other cookie is kept byte for byte, with its own separator. `None` when
 /// nothing is left.
-pub fn without_cookies(header: &[u8], drop: impl Fn(&[u8], &[u8]) -> bool) -> Option<Vec<u8>> {
+pub fn without_cookies(
+    header: &[u8],
+    mut drop: impl FnMut(&[u8], &[u8]) -> bool,
+) -> Option<Vec<u8>> {
     let mut out: Vec<u8> = Vec::with_capacity(header.len());
     for pair in header.split(|b| *b == b';') {
         let trimmed = trim(pair);
@@ -139,7 +428,7 @@ pub fn without_cookies(header: &[u8], drop: impl Fn(&[u8], &[u8]) -> bool) -> Op
 /// A URL (a `:path`, or the `Referer` / `Origin` value) without the query
 /// parameters `drop` selects (by decoded name and raw value); the rest of
 /// the URL is kept byte for byte. `None` when nothing was dropped.
-pub fn without_params(url: &[u8], drop: impl Fn(&[u8], &[u8]) -> bool) -> Option<Vec<u8>> {
+pub fn without_params(url: &[u8], mut drop: impl FnMut(&[u8], &[u8]) -> bool) -> Option<Vec<u8>> {
     let hash = url.iter().position(|b| *b == b'#').unwrap_or(url.len());
     // A `?` inside the fragment starts no query.
     let query_start = url.iter().position(|b| *b == b'?').filter(|q| *q < hash)?;
@@ -276,6 +565,120 @@ mod tests {
         assert_eq!(
             without_params(b"/p#a?id_token=1", |n, _| n == b"id_token"),
             None
+        );
+    }
+
+    fn sealer() -> Sealer {
+        let locations = Locations {
+            headers: Locations::default().headers,
+            cookies: vec!["id_token".into()],
+            params: vec!["id_token".into()],
+        };
+        let session = DEFAULT_SESSION_COOKIES
+            .iter()
+            .map(|c| (*c).to_owned())
+            .collect();
+        Sealer::new(issuers(), locations, session)
+    }
+
+    fn seal(headers: &[(&str, &[u8])], strip: Strip<'_>) -> Sealed {
+        sealer().seal(headers.iter().map(|(n, v)| (*n, *v)), strip)
+    }
+
+    #[test]
+    fn every_token_of_a_configured_issuer_leaves_wherever_it_is() {
+        let t = token(ISS);
+        let bearer = format!("Bearer {t}");
+        let cookie = format!("theme=dark; id_token={t}; bin=%FF; session_jwt={t}");
+        let path = format!("/app?x=1&id_token={t}&y=2");
+        let referer = format!("https://shop.example/p?id_token={t}&keep=1");
+        let sealed = seal(
+            &[
+                (":path", path.as_bytes()),
+                ("authorization", bearer.as_bytes()),
+                ("proxy-authorization", bearer.as_bytes()),
+                ("x-debug", t.as_bytes()),
+                ("referer", referer.as_bytes()),
+                ("cookie", cookie.as_bytes()),
+                ("accept", b"text/html"),
+            ],
+            Strip::Tokens { keep: None },
+        );
+        assert!(sealed.ours);
+        assert_eq!(
+            sealed.remove,
+            vec!["authorization", "proxy-authorization", "x-debug"]
+        );
+        assert!(sealed
+            .set
+            .contains(&(":path".into(), b"/app?x=1&y=2".to_vec())));
+        assert!(sealed
+            .set
+            .contains(&("referer".into(), b"https://shop.example/p?keep=1".to_vec())));
+        assert!(sealed
+            .set
+            .contains(&("cookie".into(), b"theme=dark; bin=%FF".to_vec())));
+        assert_eq!(sealed.count(), 6);
+    }
+
+    #[test]
+    fn the_forwarded_carrier_stays_and_its_copies_do_not() {
+        let t = token(ISS);
+        let cookie = format!("id_token={t}; other={t}");
+        let keep = Carrier::Cookie("id_token".into());
+        let sealed = seal(
+            &[("cookie", cookie.as_bytes()), ("x-access", t.as_bytes())],
+            Strip::Tokens { keep: Some(&keep) },
+        );
+        assert_eq!(sealed.remove, vec!["x-access"]);
+        assert_eq!(
+            sealed.set,
+            vec![("cookie".to_owned(), format!("id_token={t}").into_bytes())]
+        );
+    }
+
+    #[test]
+    fn session_cookies_leave_on_every_path_even_when_tokens_stay() {
+        let sealed = seal(
+            &[(
+                "cookie",
+                b"BearerToken=opaque; OauthNonce.abc=n; CodeVerifier1=v; IdToken=x; a=\xfe",
+            )],
+            Strip::SessionOnly,
+        );
+        assert_eq!(sealed.set, vec![("cookie".to_owned(), b"a=\xfe".to_vec())]);
+        assert_eq!(sealed.count(), 0);
+        let untouched = seal(&[("cookie", b"a=1;b=2")], Strip::Tokens { keep: None });
+        assert!(untouched.set.is_empty() && untouched.remove.is_empty());
+    }
+
+    #[test]
+    fn a_referer_that_cannot_be_cleaned_is_removed() {
+        let t = token(ISS);
+        let referer = format!("https://shop.example/{t}/page");
+        let sealed = seal(
+            &[("referer", referer.as_bytes())],
+            Strip::Tokens { keep: None },
+        );
+        assert_eq!(sealed.remove, vec!["referer"]);
+    }
+
+    #[test]
+    fn trailers_holding_a_token_or_in_a_token_header_are_removed() {
+        let t = token(ISS);
+        let bearer = format!("Bearer {t}");
+        let sealed = sealer().seal_trailers(
+            [
+                ("authorization", bearer.as_bytes()),
+                ("x-blob", t.as_bytes()),
+                ("grpc-status", b"0".as_slice()),
+            ],
+            Strip::Tokens { keep: None },
+        );
+        assert_eq!(sealed.remove, vec!["authorization", "x-blob"]);
+        assert_eq!(
+            sealed.places().collect::<Vec<_>>(),
+            vec![(Place::Trailer, 2)]
         );
     }
 }

@@ -220,21 +220,20 @@ impl Shared {
     /// Decides for the current effective HTTP context and carries it out.
     /// Returns `None` when the request was parked.
     fn run(&self, context_id: u32, resumed: bool) -> Option<Action> {
-        let headers: Vec<(String, String)> =
+        // Values as bytes: the rewrites keep them byte for byte; the text
+        // view (lossy only for bytes that are not UTF-8) is for matching.
+        let raw: Vec<(String, Vec<u8>)> =
             match hostcalls::get_map_bytes(MapType::HttpRequestHeaders) {
-                Ok(list) => list
-                    .into_iter()
-                    .map(|(n, v)| {
-                        let v = String::from_utf8(v)
-                            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
-                        (n, v)
-                    })
-                    .collect(),
+                Ok(list) => list,
                 Err(_) => {
                     respond(500, &[], br#"{"error":"internal"}"#);
                     return Some(Action::Pause);
                 }
             };
+        let headers: Vec<(String, String)> = raw
+            .iter()
+            .map(|(n, v)| (n.clone(), String::from_utf8_lossy(v).into_owned()))
+            .collect();
         let route_name = if self.engine.config.matcher.uses_route_names {
             hostcalls::get_property(vec!["xds", "route_name"])
                 .ok()
@@ -250,6 +249,7 @@ impl Shared {
                 &Request {
                     headers: &headers,
                     route_name: route_name.as_deref(),
+                    raw: &raw,
                 },
                 now,
                 &mut keys,
@@ -280,6 +280,10 @@ impl Shared {
         if let Some(audit) = &decision.audit {
             self.audit(audit, now);
         }
+        if let Some(stripped) = &decision.stripped {
+            let secs = i64::try_from(now / 1000).unwrap_or(0);
+            log(LogLevel::Info, &stripped.to_json(secs));
+        }
         if let Some(resp) = &decision.respond {
             let headers: Vec<(&str, &str)> = resp
                 .headers
@@ -292,6 +296,11 @@ impl Shared {
         let mut failed = false;
         for name in &decision.remove {
             failed |= hostcalls::set_map_value(MapType::HttpRequestHeaders, name, None).is_err();
+        }
+        for (name, value) in &decision.set_bytes {
+            failed |=
+                hostcalls::set_map_value_bytes(MapType::HttpRequestHeaders, name, Some(value))
+                    .is_err();
         }
         for (name, value) in decision.headers() {
             failed |=
@@ -612,6 +621,31 @@ impl HttpContext for Http {
             return Action::Pause;
         };
         shared.run(self.context_id, false).unwrap_or(Action::Pause)
+    }
+
+    /// Request trailers (HTTP/2) get the same sanitising as headers:
+    /// identity trailers and every trailer holding a token are removed.
+    fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
+        let Some(shared) = self.shared.clone() else {
+            return Action::Continue;
+        };
+        let Ok(trailers) = hostcalls::get_map_bytes(MapType::HttpRequestTrailers) else {
+            let _ = hostcalls::reset_http_request();
+            return Action::Pause;
+        };
+        let (remove, counters) = shared.engine.trailers(&trailers);
+        let batch = shared.engine.config.audit_flush_ms > 0;
+        for counter in counters {
+            shared.metrics.count(&shared.engine, counter, batch);
+        }
+        for name in &remove {
+            if hostcalls::set_map_value(MapType::HttpRequestTrailers, name, None).is_err() {
+                // A trailer that had to go may still be there: end the stream.
+                let _ = hostcalls::reset_http_request();
+                return Action::Pause;
+            }
+        }
+        Action::Continue
     }
 }
 

@@ -79,6 +79,7 @@ fn decide(path: &str, headers: &[(&str, &str)]) -> Decision {
     let req = Request {
         headers: &all,
         route_name: None,
+        raw: &[],
     };
     engine.handle(&req, NOW as u64 * 1000, &mut keys, false)
 }

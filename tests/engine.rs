@@ -145,6 +145,7 @@ fn handle(engine: &Engine, path: &str, token: Option<&str>) -> Decision {
     let req = Request {
         headers: &headers,
         route_name: None,
+        raw: &[],
     };
     engine.handle(&req, u64::try_from(NOW_S).unwrap() * 1000, &mut keys, false)
 }

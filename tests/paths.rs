@@ -51,6 +51,7 @@ fn send(engine: &Engine, path: &str, aud: &str) -> Decision {
         &Request {
             headers: &headers,
             route_name: None,
+            raw: &[],
         },
         NOW as u64 * 1000,
         &mut keys,
