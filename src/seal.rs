@@ -618,7 +618,7 @@ mod tests {
         assert!(sealed
             .set
             .contains(&("cookie".into(), b"theme=dark; bin=%FF".to_vec())));
-        assert_eq!(sealed.count(), 6);
+        assert_eq!(sealed.count(), 7);
     }
 
     #[test]
