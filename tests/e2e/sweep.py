@@ -475,7 +475,10 @@ def outcome(variant: str, authority: str, path: str, listener: str, preflight: b
         return not deny, False, {}, False, "unmatched-deny" if deny else ""
     public = any(canonical(path).startswith(p) for p in PUBLIC_PREFIXES.get(own, []))
     if sealed and (public or preflight):
-        return True, True, {}, False, ""
+        # Envoy answers an escaped slash itself on the recommended listener
+        # (UNESCAPE_AND_REDIRECT, 307) before any filter runs.
+        redirected = listener == "recommended" and "%2f" in path.lower()
+        return True, not redirected, {}, False, ""
     if carrier != "none" and tkind in PERSONS and claims.get("aud") == own:
         forward = bool(PROVIDERS[own]["contract"].get("forward_token"))
         return True, False, expected_release(own, claims), forward, ""
