@@ -785,6 +785,14 @@ impl Engine {
         if all.len() <= 1 {
             return Ok(all.into_iter().next());
         }
+        // The same carrier twice is ambiguous whatever it holds.
+        if all
+            .iter()
+            .enumerate()
+            .any(|(i, a)| all.iter().skip(i + 1).any(|b| b.carrier == a.carrier))
+        {
+            return Err(ExtractError::Ambiguous);
+        }
         let mut ours: Vec<Found> = all
             .into_iter()
             .filter(|f| sealer.issuers.in_value(f.token.as_bytes()))

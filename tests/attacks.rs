@@ -106,11 +106,12 @@ fn paths_that_a_normalising_upstream_reads_as_the_protected_prefix_need_a_token(
         "/public/%2E%2E%5Cshop/basket",
         "\\shop\\basket",
         "/shop/../public/info",
+        "/%73hop/basket",
     ] {
         let d = decide(path, &[]);
         assert_eq!(d.respond.as_ref().map(|r| r.status), Some(401), "{path}");
     }
-    for path in ["/public/info", "/shopping", "/sho/p/", "/%73hop/basket"] {
+    for path in ["/public/info", "/shopping", "/sho/p/"] {
         assert_eq!(decide(path, &[]).respond, None, "{path}");
     }
 }
