@@ -525,6 +525,8 @@ fn expected_counters(provider: &str, released: &[&str], withheld: &[&str]) -> Ve
     let alias = |n: &str| claims::lookup(n).map_or(n.to_owned(), |(a, _)| a.alias.to_owned());
     let mut out = vec![
         "spoofed_headers_removed".to_owned(),
+        // The token left its carrier (the Authorization header).
+        "tokens_stripped.header".to_owned(),
         format!("provider.{provider}.allowed"),
     ];
     out.extend(
@@ -708,6 +710,6 @@ fn an_unprotected_path_passes_but_spoofed_headers_are_still_removed() {
     assert_eq!(d.remove.len(), spoofed().len());
     assert_eq!(
         engine.counter_names(&d),
-        ["spoofed_headers_removed", "unmatched"]
+        ["spoofed_headers_removed", "unmatched.strip"]
     );
 }
