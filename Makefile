@@ -142,7 +142,7 @@ wasm: toolchain clang
 	$(WASM_ENV) cargo build --release --target wasm32-wasip1 --lib
 
 cli:
-	cargo build --release --bin mpass-guard
+	cargo build --release --bin mpass-guard --example registry_permissions
 
 # Never shipped: its own target directory, so the real build is untouched.
 wasm-test-trap: toolchain clang

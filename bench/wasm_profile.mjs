@@ -10,7 +10,7 @@ import { argv } from "node:process";
 
 const [wasmPath, ...args] = argv.slice(2);
 const wasi = new WASI({ version: "preview1", args: ["mpass-guard-profile", ...args],
-                        env: {}, preopens: { "/": "/" }, returnOnExit: true });
+                        env: process.env, preopens: { "/": "/" }, returnOnExit: true });
 const module = await WebAssembly.compile(await readFile(wasmPath));
 // The crate's proxy-wasm glue is linked too and imports Envoy's host
 // functions; the driver never calls them, so stubs satisfy the linker.

@@ -81,12 +81,14 @@ impl<K: Hash + Eq + Copy, V> Lru<K, V> {
 
     /// Inserts or replaces an entry of about `bytes` bytes, evicting the
     /// least recently used entries to stay within both bounds. An entry
-    /// larger than the whole byte budget is not stored.
-    pub fn insert(&mut self, key: K, value: V, bytes: usize) {
+    /// larger than the whole byte budget is not stored. Returns how many
+    /// other entries were evicted to make room (for the eviction counter).
+    pub fn insert(&mut self, key: K, value: V, bytes: usize) -> usize {
         if self.max_entries == 0 || bytes > self.max_bytes {
-            return;
+            return 0;
         }
         self.remove(&key);
+        let mut evicted = 0;
         while !self.map.is_empty()
             && (self.map.len() >= self.max_entries || self.bytes + bytes > self.max_bytes)
         {
@@ -95,6 +97,7 @@ impl<K: Hash + Eq + Copy, V> Lru<K, V> {
                 break;
             };
             self.remove(&k);
+            evicted += 1;
         }
         let node = Node {
             key,
@@ -118,6 +121,7 @@ impl<K: Hash + Eq + Copy, V> Lru<K, V> {
         self.push_front(i);
         self.map.insert(key, i);
         self.bytes += bytes;
+        evicted
     }
 
     /// Removes an entry.
@@ -201,6 +205,18 @@ mod tests {
         assert!(c.get_mut(&k(1)).is_some());
         assert!(c.get_mut(&k(3)).is_some());
         assert_eq!(c.len(), 2);
+    }
+
+    #[test]
+    fn insert_says_how_many_entries_it_evicted() {
+        let mut c = Lru::new(3, 30);
+        assert_eq!(c.insert(k(1), "a", 10), 0);
+        assert_eq!(c.insert(k(2), "b", 10), 0);
+        assert_eq!(c.insert(k(2), "b", 10), 0); // a replacement is no eviction
+        assert_eq!(c.insert(k(3), "c", 10), 0);
+        assert_eq!(c.insert(k(4), "d", 25), 3);
+        assert_eq!(c.insert(k(5), "e", 100), 0); // too large: not stored
+        assert_eq!(c.len(), 1);
     }
 
     #[test]

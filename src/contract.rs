@@ -62,12 +62,14 @@
 //! only when every role in the token is permitted, and the 2019 school code
 //! only when permitted, because they cannot be tied to one role.
 
+use crate::agreement::{AgreementList, Agreements, ContractLimits, DefaultAgreement};
 use crate::claims::{
     self, classify_learner_id, is_oid, is_organisation_oid, is_tk_code, normalise, parse_role,
     role_code, Attribute, LearnerIdKind, Normalised, OrgScope, ValueType, CATALOGUE,
     LEARNER_ID_ATTRIBUTE, ROLE_ATTRIBUTE, SCHOOL_CODE_ATTRIBUTE,
 };
 use crate::error::{index, join, ConfigError};
+use crate::minted::{SignedTokenConfig, DEFAULT_HEADER};
 use crate::render;
 use crate::unique_map::{Keys, UniqueMap};
 use serde::Deserialize;
@@ -152,6 +154,18 @@ pub struct ContractConfig {
     /// Whether the token itself is forwarded upstream (default `false`).
     #[serde(default)]
     pub forward_token: bool,
+    /// A gateway-signed token carrying the released claims (issue 13); the
+    /// per-provider parts (`aud`, the key) are compiled by the configuration.
+    #[serde(default)]
+    pub signed_token: Option<SignedTokenConfig>,
+    /// Per-controller agreements: education-provider OID → what that
+    /// controller allows of `release` (see [`crate::agreement`]).
+    #[serde(default)]
+    pub agreements: AgreementList,
+    /// Controllers without an agreement: `deny` or `contract`; required
+    /// with `agreements`.
+    #[serde(default)]
+    pub default_agreement: Option<DefaultAgreement>,
 }
 
 /// What compilation needs from the surrounding configuration.
@@ -203,6 +217,15 @@ pub struct Release {
     pub withheld: Vec<&'static str>,
     /// The stated purpose of each released attribute that has one.
     pub purposes: Vec<(&'static str, Arc<str>)>,
+    /// The released claims under their MPASSid claim names, typed as in the
+    /// token (booleans, arrays for multi-valued attributes): what the
+    /// payload header and the signed token carry. Built only when the
+    /// contract has a `payload_header` or a `signed_token`.
+    pub claims: Option<Map<String, Value>>,
+    /// The released values of role and education-provider attributes, as
+    /// the upstream receives them: all the decision metadata may carry for
+    /// RBAC (see [`crate::metadata`]). Other attributes' values are not kept.
+    pub rbac_values: Vec<(&'static str, Vec<String>)>,
 }
 
 /// A read-only view of one compiled release rule.
@@ -241,6 +264,11 @@ pub struct Contract {
     rules: Vec<Rule>,
     payload_header: Option<String>,
     forward_token: bool,
+    /// The `signed_token` block as written, and the header it is carried in
+    /// (`None` for `authorization`, which is replaced, not owned).
+    signed_token: Option<(SignedTokenConfig, Option<String>)>,
+    /// `None`: one release for every controller.
+    agreements: Option<Agreements>,
     version: String,
 }
 
@@ -276,7 +304,7 @@ const FORBIDDEN_HEADERS: &[&str] = &[
 const FORBIDDEN_PREFIXES: &[&str] = &["x-envoy-", "x-forwarded-", "proxy-"];
 
 /// Checks a header name an attribute may be written to.
-fn check_header_name(name: &str) -> Result<(), String> {
+pub fn check_header_name(name: &str) -> Result<(), String> {
     if name.is_empty() {
         return Err("header name must not be empty".into());
     }
@@ -482,6 +510,32 @@ impl Contract {
             }
         }
 
+        let signed_token = match &wire.signed_token {
+            None => None,
+            Some(st) => {
+                let hp = join(&join(path, "signed_token"), "header");
+                let name = st.header.as_deref().unwrap_or(DEFAULT_HEADER);
+                if name.eq_ignore_ascii_case("authorization") {
+                    if wire.forward_token {
+                        return Err(ConfigError::new(
+                            hp,
+                            "the signed token cannot replace `authorization` while forward_token is true (the forwarded token would be overwritten)",
+                        ));
+                    }
+                    Some((st.clone(), None))
+                } else {
+                    check_header_name(name).map_err(|m| ConfigError::new(hp.clone(), m))?;
+                    if let Some(other) = headers.insert(name.to_owned(), hp.clone()) {
+                        return Err(ConfigError::new(
+                            hp,
+                            format!("header `{name}` is already used by {other}"),
+                        ));
+                    }
+                    Some((st.clone(), Some(name.to_owned())))
+                }
+            }
+        };
+
         // Required attributes.
         let req_path = join(path, "required");
         let mut required: Vec<&'static Attribute> = Vec::new();
@@ -553,6 +607,28 @@ impl Contract {
             ));
         }
 
+        let limits: Vec<(usize, u8)> = rules.iter().map(|r| (r.attr.index, r.role_mask)).collect();
+        let agreements = Agreements::compile(
+            &wire.agreements,
+            wire.default_agreement,
+            &ContractLimits {
+                released: &limits,
+                allow_test_learner_id: wire.allow_test_learner_id,
+            },
+            path,
+        )?;
+        if let Some(a) = &agreements {
+            if !any_organisation {
+                for (oid, _) in a.iter() {
+                    if !organisations.contains(oid) {
+                        warnings.push(format!(
+                            "{}: agreement for `{oid}`, which the contract's organisations do not list: it applies only to roles of that provider permitted through one of its schools",
+                            join(path, "agreements")
+                        ));
+                    }
+                }
+            }
+        }
         let mut contract = Contract {
             any_organisation,
             organisations,
@@ -562,6 +638,8 @@ impl Contract {
             rules,
             payload_header: wire.payload_header.clone(),
             forward_token: wire.forward_token,
+            signed_token,
+            agreements,
             version: String::new(),
         };
         contract.version = contract.compute_version();
@@ -583,7 +661,7 @@ impl Contract {
             })
             .collect();
         let required: Vec<&str> = self.required.iter().map(|a| a.name).collect();
-        let canonical = serde_json::json!([
+        let mut canonical = serde_json::json!([
             "mpass-guard-contract/1",
             self.any_organisation,
             orgs,
@@ -594,6 +672,24 @@ impl Contract {
             self.payload_header,
             self.forward_token,
         ]);
+        // Appended only when present, so contracts without a signed token
+        // keep the versions they had.
+        if let (Some((st, _)), Value::Array(parts)) = (&self.signed_token, &mut canonical) {
+            parts.push(serde_json::json!([
+                "signed_token",
+                st.header
+                    .as_deref()
+                    .unwrap_or(DEFAULT_HEADER)
+                    .to_ascii_lowercase(),
+                st.sub.as_deref().unwrap_or("pairwise"),
+                st.lifetime.as_deref(),
+            ]));
+        }
+        // Appended only when present: contracts without agreements keep
+        // the version they had.
+        if let (Some(a), Value::Array(items)) = (&self.agreements, &mut canonical) {
+            items.push(a.canonical());
+        }
         let digest = ring::digest::digest(&ring::digest::SHA256, canonical.to_string().as_bytes());
         digest
             .as_ref()
@@ -610,6 +706,12 @@ impl Contract {
             .iter()
             .map(|r| r.header.as_str())
             .chain(self.payload_header.as_deref())
+            .chain(self.signed_token.iter().filter_map(|(_, h)| h.as_deref()))
+    }
+
+    /// The `signed_token` block as written, if the contract has one.
+    pub fn signed_token(&self) -> Option<&SignedTokenConfig> {
+        self.signed_token.as_ref().map(|(st, _)| st)
     }
 
     /// The contract version: the first 16 hex digits of a SHA-256 over its
@@ -649,6 +751,11 @@ impl Contract {
         self.payload_header.as_deref()
     }
 
+    /// The per-controller agreements, if the contract has any.
+    pub fn agreements(&self) -> Option<&Agreements> {
+        self.agreements.as_ref()
+    }
+
     /// The release rules in catalogue order, for `explain` and documentation.
     pub fn rules(&self) -> impl Iterator<Item = RuleView<'_>> + '_ {
         self.rules.iter().map(|r| RuleView {
@@ -669,8 +776,10 @@ impl Contract {
     pub fn apply_normalised(&self, n: &Normalised) -> Result<Release, Denial> {
         self.check_learner_id(n)?;
         let scope = self.organisation_scope(n)?;
+        self.check_agreed_learner_id(n, &scope)?;
 
         let mut release = Release::default();
+        let wants_claims = self.payload_header.is_some() || self.signed_token.is_some();
         let mut payload = Map::new();
         for rule in &self.rules {
             let Some(values) = n.get(rule.attr) else {
@@ -688,7 +797,7 @@ impl Contract {
             } else {
                 render::encode_single(first)
             };
-            if self.payload_header.is_some() {
+            if wants_claims {
                 let v = match (rule.attr.value_type, rule.attr.multi) {
                     (ValueType::Bool, _) => Value::Bool(first == "true"),
                     (ValueType::Text, true) => Value::from(kept.clone()),
@@ -698,7 +807,10 @@ impl Contract {
             }
             release.headers.push((rule.header.clone(), value));
             release.released.push(rule.attr.name);
-            if let Some(p) = &rule.purpose {
+            if let Some(p) = self
+                .agreed_purpose(rule.attr, &scope)
+                .or(rule.purpose.as_ref())
+            {
                 release.purposes.push((rule.attr.name, Arc::clone(p)));
             }
         }
@@ -734,6 +846,9 @@ impl Contract {
             release
                 .headers
                 .push((h.clone(), render::encode_payload(&payload)));
+        }
+        if wants_claims {
+            release.claims = Some(payload);
         }
         for attr in n.present() {
             if !release.released.contains(&attr.name) {
@@ -772,6 +887,89 @@ impl Contract {
         }
     }
 
+    /// Whether the agreements let this value of `attr` through. Without
+    /// agreements, always.
+    fn agreed_value(&self, attr: &Attribute, scope: &Scope<'_>, owner: ValueOwner<'_>) -> bool {
+        let Some(agreements) = &self.agreements else {
+            return true;
+        };
+        let decide = |controller: &str| {
+            let held = scope
+                .controllers
+                .iter()
+                .find(|(c, _)| *c == controller)
+                .map_or(0, |(_, h)| *h);
+            agreements
+                .for_controller(controller)
+                .is_some_and(|a| a.releases(attr, held))
+        };
+        let every = || {
+            if scope.controllers.is_empty() {
+                // Reached only under `default_agreement: contract`.
+                agreements.default() == DefaultAgreement::Contract
+            } else {
+                scope.controllers.iter().all(|(c, _)| decide(c))
+            }
+        };
+        match owner {
+            ValueOwner::Person => every(),
+            ValueOwner::Controller(c) if scope.controllers.iter().any(|(k, _)| *k == c) => {
+                decide(c)
+            }
+            // A provider the user holds no permitted role under: nobody
+            // narrower than every controller can speak for it.
+            ValueOwner::Controller(_) => every(),
+            ValueOwner::School(id) => {
+                let mut owners = scope
+                    .school_controllers
+                    .iter()
+                    .filter(|(s, _)| *s == id)
+                    .peekable();
+                if owners.peek().is_none() {
+                    every()
+                } else {
+                    owners.all(|(_, c)| decide(c))
+                }
+            }
+        }
+    }
+
+    /// A test learner number needs every controller's consent too.
+    fn check_agreed_learner_id(&self, n: &Normalised, scope: &Scope<'_>) -> Result<(), Denial> {
+        let Some(agreements) = &self.agreements else {
+            return Ok(());
+        };
+        let Some(id) = n.get(LEARNER_ID_ATTRIBUTE).and_then(<[String]>::first) else {
+            return Ok(());
+        };
+        if classify_learner_id(id) != LearnerIdKind::Test {
+            return Ok(());
+        }
+        let allowed = scope.controllers.iter().all(|(c, _)| {
+            agreements
+                .for_controller(c)
+                .is_some_and(|a| a.allows_test_learner_id())
+        });
+        if allowed {
+            Ok(())
+        } else {
+            Err(Denial {
+                reason: reason::TEST_IDENTITY_NOT_ALLOWED,
+                attribute: Some(LEARNER_ID_ATTRIBUTE.name),
+            })
+        }
+    }
+
+    /// The purpose recorded for a released attribute: the one controller's
+    /// own, when the request has exactly one controller that stated one.
+    fn agreed_purpose<'s>(&'s self, attr: &Attribute, scope: &Scope<'_>) -> Option<&'s Arc<str>> {
+        let agreements = self.agreements.as_ref()?;
+        match scope.controllers.as_slice() {
+            [(c, _)] => agreements.for_controller(c)?.purpose(attr),
+            _ => None,
+        }
+    }
+
     fn listed(&self, id: &str) -> bool {
         !id.is_empty() && self.organisations.contains(id)
     }
@@ -783,15 +981,32 @@ impl Contract {
         };
         for s in n.get(ROLE_ATTRIBUTE).unwrap_or_default() {
             let permitted = parse_role(s).filter(|r| {
-                self.any_organisation
+                (self.any_organisation
                     || self.listed(r.provider)
                     || self.listed(r.school_tk)
-                    || self.listed(r.school_oid)
+                    || self.listed(r.school_oid))
+                    // A controller without an agreement under `deny`.
+                    && self
+                        .agreements
+                        .as_ref()
+                        .is_none_or(|a| a.for_controller(r.provider).is_some())
             });
             match permitted {
                 Some(r) => {
                     if let Some(c) = r.code {
                         scope.held |= 1 << c;
+                    }
+                    if self.agreements.is_some() {
+                        let bit = r.code.map_or(0, |c| 1u8 << c);
+                        match scope.controllers.iter_mut().find(|(c, _)| *c == r.provider) {
+                            Some((_, held)) => *held |= bit,
+                            None => scope.controllers.push((r.provider, bit)),
+                        }
+                        for school in [r.school_tk, r.school_oid] {
+                            if !school.is_empty() {
+                                scope.school_controllers.push((school, r.provider));
+                            }
+                        }
                     }
                     scope.providers.push(r.provider);
                     scope.schools.push(r.school_tk);
@@ -806,6 +1021,16 @@ impl Contract {
                 reason: reason::ORGANISATION_NOT_PERMITTED,
                 attribute: None,
             });
+        }
+        // No controller could be identified (no role): only an explicit
+        // `default_agreement: contract` lets the request through.
+        if let Some(a) = &self.agreements {
+            if scope.controllers.is_empty() && a.default() == DefaultAgreement::Deny {
+                return Err(Denial {
+                    reason: reason::ORGANISATION_NOT_PERMITTED,
+                    attribute: None,
+                });
+            }
         }
         scope.schools.retain(|s| !s.is_empty());
         scope.providers.retain(|s| !s.is_empty());
@@ -838,13 +1063,26 @@ impl Contract {
 
     fn filter(&self, attr: &Attribute, values: &[String], scope: &Scope<'_>) -> Vec<String> {
         match attr.scope {
+            _ if is_person_scoped(attr) && !self.agreed_value(attr, scope, ValueOwner::Person) => {
+                Vec::new()
+            }
             OrgScope::Person => values.to_vec(),
-            OrgScope::Role => scope.roles.iter().map(|s| self.role_in_form(s)).collect(),
+            OrgScope::Role => scope
+                .roles
+                .iter()
+                .filter(|s| {
+                    let provider = parse_role(s).map_or("", |r| r.provider);
+                    self.agreed_value(attr, scope, ValueOwner::Controller(provider))
+                })
+                .map(|s| self.role_in_form(s))
+                .collect(),
             OrgScope::SchoolInfo => values
                 .iter()
                 .filter(|v| {
                     v.split_once(';').is_some_and(|(id, _)| {
-                        self.form_kept(id) && self.school_permitted(id, scope)
+                        self.form_kept(id)
+                            && self.school_permitted(id, scope)
+                            && self.agreed_value(attr, scope, ValueOwner::School(id))
                     })
                 })
                 .cloned()
@@ -856,6 +1094,7 @@ impl Contract {
                         (flag == "0" || flag == "1")
                             && self.form_kept(id)
                             && self.school_permitted(id, scope)
+                            && self.agreed_value(attr, scope, ValueOwner::School(id))
                     })
                 })
                 .cloned()
@@ -863,8 +1102,11 @@ impl Contract {
             OrgScope::ProviderInfo => values
                 .iter()
                 .filter(|v| {
-                    v.split_once(';')
-                        .is_some_and(|(id, _)| is_oid(id) && self.provider_permitted(id, scope))
+                    v.split_once(';').is_some_and(|(id, _)| {
+                        is_oid(id)
+                            && self.provider_permitted(id, scope)
+                            && self.agreed_value(attr, scope, ValueOwner::Controller(id))
+                    })
                 })
                 .cloned()
                 .collect(),
@@ -924,6 +1166,35 @@ struct Scope<'n> {
     providers: Vec<&'n str>,
     /// Whether every role in the token (and the 2019 school code) is permitted.
     all_roles_permitted: bool,
+    /// With agreements: each controller of a permitted role and the role
+    /// codes held under it.
+    controllers: Vec<(&'n str, u8)>,
+    /// With agreements: school id (TK or OID) and the controller of a
+    /// permitted role held in it.
+    school_controllers: Vec<(&'n str, &'n str)>,
+}
+
+/// Whose agreement decides a value.
+#[derive(Debug, Clone, Copy)]
+enum ValueOwner<'v> {
+    /// Single-valued or unattributable: every controller of the request.
+    Person,
+    /// A value of this education provider.
+    Controller(&'v str),
+    /// A value of this school: the controllers of the roles held in it.
+    School(&'v str),
+}
+
+/// Attributes released under every controller's agreement at once: those
+/// not filtered value by value.
+fn is_person_scoped(attr: &Attribute) -> bool {
+    matches!(
+        attr.scope,
+        OrgScope::Person
+            | OrgScope::Issuer
+            | OrgScope::LegacySchoolCode
+            | OrgScope::LegacyOrganisation
+    )
 }
 
 #[cfg(test)]

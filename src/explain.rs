@@ -14,6 +14,7 @@ use std::fmt::Write as _;
 use serde_json::{Map, Value};
 
 use crate::config::{Config, Provider};
+use crate::minted::{Carrier, Source, SubjectForm};
 use crate::render;
 
 /// Where the claims being explained came from.
@@ -128,6 +129,7 @@ fn contract_section(out: &mut String, p: &Provider) {
             "payload header",
             c.payload_header().unwrap_or("none").to_owned(),
         ),
+        ("signed token", signed_token_row(p)),
     ];
     for (k, v) in rows {
         let _ = writeln!(out, "  {k:<17} {v}");
@@ -170,6 +172,83 @@ fn contract_section(out: &mut String, p: &Provider) {
     }
 }
 
+/// Where the signed token goes and what its `aud`, `sub` and lifetime are.
+fn signed_token_row(p: &Provider) -> String {
+    let Some(st) = &p.signed_token else {
+        return "none".to_owned();
+    };
+    let (header, _) = st.header("<token>");
+    let carrier = if *st.carrier() == Carrier::Authorization {
+        "authorization: Bearer".to_owned()
+    } else {
+        header
+    };
+    let sub = match st.subject_form() {
+        SubjectForm::Pairwise => "pairwise",
+        SubjectForm::Original => "original",
+    };
+    format!(
+        "{carrier} (aud {}, sub {sub}, lifetime {}s)",
+        st.audience(),
+        st.lifetime()
+    )
+}
+
+/// The claims of the token this provider's upstream would get for a
+/// release, at the sample's `iat` (the `jti` is random per mint and left out).
+fn signed_token_lines(
+    out: &mut String,
+    config: &Config,
+    p: &Provider,
+    sample: &Map<String, Value>,
+    released: Option<&Map<String, Value>>,
+) {
+    let (Some(st), Some(gateway)) = (&p.signed_token, &config.gateway) else {
+        return;
+    };
+    let empty = Map::new();
+    let exp = sample.get("exp").and_then(Value::as_u64);
+    let now = sample
+        .get("iat")
+        .and_then(Value::as_u64)
+        .or_else(|| exp.map(|e| e.saturating_sub(st.lifetime())))
+        .unwrap_or(0);
+    let source = Source {
+        issuer: sample
+            .get("iss")
+            .and_then(Value::as_str)
+            .unwrap_or_default(),
+        subject: sample
+            .get("sub")
+            .and_then(Value::as_str)
+            .unwrap_or_default(),
+        exp: exp.unwrap_or(now.saturating_add(st.lifetime())),
+    };
+    let key = gateway.signing_key();
+    let _ = write!(
+        out,
+        "  signed token ({} {}, kid {}), at the sample's iat, jti random per mint:\n    ",
+        signed_token_row(p),
+        key.alg().name(),
+        key.kid()
+    );
+    match st.claims(
+        gateway,
+        released.unwrap_or(&empty),
+        &source,
+        p.contract.version(),
+        now,
+    ) {
+        Ok((claims, _)) => {
+            let json = serde_json::to_string(&claims).unwrap_or_default();
+            let _ = writeln!(out, "{}", printable(&json));
+        }
+        Err(e) => {
+            let _ = writeln!(out, "none: {e}; the filter would refuse the request");
+        }
+    }
+}
+
 fn audience_matches(claims: &Map<String, Value>, p: &Provider) -> bool {
     match claims.get("aud") {
         Some(Value::String(a)) => p.audiences.contains(a),
@@ -197,7 +276,7 @@ fn decoded(value: &str, payload: bool) -> String {
 }
 
 /// What one provider's upstream gets for these claims.
-fn release_section(out: &mut String, p: &Provider, claims: &Map<String, Value>) {
+fn release_section(out: &mut String, config: &Config, p: &Provider, claims: &Map<String, Value>) {
     out.push('\n');
     if !audience_matches(claims, p) {
         let _ = writeln!(
@@ -256,6 +335,7 @@ fn release_section(out: &mut String, p: &Provider, claims: &Map<String, Value>) 
                 "  token: {}",
                 if p.forward { "forwarded" } else { "removed" }
             );
+            signed_token_lines(out, config, p, claims, release.claims.as_ref());
         }
     }
 }
@@ -296,7 +376,7 @@ pub fn explain(
         }
         contract_section(&mut out, p);
         if let Some((c, _)) = claims {
-            release_section(&mut out, p, c);
+            release_section(&mut out, config, p, c);
         }
     }
     let legend: Vec<String> = ROLE_NAMES.iter().map(|(c, n)| format!("{c} {n}")).collect();

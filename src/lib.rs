@@ -4,6 +4,7 @@
 //! Everything except the `wasm` glue is a pure core with no proxy-wasm types,
 //! so the whole decision is testable natively.
 
+pub mod agreement;
 pub mod alg;
 pub mod authority;
 pub mod cache;
@@ -12,6 +13,8 @@ pub mod claims;
 pub mod cli;
 pub mod config;
 pub mod contract;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod drift;
 pub mod engine;
 pub mod error;
 #[cfg(not(target_arch = "wasm32"))]
@@ -21,12 +24,18 @@ pub mod forward;
 pub mod http;
 pub mod jwks;
 pub mod keys;
+pub mod metadata;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod mint;
+pub mod minted;
+pub mod names;
+pub mod registry;
+pub mod registry_source;
 pub mod render;
 pub mod routing;
 pub mod rsa_fast;
 pub mod seal;
+pub mod signing;
 pub mod unique_map;
 pub mod verify;
 
@@ -35,3 +44,5 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 #[cfg(target_arch = "wasm32")]
 mod wasm;
+#[cfg(target_arch = "wasm32")]
+mod wasm_record;

@@ -458,6 +458,16 @@ impl Verified {
         self.token.claims()
     }
 
+    /// The algorithm the signature was verified with.
+    pub fn alg(&self) -> Alg {
+        self.token.alg()
+    }
+
+    /// The `kid` of the signed header.
+    pub fn kid(&self) -> Option<&str> {
+        self.token.kid()
+    }
+
     /// Checks `exp`, `nbf`, `iat` and lifetime against `now` (seconds since the epoch).
     pub fn check_times(&self, policy: &TimePolicy, now: i64) -> Result<(), TokenError> {
         self.token.check_times(policy, now)

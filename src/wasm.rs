@@ -18,7 +18,7 @@
 //! becomes a trap. Header values are read as bytes: the SDK's string map
 //! reader panics on a non-UTF-8 value, which a client controls.
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::{Duration, UNIX_EPOCH};
@@ -28,14 +28,16 @@ use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, MetricType};
 
 use crate::config::Config;
-use crate::engine::{CounterId, Decision, Engine, Request};
-use crate::jwks::{Fetched, IssuerId, KeyStore, Step};
+use crate::engine::counters::{
+    decision_time_name, issuer_fetch_name, issuer_key_set_age_name, issuer_keys_in_use_name,
+};
+use crate::engine::{CounterId, Decision, Engine, Outcome, Pushed, Request, VmState, WaitFor};
+use crate::jwks::{Fetched, IssuerId, Step};
+use crate::wasm_record::{declare_decision_property, publish_decision};
 
 const METRIC_PREFIX: &str = "mpass_guard.";
 /// Timer granularity for fetch scheduling and parked-request deadlines.
 const TICK: Duration = Duration::from_millis(100);
-/// Pending audit lines are written at once beyond this many bytes.
-const AUDIT_BUFFER_BYTES: usize = 32 * 1024;
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
@@ -54,6 +56,15 @@ proxy_wasm::main! {{
 
 fn log(level: LogLevel, msg: &str) {
     let _ = hostcalls::log(level, msg);
+}
+
+/// Microseconds from the host clock (for the decision-time histogram).
+fn now_us() -> u64 {
+    hostcalls::get_current_time()
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
 }
 
 fn now_ms() -> u64 {
@@ -77,9 +88,9 @@ struct Metrics {
 
 impl Metrics {
     /// Counts one for a counter: at once, or in the batch.
-    fn count(&self, engine: &Engine, counter: CounterId, batch: bool) {
+    fn count(&self, state: &VmState, counter: CounterId, batch: bool) {
         if !batch {
-            self.add(engine, counter, 1);
+            self.add(state, counter, 1);
             return;
         }
         let mut pending = self.pending.borrow_mut();
@@ -92,17 +103,17 @@ impl Metrics {
     }
 
     /// Hands the batched increments to the host.
-    fn flush(&self, engine: &Engine) {
+    fn flush(&self, state: &VmState) {
         let pending = std::mem::take(&mut *self.pending.borrow_mut());
         for (index, n) in pending.into_iter().enumerate() {
             if n > 0 {
-                self.add(engine, CounterId::from_index(index), n);
+                self.add(state, CounterId::from_index(index), n);
             }
         }
     }
 
     /// Adds to one of the engine's counters, defining it on first use.
-    fn add(&self, engine: &Engine, counter: CounterId, n: u64) {
+    fn add(&self, state: &VmState, counter: CounterId, n: u64) {
         let known = self
             .counters
             .borrow()
@@ -112,7 +123,7 @@ impl Metrics {
         let id = match known {
             Some(id) => id,
             None => {
-                let Some(name) = engine.counter_name(counter) else {
+                let Some(name) = state.counter_name(counter) else {
                     return;
                 };
                 let Some(id) = self.id(&name, MetricType::Counter) else {
@@ -152,67 +163,54 @@ impl Metrics {
             let _ = hostcalls::record_metric(id, value);
         }
     }
-}
 
-/// A request parked until its issuer's keys are ready or `deadline_ms`.
-struct Parked {
-    context_id: u32,
-    issuer: IssuerId,
-    deadline_ms: u64,
+    fn histogram(&self, name: &str, value: u64) {
+        if let Some(id) = self.id(name, MetricType::Histogram) {
+            let _ = hostcalls::record_metric(id, value);
+        }
+    }
 }
 
 /// State shared by the root context and every HTTP context of one VM.
 struct Shared {
     engine: Rc<Engine>,
-    keys: RefCell<KeyStore>,
-    parked: RefCell<Vec<Parked>>,
+    /// Never borrowed across a host call that could re-enter the VM.
+    state: RefCell<VmState>,
     metrics: Metrics,
-    /// Audit lines not yet logged, newline-separated.
-    audit: RefCell<String>,
-    /// When the oldest pending audit line was made.
-    audit_since_ms: Cell<u64>,
+    /// Whether the decision property is declared on this root (records are
+    /// written only then: undeclared, Envoy would keep them as bytes).
+    declared: bool,
+    /// `decision_time_us.stat_prefix=<sp>`.
+    decision_time: String,
 }
 
 impl Shared {
     /// Queues one audit line, or logs it at once when batching is off or
     /// the batch is full.
     fn audit(&self, line: &crate::engine::Audit, now: u64) {
-        let secs = i64::try_from(now / 1000).unwrap_or(0);
-        if self.engine.config.audit_flush_ms == 0 {
-            log(LogLevel::Info, &line.to_json(secs));
-            return;
-        }
-        let full = {
-            let mut buf = self.audit.borrow_mut();
-            if buf.is_empty() {
-                self.audit_since_ms.set(now);
-            } else {
-                buf.push('\n');
-            }
-            line.write_json(secs, &mut buf);
-            buf.len() >= AUDIT_BUFFER_BYTES
-        };
-        if full {
-            self.flush_audit();
+        let pushed = self.state.borrow_mut().audit.push(line, now);
+        match pushed {
+            Pushed::Log(line) => log(LogLevel::Info, &line),
+            Pushed::Flush => self.flush_audit(),
+            Pushed::Queued => {}
         }
     }
 
     /// Hands the batch to the host: the pending audit lines in one log call
     /// (each line of the message is one JSON record), then the counters.
     fn flush_audit(&self) {
-        let lines = std::mem::take(&mut *self.audit.borrow_mut());
+        let mut state = self.state.borrow_mut();
+        let lines = state.audit.take();
         if !lines.is_empty() {
             log(LogLevel::Info, &lines);
         }
-        self.metrics.flush(&self.engine);
+        self.metrics.flush(&state);
     }
 
-    /// Flushes the batch once its oldest audit line is due, and the
-    /// counters at least once per interval.
+    /// Flushes the batch when the batching policy says it is due.
     fn flush_audit_if_due(&self, now: u64) {
-        let interval = self.engine.config.audit_flush_ms;
-        if interval > 0 && now.saturating_sub(self.audit_since_ms.get()) >= interval {
-            self.audit_since_ms.set(now);
+        let due = self.state.borrow_mut().audit.due(now);
+        if due {
             self.flush_audit();
         }
     }
@@ -220,6 +218,7 @@ impl Shared {
     /// Decides for the current effective HTTP context and carries it out.
     /// Returns `None` when the request was parked.
     fn run(&self, context_id: u32, resumed: bool) -> Option<Action> {
+        let started_us = now_us();
         // Values as bytes: the rewrites keep them byte for byte; the text
         // view (lossy only for bytes that are not UTF-8) is for matching.
         let raw: Vec<(String, Vec<u8>)> =
@@ -234,7 +233,7 @@ impl Shared {
             .iter()
             .map(|(n, v)| (n.clone(), String::from_utf8_lossy(v).into_owned()))
             .collect();
-        let route_name = if self.engine.config.matcher.uses_route_names {
+        let route_name = if self.engine.uses_route_names() {
             hostcalls::get_property(vec!["xds", "route_name"])
                 .ok()
                 .flatten()
@@ -243,48 +242,67 @@ impl Shared {
             None
         };
         let now = now_ms();
-        let decision = {
-            let mut keys = self.keys.borrow_mut();
-            self.engine.handle(
+        let outcome = {
+            let mut state = self.state.borrow_mut();
+            let outcome = self.engine.handle(
                 &Request {
                     headers: &headers,
                     route_name: route_name.as_deref(),
                     raw: &raw,
                 },
                 now,
-                &mut keys,
+                &mut state,
                 resumed,
-            )
+            );
+            if let Decision::Wait(wait) = &outcome.decision {
+                state.park(context_id, wait.clone(), now);
+                return None;
+            }
+            outcome
         };
-        if let Some(issuer) = decision.wait {
-            let wait = self
-                .keys
-                .borrow()
-                .policy(issuer)
-                .map_or(0, |p| p.initial_wait_ms);
-            self.parked.borrow_mut().push(Parked {
-                context_id,
-                issuer,
-                deadline_ms: now.saturating_add(wait),
-            });
-            return None;
-        }
-        Some(self.carry_out(decision, now))
+        let action = self.carry_out(outcome, now);
+        let took = now_us().saturating_sub(started_us);
+        self.metrics.histogram(&self.decision_time, took);
+        Some(action)
     }
 
-    fn carry_out(&self, decision: Decision, now: u64) -> Action {
-        let batch = self.engine.config.audit_flush_ms > 0;
-        for counter in decision.counter_ids() {
-            self.metrics.count(&self.engine, counter, batch);
+    /// Writes the decision record to filter state, once per decision. A
+    /// failure is logged without the record.
+    fn publish(&self, outcome: &Outcome) {
+        if !self.declared {
+            return;
         }
-        if let Some(audit) = &decision.audit {
+        if let Err(status) = publish_decision(&outcome.record()) {
+            log(
+                LogLevel::Warn,
+                &format!("mpass-guard: decision record not written (host status {status})"),
+            );
+        }
+    }
+
+    fn carry_out(&self, outcome: Outcome, now: u64) -> Action {
+        {
+            let state = self.state.borrow();
+            let batch = state.audit.is_batching();
+            for counter in outcome.counter_ids() {
+                self.metrics.count(&state, counter, batch);
+            }
+        }
+        // Before any local reply: the access log reads the record either way.
+        self.publish(&outcome);
+        if let Some(audit) = outcome.audit.as_ref().filter(|_| self.engine.audit_log()) {
             self.audit(audit, now);
         }
-        if let Some(stripped) = &decision.stripped {
+        if let Some(stripped) = outcome
+            .stripped
+            .as_ref()
+            .filter(|_| self.engine.audit_log())
+        {
             let secs = i64::try_from(now / 1000).unwrap_or(0);
             log(LogLevel::Info, &stripped.to_json(secs));
         }
-        if let Some(resp) = &decision.respond {
+        let decision = &outcome.decision;
+        if let Some(resp) = decision.response() {
             let headers: Vec<(&str, &str)> = resp
                 .headers
                 .iter()
@@ -294,10 +312,10 @@ impl Shared {
             return Action::Pause;
         }
         let mut failed = false;
-        for name in &decision.remove {
+        for name in decision.removals() {
             failed |= hostcalls::set_map_value(MapType::HttpRequestHeaders, name, None).is_err();
         }
-        for (name, value) in &decision.set_bytes {
+        for (name, value) in decision.byte_headers() {
             failed |=
                 hostcalls::set_map_value_bytes(MapType::HttpRequestHeaders, name, Some(value))
                     .is_err();
@@ -315,22 +333,15 @@ impl Shared {
         Action::Continue
     }
 
-    /// Decides again for parked requests: those of `issuer` (when its keys
-    /// changed), and every one whose deadline has passed.
-    fn release_parked(&self, root_id: u32, issuer: Option<IssuerId>, now: u64) {
-        let ready: Vec<Parked> = {
-            let mut parked = self.parked.borrow_mut();
-            let (go, stay): (Vec<Parked>, Vec<Parked>) = parked
-                .drain(..)
-                .partition(|p| Some(p.issuer) == issuer || p.deadline_ms <= now);
-            *parked = stay;
-            go
-        };
-        for p in ready {
-            if hostcalls::set_effective_context(p.context_id).is_err() {
+    /// Decides again for the parked requests the queue releases: those
+    /// waiting for `ready`, and every one whose deadline has passed.
+    fn release_parked(&self, root_id: u32, ready: Option<WaitFor>, now: u64) {
+        let go = self.state.borrow_mut().parked.release(ready.as_ref(), now);
+        for context_id in go {
+            if hostcalls::set_effective_context(context_id).is_err() {
                 continue; // the stream is gone
             }
-            if let Some(Action::Continue) = self.run(p.context_id, true) {
+            if let Some(Action::Continue) = self.run(context_id, true) {
                 let _ = hostcalls::resume_http_request();
             }
         }
@@ -370,8 +381,9 @@ impl Context for Root {
         };
         let now = now_ms();
         let max = shared
-            .keys
+            .state
             .borrow()
+            .keys
             .policy(issuer)
             .map_or(0, |p| p.max_response_bytes);
         let status = hostcalls::get_map_value(MapType::HttpCallResponseHeaders, ":status")
@@ -394,18 +406,17 @@ impl Context for Root {
             }
         };
         let ready = {
-            let mut keys = shared.keys.borrow_mut();
-            let Some(remote) = keys.get_mut(issuer) else {
+            let mut state = shared.state.borrow_mut();
+            let Some(remote) = state.keys.get_mut(issuer) else {
                 return;
             };
             let event = remote.on_fetched(now, &step, fetched);
-            let label = stats_label(&remote.issuer);
-            let outcome = if event.ok { "fetch_ok" } else { "fetch_failed" };
+            let sp = shared.engine.stat_prefix();
             shared
                 .metrics
-                .increment(&format!("issuer.{label}.{outcome}"));
+                .increment(&issuer_fetch_name(sp, &remote.issuer, event.ok));
             shared.metrics.gauge(
-                &format!("issuer.{label}.keys_in_use"),
+                &issuer_keys_in_use_name(sp, &remote.issuer),
                 remote.key_count() as u64,
             );
             log(
@@ -427,15 +438,15 @@ impl Context for Root {
         // Discovery leads straight on to the key set fetch.
         self.start_due_fetches(&shared, now);
         if ready {
-            shared.release_parked(self.context_id, Some(issuer), now);
+            shared.release_parked(self.context_id, Some(WaitFor::Keys(issuer)), now);
         }
     }
 }
 
 impl Root {
     fn start_due_fetches(&mut self, shared: &Shared, now: u64) {
-        let mut keys = shared.keys.borrow_mut();
-        for (i, remote) in keys.remote_mut() {
+        let mut state = shared.state.borrow_mut();
+        for (i, remote) in state.keys.remote_mut() {
             let Some(step) = remote.due(now) else {
                 continue;
             };
@@ -461,10 +472,11 @@ impl Root {
                 }
                 Err(_) => {
                     let event = remote.on_fetched(now, &step, Fetched::Failed);
-                    let label = stats_label(&remote.issuer);
-                    shared
-                        .metrics
-                        .increment(&format!("issuer.{label}.fetch_failed"));
+                    shared.metrics.increment(&issuer_fetch_name(
+                        shared.engine.stat_prefix(),
+                        &remote.issuer,
+                        false,
+                    ));
                     log(
                         LogLevel::Warn,
                         &format!(
@@ -484,6 +496,20 @@ impl RootContext for Root {
     }
 
     fn on_configure(&mut self, _size: usize) -> bool {
+        // Defined (at 0) on every configure, so `increase()` sees the first one.
+        let rejected = hostcalls::define_metric(
+            MetricType::Counter,
+            &format!("{METRIC_PREFIX}config_rejected"),
+        )
+        .ok();
+        let serving = self.shared.is_some();
+        let refuse = || {
+            // A refusal while a previous configuration keeps serving.
+            if let (true, Some(id)) = (serving, rejected) {
+                let _ = hostcalls::increment_metric(id, 1);
+            }
+            false
+        };
         let bytes = match hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX) {
             Ok(Some(b)) => b,
             _ => {
@@ -491,7 +517,7 @@ impl RootContext for Root {
                     LogLevel::Error,
                     "mpass-guard: configuration rejected: no plugin configuration",
                 );
-                return false;
+                return refuse();
             }
         };
         match Config::load(&bytes, &|name| std::env::var(name).ok()) {
@@ -499,29 +525,39 @@ impl RootContext for Root {
                 for w in &config.warnings {
                     log(LogLevel::Warn, &format!("mpass-guard: {w}"));
                 }
+                let engine = Engine::new(config);
+                let (issuers, providers) = engine.sizes();
                 log(
                     LogLevel::Info,
                     &format!(
-                        "mpass-guard: configuration loaded: {} issuer(s), {} provider(s)",
-                        config.issuers.len(),
-                        config.providers.len()
+                        "mpass-guard {}: configuration loaded: {issuers} issuer(s), {providers} provider(s), stat_prefix {}",
+                        crate::VERSION,
+                        engine.stat_prefix()
                     ),
                 );
-                let keys = KeyStore::new(&config.issuers);
-                let remote = keys.has_remote();
-                let batching = config.audit_flush_ms > 0;
+                let version = crate::VERSION.replace('.', "_");
+                if let Ok(id) = hostcalls::define_metric(
+                    MetricType::Gauge,
+                    &format!("{METRIC_PREFIX}build_info.version={version}"),
+                ) {
+                    let _ = hostcalls::record_metric(id, 1);
+                }
+                let declared = declare_decision_property();
+                let decision_time = decision_time_name(engine.stat_prefix());
+                let state = engine.new_state();
+                let remote = state.keys.has_remote();
+                let batching = state.audit.is_batching();
                 // A new configuration replaces the state: write out what the
                 // previous one still holds.
                 if let Some(previous) = &self.shared {
                     previous.flush_audit();
                 }
                 self.shared = Some(Rc::new(Shared {
-                    engine: Rc::new(Engine::new(config)),
-                    keys: RefCell::new(keys),
-                    parked: RefCell::new(Vec::new()),
+                    engine: Rc::new(engine),
+                    state: RefCell::new(state),
                     metrics: Metrics::default(),
-                    audit: RefCell::new(String::new()),
-                    audit_since_ms: Cell::new(0),
+                    declared,
+                    decision_time,
                 }));
                 self.calls.clear();
                 if remote || batching {
@@ -534,7 +570,7 @@ impl RootContext for Root {
                     LogLevel::Error,
                     &format!("mpass-guard: configuration rejected: {e}"),
                 );
-                false
+                refuse()
             }
         }
     }
@@ -547,17 +583,18 @@ impl RootContext for Root {
         shared.flush_audit_if_due(now);
         self.start_due_fetches(&shared, now);
         {
-            let keys = shared.keys.borrow();
-            for (_, remote) in keys.remote() {
+            let state = shared.state.borrow();
+            for (_, remote) in state.keys.remote() {
                 if let Some(age) = remote.age_secs(now) {
                     shared.metrics.gauge(
-                        &format!("issuer.{}.key_set_age_seconds", stats_label(&remote.issuer)),
+                        &issuer_key_set_age_name(shared.engine.stat_prefix(), &remote.issuer),
                         age,
                     );
                 }
             }
         }
-        if !shared.parked.borrow().is_empty() {
+        let parked = !shared.state.borrow().parked.is_empty();
+        if parked {
             shared.release_parked(self.context_id, None, now);
         }
     }
@@ -574,25 +611,6 @@ impl RootContext for Root {
     }
 }
 
-/// A stats-safe label for an issuer URL: its host with dots as underscores.
-fn stats_label(issuer: &str) -> String {
-    let host = issuer
-        .trim_start_matches("https://")
-        .trim_start_matches("http://")
-        .split('/')
-        .next()
-        .unwrap_or_default();
-    host.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
-}
-
 struct Http {
     context_id: u32,
     /// `None` only if Envoy runs streams without a configuration, which it
@@ -603,10 +621,12 @@ struct Http {
 impl Context for Http {
     fn on_done(&mut self) -> bool {
         if let Some(shared) = &self.shared {
-            shared
-                .parked
-                .borrow_mut()
-                .retain(|p| p.context_id != self.context_id);
+            // `try_`: a stream that ends inside a host call made while the
+            // state is borrowed must not trap the VM; a request left parked
+            // is skipped when its context is gone.
+            if let Ok(mut state) = shared.state.try_borrow_mut() {
+                state.parked.forget(self.context_id);
+            }
         }
         true
     }
@@ -633,20 +653,33 @@ impl HttpContext for Http {
             let _ = hostcalls::reset_http_request();
             return Action::Pause;
         };
-        let (remove, counters) = shared.engine.trailers(&trailers);
-        let batch = shared.engine.config.audit_flush_ms > 0;
-        for counter in counters {
-            shared.metrics.count(&shared.engine, counter, batch);
-        }
-        for name in &remove {
-            if hostcalls::set_map_value(MapType::HttpRequestTrailers, name, None).is_err() {
-                // A trailer that had to go may still be there: end the stream.
-                let _ = hostcalls::reset_http_request();
-                return Action::Pause;
+        let remove = {
+            let state = shared.state.borrow();
+            let (remove, counters) = shared.engine.trailers(&trailers, &state);
+            let batch = state.audit.is_batching();
+            for counter in counters {
+                shared.metrics.count(&state, counter, batch);
             }
+            remove
+        };
+        if remove_trailers(&remove) {
+            Action::Continue
+        } else {
+            Action::Pause
         }
-        Action::Continue
     }
+}
+
+/// Removes request trailers; on a failure (a trailer that had to go may
+/// still be there) the stream is reset and `false` returned.
+fn remove_trailers(remove: &[String]) -> bool {
+    for name in remove {
+        if hostcalls::set_map_value(MapType::HttpRequestTrailers, name, None).is_err() {
+            let _ = hostcalls::reset_http_request();
+            return false;
+        }
+    }
+    true
 }
 
 /// Test builds only (cargo feature `test-trap`): a Wasm trap, as a bug would

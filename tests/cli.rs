@@ -937,3 +937,97 @@ fn jwks_and_mint_refuse_an_alg_that_does_not_fit_the_key() {
     assert_eq!(code, 2, "{out}");
     assert!(out.contains("needs an EC P-256 key"), "{out}");
 }
+
+const REGISTRY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/registry/");
+/// Permits `oppimateriaali-prod` in production in the saved registry fixtures.
+const TESTIKUNTA: &str = "1.2.246.562.10.99887766551";
+const VANHA: &str = "1.2.246.562.10.55555555555";
+
+/// One provider for the registry's `oppimateriaali-prod` client id.
+fn registry_config(organisations: &[&str], allow_test_learner_id: bool) -> Value {
+    let mut c = config();
+    c["providers"] = json!({
+        "materials": {
+            "audiences": ["oppimateriaali-prod"],
+            "match": {"path_prefixes": ["/"]},
+            "contract": {
+                "organisations": organisations,
+                "allow_test_learner_id": allow_test_learner_id,
+                "release": {"family_name": {}}
+            }
+        }
+    });
+    c
+}
+
+#[test]
+fn check_registry_lists_drift_in_both_snapshot_forms_and_fails_only_with_strict() {
+    let drifting = write("drift.json", &registry_config(&[VANHA], false));
+    for snapshot in [
+        format!("{REGISTRY}snapshot.json"),
+        REGISTRY.trim_end_matches('/').to_owned(),
+    ] {
+        let args = ["check", drifting.to_str().unwrap(), "--registry", &snapshot];
+        let (code, out) = run(&args);
+        assert_eq!(code, 0, "{out}");
+        assert!(
+            has_row(&out, &["provider materials", "oppimateriaali-prod"]),
+            "{out}"
+        );
+        assert!(
+            has_row(
+                &out,
+                &["permitted in the registry, missing from the contract"]
+            ),
+            "{out}"
+        );
+        assert!(out.contains(TESTIKUNTA), "{out}");
+        assert!(out.contains(VANHA), "{out}");
+        let (code, out) = run(&[&args[..], &["--strict"]].concat());
+        assert_eq!(code, 1, "{out}");
+        assert!(out.contains("drift from the registry snapshot"), "{out}");
+    }
+
+    // Only the registry's "all services" organisation is left to report.
+    let in_step = write("in-step.json", &registry_config(&[TESTIKUNTA], true));
+    let (code, out) = run(&[
+        "check",
+        in_step.to_str().unwrap(),
+        "--registry",
+        &format!("{REGISTRY}snapshot.json"),
+    ]);
+    assert_eq!(code, 0, "{out}");
+    assert!(!out.contains("missing from the contract"), "{out}");
+    assert!(!out.contains("not permitted in the registry"), "{out}");
+    assert!(out.contains("permits every service"), "{out}");
+}
+
+#[test]
+fn check_registry_refuses_an_unreadable_snapshot_with_exit_2() {
+    let path = write("valid-for-registry.json", &config());
+    let garbage = write("garbage-registry.json", &json!({"identityproviders": 1}));
+    for snapshot in [garbage.to_str().unwrap(), "/nonexistent/registry.json"] {
+        let (code, out) = run(&["check", path.to_str().unwrap(), "--registry", snapshot]);
+        assert_eq!(code, 2, "{out}");
+        assert!(out.contains(snapshot), "{out}");
+    }
+}
+
+#[test]
+fn check_refuses_an_agreement_that_widens_the_contract_naming_its_path() {
+    let mut c = config();
+    c["providers"]["materials"]["contract"]["agreements"] = json!({
+        "1.2.246.562.10.00000000004": {"release": {"email": {}}}
+    });
+    c["providers"]["materials"]["contract"]["default_agreement"] = json!("deny");
+    let path = write("widening.json", &c);
+    let (code, out) = run(&["check", path.to_str().unwrap()]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains(
+            "providers.materials.contract.agreements[\"1.2.246.562.10.00000000004\"].release[\"email\"]"
+        ),
+        "{out}"
+    );
+    assert!(out.contains("widens the contract"), "{out}");
+}

@@ -623,3 +623,33 @@ fn email_verified_is_withheld_whenever_the_address_itself_is() {
         "{names:?}"
     );
 }
+
+#[test]
+fn rbac_values_are_only_the_released_roles_and_provider_infos_of_permitted_organisations() {
+    let release = second_provider_only("oid")
+        .apply(&fixture("teacher"))
+        .unwrap();
+    let names: Vec<&str> = release.rbac_values.iter().map(|(n, _)| *n).collect();
+    assert_eq!(
+        names,
+        ["urn:mpass.id:role", "urn:mpass.id:educationProviderInfo"]
+    );
+    let values: Vec<&str> = release
+        .rbac_values
+        .iter()
+        .flat_map(|(_, v)| v.iter().map(String::as_str))
+        .collect();
+    // The teacher's role in the organisation that did not permit the
+    // service (…0001, code 2) is withheld from the upstream, so from the
+    // metadata too; family name and schools never reach it.
+    assert_eq!(
+        values,
+        [
+            "1.2.246.562.10.00000000004;;;Rehtori;6;1.2.246.562.10.00000000005;1.2.246.562.10.00000000006",
+            "1.2.246.562.10.00000000004;Äänekosken testikaupunki",
+        ]
+    );
+    for (name, _) in &release.rbac_values {
+        assert!(release.released.contains(name), "{name}");
+    }
+}

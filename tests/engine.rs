@@ -16,8 +16,7 @@
 use mpass_guard::alg::Alg;
 use mpass_guard::claims;
 use mpass_guard::config::Config;
-use mpass_guard::engine::{Decision, Engine, Request};
-use mpass_guard::jwks::KeyStore;
+use mpass_guard::engine::{Decision, Engine, Outcome, Request, VmState};
 use mpass_guard::mint;
 use mpass_guard::render;
 use serde_json::{json, Map, Value};
@@ -97,10 +96,14 @@ fn config_json() -> Value {
     })
 }
 
-fn engine() -> Engine {
+fn config() -> Config {
     let bytes = serde_json::to_vec(&config_json()).unwrap();
     let env = |name: &str| (name == "PSEUDONYM_KEY").then(|| PSEUDONYM_KEY.to_owned());
-    Engine::new(Config::load(&bytes, &env).unwrap())
+    Config::load(&bytes, &env).unwrap()
+}
+
+fn engine() -> Engine {
+    Engine::new(config())
 }
 
 fn token(claims: &Map<String, Value>) -> String {
@@ -131,7 +134,7 @@ fn spoofed() -> Vec<(String, String)> {
     .collect()
 }
 
-fn handle(engine: &Engine, path: &str, token: Option<&str>) -> Decision {
+fn handle(engine: &Engine, path: &str, token: Option<&str>) -> (Outcome, VmState) {
     let mut headers = vec![
         (":authority".to_owned(), "app.example.fi".to_owned()),
         (":path".to_owned(), path.to_owned()),
@@ -141,13 +144,14 @@ fn handle(engine: &Engine, path: &str, token: Option<&str>) -> Decision {
         headers.push(("authorization".to_owned(), format!("Bearer {t}")));
     }
     headers.extend(spoofed());
-    let mut keys = KeyStore::new(&engine.config.issuers);
+    let mut vm = engine.new_state();
     let req = Request {
         headers: &headers,
         route_name: None,
         raw: &[],
     };
-    engine.handle(&req, u64::try_from(NOW_S).unwrap() * 1000, &mut keys, false)
+    let d = engine.handle(&req, u64::try_from(NOW_S).unwrap() * 1000, &mut vm, false);
+    (d, vm)
 }
 
 /// Every string a claim carries, and the `;`-separated parts of it: none of
@@ -524,48 +528,57 @@ fn cases() -> Vec<Case> {
 fn expected_counters(provider: &str, released: &[&str], withheld: &[&str]) -> Vec<String> {
     let alias = |n: &str| claims::lookup(n).map_or(n.to_owned(), |(a, _)| a.alias.to_owned());
     let mut out = vec![
-        "spoofed_headers_removed".to_owned(),
+        "spoofed_headers_removed.stat_prefix=main".to_owned(),
+        "token_cache.stat_prefix=main.result=miss".to_owned(),
         // The token left its carrier (the Authorization header).
-        "tokens_stripped.header".to_owned(),
-        format!("provider.{provider}.allowed"),
+        "tokens_stripped.stat_prefix=main.carrier=header".to_owned(),
+        format!("decisions.stat_prefix=main.provider={provider}.outcome=allow.reason=ok"),
     ];
-    out.extend(
-        released
-            .iter()
-            .map(|a| format!("provider.{provider}.released.{}", alias(a))),
-    );
-    out.extend(
-        withheld
-            .iter()
-            .map(|a| format!("provider.{provider}.withheld.{}", alias(a))),
-    );
+    out.extend(released.iter().map(|a| {
+        format!(
+            "released.stat_prefix=main.provider={provider}.attribute={}",
+            alias(a)
+        )
+    }));
+    out.extend(withheld.iter().map(|a| {
+        format!(
+            "withheld.stat_prefix=main.provider={provider}.attribute={}",
+            alias(a)
+        )
+    }));
     out
 }
 
 #[test]
 fn every_contract_gives_its_upstream_exactly_what_it_allows_and_nothing_else() {
     let engine = engine();
+    let config = config();
     for case in cases() {
         let name = case.name;
         let token = token(&case.claims);
-        let d = handle(&engine, case.path, Some(&token));
-        let version = engine
-            .config
+        let (d, vm) = handle(&engine, case.path, Some(&token));
+        let version = config
             .providers
             .iter()
             .find(|p| p.id == case.provider)
             .map(|p| p.contract.version().to_owned())
             .unwrap();
 
-        // Spoofed identity headers are removed on every path, allowed or not.
-        for (spoof, _) in spoofed() {
-            assert!(
-                d.remove.contains(&spoof),
-                "{name}: {spoof} not removed: {:?}",
-                d.remove
-            );
+        // Spoofed identity headers are removed on every forwarded path; a
+        // refused request never reaches the upstream at all.
+        match &d.decision {
+            Decision::Forward { remove, .. } => {
+                for (spoof, _) in spoofed() {
+                    assert!(
+                        remove.contains(&spoof),
+                        "{name}: {spoof} not removed: {remove:?}"
+                    );
+                }
+            }
+            Decision::Respond(_) => {}
+            Decision::Wait(w) => panic!("{name}: parked for {w:?}"),
         }
-        for (h, v) in d.headers() {
+        for (h, v) in d.decision.headers() {
             assert!(!v.contains(SPOOF), "{name}: {h} carries a spoofed value");
             assert!(render::is_safe_header_value(v), "{name}: {h}: {v:?}");
             assert!(!v.contains(&token), "{name}: the token is in {h}");
@@ -590,13 +603,19 @@ fn every_contract_gives_its_upstream_exactly_what_it_allows_and_nothing_else() {
                 released,
                 withheld,
             } => {
-                assert!(d.respond.is_none(), "{name}: refused: {:?}", d.respond);
                 assert!(
-                    d.remove.contains(&"authorization".to_owned()),
+                    d.decision.response().is_none(),
+                    "{name}: refused: {:?}",
+                    d.decision.response()
+                );
+                assert!(
+                    d.decision.removals().contains(&"authorization".to_owned()),
                     "{name}: token kept"
                 );
-                let (payload_set, got): (Vec<_>, Vec<_>) =
-                    d.headers().partition(|(h, _)| *h == "x-shop-claims");
+                let (payload_set, got): (Vec<_>, Vec<_>) = d
+                    .decision
+                    .headers()
+                    .partition(|(h, _)| *h == "x-shop-claims");
                 assert_eq!(got, set, "{name}");
                 match payload {
                     Some(p) => {
@@ -612,7 +631,7 @@ fn every_contract_gives_its_upstream_exactly_what_it_allows_and_nothing_else() {
                 assert_eq!(audit_json["status"], 200, "{name}");
                 assert_eq!(audit_json["reason"], "ok", "{name}");
                 assert_eq!(
-                    engine.counter_names(&d),
+                    vm.counter_names(&d),
                     expected_counters(case.provider, &released, &withheld),
                     "{name}"
                 );
@@ -622,20 +641,28 @@ fn every_contract_gives_its_upstream_exactly_what_it_allows_and_nothing_else() {
                 body,
                 reason,
             } => {
-                let resp = d.respond.clone().expect("a local reply");
+                let resp = d.decision.response().cloned().expect("a local reply");
                 assert_eq!(resp.status, status, "{name}");
                 assert_eq!(resp.body, body, "{name}");
                 assert_no_claim_value(&resp.body, &case.claims, name);
-                assert_eq!(d.headers().count(), 0, "{name}: headers set on a refusal");
+                assert_eq!(
+                    d.decision.headers().count(),
+                    0,
+                    "{name}: headers set on a refusal"
+                );
                 assert_eq!(audit_json["decision"], "deny", "{name}");
                 assert_eq!(audit_json["status"], status, "{name}");
                 assert_eq!(audit_json["reason"], reason, "{name}");
                 assert_eq!(audit_json["released"], json!([]), "{name}");
                 assert_eq!(
-                    engine.counter_names(&d),
+                    vm.counter_names(&d),
                     vec![
-                        "spoofed_headers_removed".to_owned(),
-                        format!("provider.{}.denied.{reason}", case.provider)
+                        "spoofed_headers_removed.stat_prefix=main".to_owned(),
+                        "token_cache.stat_prefix=main.result=miss".to_owned(),
+                        format!(
+                            "decisions.stat_prefix=main.provider={}.outcome=deny.reason={reason}",
+                            case.provider
+                        )
                     ],
                     "{name}"
                 );
@@ -647,8 +674,8 @@ fn every_contract_gives_its_upstream_exactly_what_it_allows_and_nothing_else() {
 #[test]
 fn a_request_without_a_token_is_refused_with_a_bearer_challenge_and_no_subject() {
     let engine = engine();
-    let d = handle(&engine, "/shop/basket", None);
-    let resp = d.respond.clone().expect("a local reply");
+    let (d, vm) = handle(&engine, "/shop/basket", None);
+    let resp = d.decision.response().cloned().expect("a local reply");
     assert_eq!(resp.status, 401);
     assert_eq!(resp.body, r#"{"error":"missing_token"}"#);
     assert!(resp.headers.contains(&(
@@ -658,18 +685,23 @@ fn a_request_without_a_token_is_refused_with_a_bearer_challenge_and_no_subject()
     let audit = d.audit.clone().expect("an audit record");
     assert_eq!(audit.reason, "missing_token");
     assert_eq!(audit.subject, None);
-    assert!(engine
-        .counter_names(&d)
-        .contains(&"provider.webshop.denied.missing_token".to_owned()));
+    assert!(vm.counter_names(&d).contains(
+        &"decisions.stat_prefix=main.provider=webshop.outcome=deny.reason=missing_token".to_owned()
+    ));
 }
 
 #[test]
 fn the_same_token_gives_two_providers_different_releases() {
     let engine = engine();
     let token = token(&fixture("teacher"));
-    let names = |d: &Decision| d.headers().map(|(h, _)| h.to_owned()).collect::<Vec<_>>();
-    let shop = handle(&engine, "/shop/x", Some(&token));
-    let second = handle(&engine, "/second/x", Some(&token));
+    let names = |d: &Outcome| {
+        d.decision
+            .headers()
+            .map(|(h, _)| h.to_owned())
+            .collect::<Vec<_>>()
+    };
+    let (shop, _) = handle(&engine, "/shop/x", Some(&token));
+    let (second, _) = handle(&engine, "/second/x", Some(&token));
     assert_eq!(
         names(&shop),
         ["x-shop-first-name", "x-mpass-uid", "x-shop-claims"]
@@ -685,9 +717,11 @@ fn the_subject_pseudonym_is_stable_keyed_and_not_the_subject() {
     let engine = engine();
     let claims = fixture("staff");
     let a = handle(&engine, "/shop/x", Some(&token(&claims)))
+        .0
         .audit
         .unwrap();
     let b = handle(&engine, "/gate/x", Some(&token(&claims)))
+        .0
         .audit
         .unwrap();
     assert_eq!(
@@ -697,6 +731,7 @@ fn the_subject_pseudonym_is_stable_keyed_and_not_the_subject() {
     let sub = claims["sub"].as_str().unwrap();
     assert!(!a.to_json(NOW_S).contains(sub));
     let other = handle(&engine, "/shop/x", Some(&token(&fixture("teacher"))))
+        .0
         .audit
         .unwrap();
     assert_ne!(a.subject, other.subject);
@@ -705,11 +740,66 @@ fn the_subject_pseudonym_is_stable_keyed_and_not_the_subject() {
 #[test]
 fn an_unprotected_path_passes_but_spoofed_headers_are_still_removed() {
     let engine = engine();
-    let d = handle(&engine, "/public/info", None);
-    assert!(d.respond.is_none() && d.audit.is_none() && d.headers().count() == 0);
-    assert_eq!(d.remove.len(), spoofed().len());
+    let (d, vm) = handle(&engine, "/public/info", None);
+    assert!(
+        d.decision.response().is_none() && d.audit.is_none() && d.decision.headers().count() == 0
+    );
+    assert_eq!(d.decision.removals().len(), spoofed().len());
     assert_eq!(
-        engine.counter_names(&d),
-        ["spoofed_headers_removed", "unmatched.strip"]
+        vm.counter_names(&d),
+        [
+            "spoofed_headers_removed.stat_prefix=main",
+            "unmatched.stat_prefix=main.action=strip"
+        ]
+    );
+}
+
+#[test]
+fn the_decision_record_names_the_token_and_carries_only_released_roles_for_rbac() {
+    let engine = engine();
+    // The teacher holds role 2 in Mansikkala and 6 in Äänekoski; `second`
+    // is permitted by Äänekoski only.
+    let (d, _vm) = handle(&engine, "/second/page", Some(&token(&fixture("teacher"))));
+    assert!(d.decision.response().is_none());
+    let record = d.record();
+    assert_eq!(record.provider, Some("second"));
+    assert_eq!(record.decision.as_str(), "allow");
+    assert_eq!((record.reason, record.status), ("ok", None));
+    assert_eq!(record.issuer, Some(ISS));
+    assert_eq!(record.kid, Some("rsa-a"));
+    assert_eq!(record.alg, Some("RS256"));
+    assert_eq!(record.stripped_tokens, 1);
+    assert_eq!(record.subject.map(str::len), Some(32));
+    let audit = d.audit.clone().unwrap();
+    assert_eq!(record.released, audit.released);
+    let attributes = record.attributes();
+    assert_eq!(attributes.role_codes, ["6"]);
+    assert_eq!(attributes.organisations, ["1.2.246.562.10.00000000004"]);
+    assert_eq!(attributes.org_roles, ["1.2.246.562.10.00000000004:6"]);
+}
+
+#[test]
+fn a_provider_that_releases_no_role_gives_rbac_no_roles() {
+    let engine = engine();
+    let (d, _vm) = handle(&engine, "/shop/basket", Some(&token(&fixture("teacher"))));
+    let attributes = d.record().attributes();
+    assert!(attributes.role_codes.is_empty() && attributes.org_roles.is_empty());
+}
+
+#[test]
+fn refused_and_unmatched_requests_have_a_record_too() {
+    let engine = engine();
+    let (missing, _vm) = handle(&engine, "/shop/basket", None);
+    let r = missing.record();
+    assert_eq!(
+        (r.provider, r.decision.as_str(), r.reason, r.status),
+        (Some("webshop"), "deny", "missing_token", Some(401))
+    );
+    assert_eq!((r.issuer, r.kid, r.stripped_tokens), (None, None, 0));
+    let (unmatched, _vm) = handle(&engine, "/public/info", None);
+    let r = unmatched.record();
+    assert_eq!(
+        (r.provider, r.decision.as_str(), r.status),
+        (None, "unmatched", None)
     );
 }

@@ -5,8 +5,7 @@
 
 use mpass_guard::alg::Alg;
 use mpass_guard::config::Config;
-use mpass_guard::engine::{Decision, Engine, Request};
-use mpass_guard::jwks::KeyStore;
+use mpass_guard::engine::{Engine, Outcome, Request, VmState};
 use mpass_guard::mint;
 use serde_json::json;
 
@@ -30,7 +29,7 @@ fn engine() -> Engine {
     Engine::new(Config::load(config.to_string().as_bytes(), &|_| None).unwrap())
 }
 
-fn send(engine: &Engine, path: &str, aud: &str) -> Decision {
+fn send(engine: &Engine, path: &str, aud: &str) -> (Outcome, VmState) {
     let key = key("rsa-a.pem");
     let claims = json!({"iss": ISS, "aud": aud, "sub": "s", "iat": NOW, "exp": NOW + 600,
                         "given_name": "Aino", "urn:mpass.id:uid": "MPASSOID.1"});
@@ -46,31 +45,35 @@ fn send(engine: &Engine, path: &str, aud: &str) -> Decision {
         (":path".to_owned(), path.to_owned()),
         ("authorization".to_owned(), format!("Bearer {token}")),
     ];
-    let mut keys = KeyStore::new(&engine.config.issuers);
-    engine.handle(
+    let mut vm = engine.new_state();
+    let d = engine.handle(
         &Request {
             headers: &headers,
             route_name: None,
             raw: &[],
         },
         NOW as u64 * 1000,
-        &mut keys,
+        &mut vm,
         false,
-    )
+    );
+    (d, vm)
 }
 
 #[test]
 fn a_path_that_reads_as_another_providers_once_normalised_is_refused() {
     let engine = engine();
     for path in ["/a/../b/x", "/a/%2e%2e/b/x", "/a/..%2Fb/x"] {
-        let d = send(&engine, path, "b");
-        let resp = d.respond.clone().expect("refused");
+        let (d, vm) = send(&engine, path, "b");
+        let resp = d.decision.response().cloned().expect("refused");
         assert_eq!(resp.status, 400, "{path}");
         assert!(resp.body.contains("ambiguous_path"), "{path}");
-        assert!(d.headers().count() == 0, "{path}: nothing released");
-        assert!(engine
+        assert!(
+            d.decision.headers().count() == 0,
+            "{path}: nothing released"
+        );
+        assert!(vm
             .counter_names(&d)
-            .contains(&"ambiguous_path".to_owned()));
+            .contains(&"ambiguous_path.stat_prefix=main".to_owned()));
     }
 }
 
@@ -78,9 +81,9 @@ fn a_path_that_reads_as_another_providers_once_normalised_is_refused() {
 fn a_path_that_normalises_into_a_provider_needs_that_providers_token() {
     let engine = engine();
     // `//b/x` matches no prefix as sent, but an upstream reads it as /b/x.
-    let d = send(&engine, "//b/x", "b");
-    assert!(d.respond.is_none());
-    assert!(d.headers().any(|(h, _)| h == "x-mpass-given-name"));
-    let d = send(&engine, "//b/x", "a");
-    assert_eq!(d.respond.expect("refused").status, 403);
+    let (d, _) = send(&engine, "//b/x", "b");
+    assert!(d.decision.response().is_none());
+    assert!(d.decision.headers().any(|(h, _)| h == "x-mpass-given-name"));
+    let (d, _) = send(&engine, "//b/x", "a");
+    assert_eq!(d.decision.response().cloned().expect("refused").status, 403);
 }

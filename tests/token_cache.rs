@@ -6,8 +6,8 @@
 
 use mpass_guard::alg::Alg;
 use mpass_guard::config::Config;
-use mpass_guard::engine::{Decision, Engine, Request};
-use mpass_guard::jwks::{Fetched, KeyStore, Step, Target};
+use mpass_guard::engine::{Engine, Outcome, Request, VmState};
+use mpass_guard::jwks::{Fetched, Step, Target};
 use mpass_guard::mint;
 use serde_json::{json, Value};
 
@@ -50,11 +50,11 @@ fn local_engine(max_entries: usize) -> Engine {
     )
 }
 
-fn send(engine: &Engine, keys: &mut KeyStore, token: &str, now: i64) -> Decision {
-    send_as(engine, keys, token, now, false)
+fn send(engine: &Engine, vm: &mut VmState, token: &str, now: i64) -> Outcome {
+    send_as(engine, vm, token, now, false)
 }
 
-fn send_as(engine: &Engine, keys: &mut KeyStore, token: &str, now: i64, resumed: bool) -> Decision {
+fn send_as(engine: &Engine, vm: &mut VmState, token: &str, now: i64, resumed: bool) -> Outcome {
     let headers = vec![
         (":authority".to_owned(), "shop.example".to_owned()),
         (":path".to_owned(), "/".to_owned()),
@@ -65,12 +65,12 @@ fn send_as(engine: &Engine, keys: &mut KeyStore, token: &str, now: i64, resumed:
         route_name: None,
         raw: &[],
     };
-    engine.handle(&req, u64::try_from(now).unwrap() * 1000, keys, resumed)
+    engine.handle(&req, u64::try_from(now).unwrap() * 1000, vm, resumed)
 }
 
 /// The status the client would see; 0 while the request is parked.
-fn status(d: &Decision) -> u16 {
-    match (&d.respond, d.wait) {
+fn status(d: &Outcome) -> u16 {
+    match (d.decision.response(), d.decision.wait()) {
         (Some(r), _) => r.status,
         (None, Some(_)) => 0,
         (None, None) => 200,
@@ -80,28 +80,28 @@ fn status(d: &Decision) -> u16 {
 #[test]
 fn a_second_request_with_the_same_token_is_answered_identically_from_the_cache() {
     let engine = local_engine(16);
-    let mut keys = KeyStore::new(&engine.config.issuers);
+    let mut vm = engine.new_state();
     let t = token("rsa-a.pem", "a", NOW + 600);
-    let first = send(&engine, &mut keys, &t, NOW);
-    assert_eq!(engine.cached_tokens(), 1);
-    let second = send(&engine, &mut keys, &t, NOW + 1);
+    let first = send(&engine, &mut vm, &t, NOW);
+    assert_eq!(vm.cached_tokens(), 1);
+    let second = send(&engine, &mut vm, &t, NOW + 1);
     assert_eq!(status(&first), 200);
     assert_eq!(
-        first.headers().count(),
+        first.decision.headers().count(),
         2,
         "the contract released its two attributes"
     );
-    assert!(first.headers().eq(second.headers()));
-    assert_eq!(first.remove, second.remove);
-    assert_eq!(engine.cached_tokens(), 1);
+    assert!(first.decision.headers().eq(second.decision.headers()));
+    assert_eq!(first.decision.removals(), second.decision.removals());
+    assert_eq!(vm.cached_tokens(), 1);
 }
 
 #[test]
 fn a_forged_token_ending_like_a_cached_one_is_verified_not_served_from_the_cache() {
     let engine = local_engine(16);
-    let mut keys = KeyStore::new(&engine.config.issuers);
+    let mut vm = engine.new_state();
     let t = token("rsa-a.pem", "a", NOW + 600);
-    assert_eq!(status(&send(&engine, &mut keys, &t, NOW)), 200);
+    assert_eq!(status(&send(&engine, &mut vm, &t, NOW)), 200);
     // Same header and signature (so the same cache key), another payload.
     let parts: Vec<&str> = t.split('.').collect();
     let other = token("rsa-a.pem", "a", NOW + 900);
@@ -112,55 +112,60 @@ fn a_forged_token_ending_like_a_cached_one_is_verified_not_served_from_the_cache
         parts[2]
     );
     assert!(forged.ends_with(&t[t.len() - 64..]));
-    let d = send(&engine, &mut keys, &forged, NOW + 1);
+    let d = send(&engine, &mut vm, &forged, NOW + 1);
     assert_eq!(status(&d), 401);
-    assert!(d.respond.as_ref().unwrap().body.contains("bad_signature"));
-    assert_eq!(d.headers().count(), 0);
+    assert!(d
+        .decision
+        .response()
+        .unwrap()
+        .body
+        .contains("bad_signature"));
+    assert_eq!(d.decision.headers().count(), 0);
     // The genuine entry is still there and still answers.
-    assert_eq!(engine.cached_tokens(), 1);
-    assert_eq!(status(&send(&engine, &mut keys, &t, NOW + 2)), 200);
+    assert_eq!(vm.cached_tokens(), 1);
+    assert_eq!(status(&send(&engine, &mut vm, &t, NOW + 2)), 200);
 }
 
 #[test]
 fn a_cached_token_is_refused_once_it_expires() {
     let engine = local_engine(16);
-    let mut keys = KeyStore::new(&engine.config.issuers);
+    let mut vm = engine.new_state();
     let t = token("rsa-a.pem", "a", NOW + 100);
-    assert_eq!(status(&send(&engine, &mut keys, &t, NOW)), 200);
+    assert_eq!(status(&send(&engine, &mut vm, &t, NOW)), 200);
     // Past exp plus the default 60 s skew.
-    let late = send(&engine, &mut keys, &t, NOW + 161);
+    let late = send(&engine, &mut vm, &t, NOW + 161);
     assert_eq!(status(&late), 401);
-    assert!(late.respond.as_ref().unwrap().body.contains("expired"));
+    assert!(late.decision.response().unwrap().body.contains("expired"));
     assert!(
-        late.headers().count() == 0,
+        late.decision.headers().count() == 0,
         "nothing released from a stale cache entry"
     );
-    assert_eq!(engine.cached_tokens(), 0);
+    assert_eq!(vm.cached_tokens(), 0);
 }
 
 #[test]
 fn a_flood_of_invalid_tokens_never_evicts_a_verified_one() {
     let engine = local_engine(2);
-    let mut keys = KeyStore::new(&engine.config.issuers);
+    let mut vm = engine.new_state();
     let good = token("rsa-a.pem", "a", NOW + 600);
-    assert_eq!(status(&send(&engine, &mut keys, &good, NOW)), 200);
+    assert_eq!(status(&send(&engine, &mut vm, &good, NOW)), 200);
     let forged = token("rsa-b.pem", "a", NOW + 600);
     for i in 0..200 {
         let garbage = format!("{forged}{i}");
-        assert_eq!(status(&send(&engine, &mut keys, &garbage, NOW)), 401);
+        assert_eq!(status(&send(&engine, &mut vm, &garbage, NOW)), 401);
     }
-    assert_eq!(status(&send(&engine, &mut keys, &forged, NOW)), 401);
-    assert_eq!(engine.cached_tokens(), 1, "only the verified token is held");
+    assert_eq!(status(&send(&engine, &mut vm, &forged, NOW)), 401);
+    assert_eq!(vm.cached_tokens(), 1, "only the verified token is held");
 }
 
 #[test]
 fn a_disabled_cache_still_verifies_every_request() {
     let engine = local_engine(0);
-    let mut keys = KeyStore::new(&engine.config.issuers);
+    let mut vm = engine.new_state();
     let t = token("rsa-a.pem", "a", NOW + 600);
-    assert_eq!(status(&send(&engine, &mut keys, &t, NOW)), 200);
-    assert_eq!(status(&send(&engine, &mut keys, &t, NOW)), 200);
-    assert_eq!(engine.cached_tokens(), 0);
+    assert_eq!(status(&send(&engine, &mut vm, &t, NOW)), 200);
+    assert_eq!(status(&send(&engine, &mut vm, &t, NOW)), 200);
+    assert_eq!(vm.cached_tokens(), 0);
 }
 
 #[test]
@@ -172,11 +177,11 @@ fn a_cached_token_stops_working_when_its_key_is_rotated_out() {
         }),
         16,
     );
-    let mut keys = KeyStore::new(&engine.config.issuers);
+    let mut vm = engine.new_state();
     let now_ms = u64::try_from(NOW).unwrap() * 1000;
     let step = Step::Jwks(Target::parse("https://keys.example/jwks").unwrap());
-    let serve = |keys: &mut KeyStore, body: String, at: u64| {
-        let (_, remote) = keys.remote_mut().next().unwrap();
+    let serve = |vm: &mut VmState, body: String, at: u64| {
+        let (_, remote) = vm.keys.remote_mut().next().unwrap();
         assert!(remote.due(at).is_some());
         remote.on_fetched(
             at,
@@ -187,24 +192,29 @@ fn a_cached_token_stops_working_when_its_key_is_rotated_out() {
             },
         );
     };
-    serve(&mut keys, jwks(&[("rsa-a.pem", "a")]), now_ms);
+    serve(&mut vm, jwks(&[("rsa-a.pem", "a")]), now_ms);
     let t = token("rsa-a.pem", "a", NOW + 3600);
-    assert_eq!(status(&send(&engine, &mut keys, &t, NOW)), 200);
-    assert_eq!(engine.cached_tokens(), 1);
+    assert_eq!(status(&send(&engine, &mut vm, &t, NOW)), 200);
+    assert_eq!(vm.cached_tokens(), 1);
 
     // The issuer rotates: key "a" is gone after the next refresh.
-    serve(&mut keys, jwks(&[("rsa-b.pem", "b")]), now_ms + 601_000);
+    serve(&mut vm, jwks(&[("rsa-b.pem", "b")]), now_ms + 601_000);
     // The unknown kid first asks for one refetch (the request is parked)...
-    let parked = send(&engine, &mut keys, &t, NOW + 602);
+    let parked = send(&engine, &mut vm, &t, NOW + 602);
     assert_eq!(status(&parked), 0);
-    assert!(parked.headers().count() == 0);
+    assert!(parked.decision.headers().count() == 0);
     // ...and decided again after it, the token is refused.
-    let after = send_as(&engine, &mut keys, &t, NOW + 602, true);
+    let after = send_as(&engine, &mut vm, &t, NOW + 602, true);
     assert_eq!(
         status(&after),
         401,
         "a token signed with a removed key is refused"
     );
-    assert!(after.respond.as_ref().unwrap().body.contains("unknown_key"));
-    assert!(after.headers().count() == 0);
+    assert!(after
+        .decision
+        .response()
+        .unwrap()
+        .body
+        .contains("unknown_key"));
+    assert!(after.decision.headers().count() == 0);
 }

@@ -6,7 +6,6 @@
 use libfuzzer_sys::fuzz_target;
 use mpass_guard::config::Config;
 use mpass_guard::engine::{Engine, Request};
-use mpass_guard::jwks::KeyStore;
 
 const SECRET: &str = "fuzz-environment-secret-of-32-bytes!";
 
@@ -22,8 +21,8 @@ fuzz_target!(|data: &[u8]| {
     let Ok(config) = Config::load(data, &env) else {
         return;
     };
-    let mut keys = KeyStore::new(&config);
     let engine = Engine::new(config);
+    let mut keys = engine.new_state();
     let requests = [
         h(&[(":authority", "localhost"), (":path", "/")]),
         h(&[
@@ -39,9 +38,10 @@ fuzz_target!(|data: &[u8]| {
             let req = Request {
                 headers,
                 route_name: route,
+                raw: &[],
             };
             let d = engine.handle(&req, 1_795_694_400_000, &mut keys, false);
-            assert!(!d.remove.iter().any(|n| n.starts_with(':')));
+            assert!(!d.decision.removals().iter().any(|n| n.starts_with(':')));
             let _ = engine.handle(&req, u64::MAX, &mut keys, true);
         }
     }

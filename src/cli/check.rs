@@ -9,12 +9,18 @@
 //! not set in this shell is a warning, checked with a placeholder; with
 //! `--env-file` (the proxy's environment, `NAME=VALUE` lines) or `--strict`
 //! it is an error.
+//!
+//! With `--registry FILE`, each loaded configuration's contracts are
+//! compared with a saved provisioning snapshot of the management service
+//! ([`crate::drift`]) and the drift is listed under the configuration.
 
 use std::cell::RefCell;
 use std::path::Path;
 
 use crate::config::Config;
+use crate::drift;
 use crate::error::ConfigError;
+use crate::registry::Snapshot;
 
 use super::doc::{self, Node};
 use super::find::{self, Instance, VmEnv};
@@ -119,6 +125,8 @@ impl EnvSource {
 pub struct Tally {
     pub errors: usize,
     pub warnings: usize,
+    /// Providers whose contract drifts from the registry snapshot.
+    pub drift: usize,
 }
 
 /// A file read and searched: its instances, or the syntax error.
@@ -244,15 +252,29 @@ pub fn load_instance(instance: &Instance, env: &EnvSource) -> Loaded {
     }
 }
 
+/// The drift of every provider of `config` from the registry snapshot.
+fn registry_drift(config: &Config, snapshot: &Snapshot) -> drift::DriftReport {
+    let inputs: Vec<drift::ProviderInput<'_>> = config
+        .providers
+        .iter()
+        .map(|p| drift::ProviderInput {
+            id: &p.id,
+            audiences: &p.audiences,
+            contract: &p.contract,
+        })
+        .collect();
+    drift::compare(&inputs, snapshot, &Default::default())
+}
+
 /// `check`: prints the report and returns what it found.
-pub fn check(path: &str, env: &EnvSource) -> Result<Tally, String> {
+pub fn check(path: &str, env: &EnvSource, registry: Option<&Snapshot>) -> Result<Tally, String> {
     let read = match read(path)? {
         Ok(r) => r,
         Err(e) => {
             println!("error: {path}: {e}");
             return Ok(Tally {
                 errors: 1,
-                warnings: 0,
+                ..Tally::default()
             });
         }
     };
@@ -277,6 +299,13 @@ pub fn check(path: &str, env: &EnvSource) -> Result<Tally, String> {
         };
         for line in &loaded.lines {
             println!("{indent}{line}");
+        }
+        if let (Some(snapshot), Some(config)) = (registry, &loaded.config) {
+            let report = registry_drift(config, snapshot);
+            for line in report.render_text().lines() {
+                println!("{indent}{line}");
+            }
+            total.drift += report.providers.iter().filter(|p| p.has_drift()).count();
         }
         total.errors += loaded.tally.errors;
         total.warnings += loaded.tally.warnings;

@@ -22,8 +22,10 @@ use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand}
 use serde_json::{Map, Value};
 
 use crate::alg::{Alg, KeyFamily};
+use crate::drift;
 use crate::explain::{self, ClaimsSource};
 use crate::mint::{self, KeyFile, SigningKey};
+use crate::registry::{Phase, Snapshot};
 use crate::verify::{Untrusted, MAX_TIME};
 
 use check::EnvSource;
@@ -80,6 +82,17 @@ struct CheckArgs {
     /// Exit 1 on warnings too (for CI); a secret missing from this shell is an error.
     #[arg(long)]
     strict: bool,
+    /// Compare each provider's contract with a saved provisioning snapshot of
+    /// the MPASSid management service: one JSON file
+    /// {"identityproviders": ..., "serviceproviders": ...} or a directory
+    /// holding identityproviders.json and serviceproviders.json. Drift fails
+    /// the check with --strict.
+    #[arg(long, value_name = "FILE")]
+    registry: Option<PathBuf>,
+    /// The deployment phase whose integrations count in --registry.
+    #[arg(long, value_name = "PHASE", default_value = "production", requires = "registry",
+          value_parser = ["production", "preproduction", "testing"])]
+    phase: String,
     #[command(flatten)]
     env: EnvArgs,
 }
@@ -225,7 +238,11 @@ fn env_source(args: &EnvArgs, strict: bool) -> Result<EnvSource, String> {
 
 fn cmd_check(args: &CheckArgs) -> Result<ExitCode, String> {
     let env = env_source(&args.env, args.strict)?;
-    let tally = check::check(&args.file, &env)?;
+    let registry = match &args.registry {
+        Some(path) => Some(read_registry(path, &args.phase)?),
+        None => None,
+    };
+    let tally = check::check(&args.file, &env, registry.as_ref())?;
     if tally.errors > 0 {
         return Ok(ExitCode::FAILURE);
     }
@@ -233,7 +250,21 @@ fn cmd_check(args: &CheckArgs) -> Result<ExitCode, String> {
         println!("--strict: {} warning(s) fail the check", tally.warnings);
         return Ok(ExitCode::FAILURE);
     }
+    if args.strict && tally.drift > 0 {
+        println!(
+            "--strict: {} provider(s) drift from the registry snapshot",
+            tally.drift
+        );
+        return Ok(ExitCode::FAILURE);
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A saved registry snapshot, parsed as the filter parses the live one.
+fn read_registry(path: &std::path::Path, phase: &str) -> Result<Snapshot, String> {
+    let phase = Phase::from_name(phase).ok_or_else(|| format!("--phase {phase}: unknown"))?;
+    let (idps, sps) = drift::read_saved(path)?;
+    Snapshot::parse(&idps, &sps, phase).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 fn cmd_explain(args: &ExplainArgs) -> Result<ExitCode, String> {

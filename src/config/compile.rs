@@ -14,8 +14,10 @@ use crate::extract::Locations;
 use crate::forward::Sanitiser;
 use crate::jwks::{FetchPolicy, Issuer, IssuerId, IssuerKeys, Source, Target};
 use crate::keys::KeySet;
+use crate::minted::SignedToken;
 use crate::routing::{MatchRule, MatcherBuilder, ProviderId};
 use crate::seal::{Issuers, Sealer, DEFAULT_SESSION_COOKIES};
+use crate::signing::Gateway;
 use crate::verify::TimePolicy;
 
 use super::wire::{
@@ -25,7 +27,7 @@ use super::wire::{
 use super::{
     Config, Provider, Warning, DEFAULT_AUDIT_FLUSH_MS, DEFAULT_CACHE_MAX_BYTES,
     DEFAULT_CACHE_MAX_ENTRIES, DEFAULT_CLOCK_SKEW_SECONDS, DEFAULT_HEADER_PREFIX,
-    DEFAULT_MAX_LIFETIME_SECONDS, DEFAULT_MAX_TOKEN_BYTES, MAX_AUDIT_FLUSH_MS,
+    DEFAULT_MAX_LIFETIME_SECONDS, DEFAULT_MAX_TOKEN_BYTES, DEFAULT_STAT_PREFIX, MAX_AUDIT_FLUSH_MS,
 };
 
 /// What a load has found so far: errors and warnings, in order.
@@ -100,6 +102,15 @@ pub(crate) fn compile(
     let max_token_bytes = report.keep(max_token_bytes(wire.max_token_bytes));
     let realm = report.keep(realm(wire.realm.as_deref()));
     let never_release = report.keep(never_release(&wire.never_release));
+    // `Err(())`: the block was refused (its error is reported); providers
+    // then skip their signed tokens rather than report it again.
+    let gateway = match &wire.gateway {
+        None => Ok(None),
+        Some(g) => report
+            .keep(Gateway::compile(g, "gateway", env))
+            .map(Some)
+            .ok_or(()),
+    };
 
     // Providers need the prefix (contract headers live under it) and add
     // their headers to the sanitiser; without those, they are not checked.
@@ -109,7 +120,8 @@ pub(crate) fn compile(
                 header_prefix: prefix,
                 extra_never_release: &wire.never_release,
             };
-            let compiled = providers(wire.providers, &ctx, &mut sanitiser, env, &mut report);
+            let gw = gateway.as_ref().map(Option::as_ref).map_err(|_| ());
+            let compiled = providers(wire.providers, &ctx, &mut sanitiser, env, gw, &mut report);
             Some((compiled, sanitiser))
         }
         _ => None,
@@ -127,6 +139,8 @@ pub(crate) fn compile(
     let audit_flush_ms = report.keep(audit_flush_ms(wire.audit.as_ref()));
     let cache = report.keep(cache_bounds(wire.token_cache.as_ref()));
     let session = report.keep(session_cookies(wire.session.as_ref()));
+    let stat_prefix = report.keep(stat_prefix(wire.stat_prefix.as_deref()));
+    let audit_log = wire.audit.as_ref().and_then(|a| a.log).unwrap_or(false);
 
     let (
         Some(header_prefix),
@@ -138,6 +152,7 @@ pub(crate) fn compile(
         Some((cache_max_entries, cache_max_bytes)),
         Some((Some((providers, matcher)), sanitiser)),
         Some(session_cookies),
+        Some(stat_prefix),
     ) = (
         prefix,
         locations,
@@ -148,6 +163,7 @@ pub(crate) fn compile(
         cache,
         providers,
         session,
+        stat_prefix,
     )
     else {
         return Err(report.errors);
@@ -165,8 +181,11 @@ pub(crate) fn compile(
         unmatched: wire.unmatched,
         bypass_cors_preflight: wire.bypass_cors_preflight,
         audit_flush_ms,
+        audit_log,
+        stat_prefix,
         cache_max_entries,
         cache_max_bytes,
+        gateway: gateway.ok().flatten(),
         issuers,
         issuer_index,
         providers,
@@ -208,6 +227,28 @@ fn issuers(list: &[IssuerConfig], report: &mut Report) -> (Vec<Issuer>, HashMap<
         issuers.push(issuer);
     }
     (issuers, by_name)
+}
+
+fn stat_prefix(raw: Option<&str>) -> Result<String, ConfigError> {
+    let prefix = raw.unwrap_or(DEFAULT_STAT_PREFIX);
+    if prefix.is_empty()
+        || prefix.len() > 64
+        || !prefix
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+    {
+        return Err(ConfigError::new(
+            "stat_prefix",
+            "must be 1 to 64 of [a-z0-9_] (it is a label value in every metric name)",
+        ));
+    }
+    Ok(prefix.to_owned())
+}
+
+/// A provider id as a stats tag value: a `.` would end the value inside a
+/// stat name (the tag regex is `\.provider=([^.]+)`), so it becomes `_`.
+pub fn stat_id(id: &str) -> String {
+    id.replace('.', "_")
 }
 
 fn header_prefix(raw: Option<&str>) -> Result<String, ConfigError> {
@@ -305,6 +346,7 @@ fn providers(
     ctx: &CompileContext<'_>,
     sanitiser: &mut Sanitiser,
     env: &dyn Fn(&str) -> Option<String>,
+    gateway: Result<Option<&Gateway>, ()>,
     report: &mut Report,
 ) -> Option<(Vec<Provider>, crate::routing::Matcher)> {
     let mut list = list.entries;
@@ -321,8 +363,22 @@ fn providers(
     let mut refused = false;
     // Identical contracts (by their JSON text) are compiled once and shared.
     let mut contracts: HashMap<String, Shared> = HashMap::new();
+    // Stat-safe id -> the provider path that took it first.
+    let mut stat_ids: HashMap<String, String> = HashMap::new();
     for (id, raw) in list {
         let path = join("providers", &id);
+        let sid = stat_id(&id);
+        if let Some(first) = stat_ids.get(&sid) {
+            report.errors.push(ConfigError::new(
+                &path,
+                format!(
+                    "provider ids {first} and {path} both appear as provider={sid} in metric names (a '.' reads as '_'): rename one"
+                ),
+            ));
+            refused = true;
+            continue;
+        }
+        stat_ids.insert(sid.clone(), path.clone());
         let compiled = provider_config(&id, raw.get(), &path).and_then(|pc| {
             drop(raw);
             if pc.forward.is_some() {
@@ -345,12 +401,15 @@ fn providers(
                 public_prefixes: &pc.public_prefixes,
             };
             matcher.add(&rule, ProviderId(providers.len()), &join(&path, "match"))?;
+            let signed_token = signed_token(&id, &pc, &contract, &path, gateway, report)?;
             Ok(Provider {
                 id,
+                stat_id: sid,
                 audiences: pc.audiences,
                 hs_secret,
                 forward: contract.forwards_token(),
                 contract,
+                signed_token,
             })
         });
         match compiled {
@@ -362,6 +421,33 @@ fn providers(
         }
     }
     (!refused).then(|| (providers, matcher.build()))
+}
+
+/// The provider's signed token, when its contract has one: `aud` is the
+/// provider's first audience (its MPASSid client id, which the service
+/// already knows). Skipped when the `gateway` block was refused.
+fn signed_token(
+    id: &str,
+    pc: &ProviderConfig,
+    contract: &Contract,
+    path: &str,
+    gateway: Result<Option<&Gateway>, ()>,
+    report: &mut Report,
+) -> Result<Option<SignedToken>, ConfigError> {
+    let (Some(wire), Ok(gateway)) = (contract.signed_token(), gateway) else {
+        return Ok(None);
+    };
+    let st_path = join(&join(path, "contract"), "signed_token");
+    let audience = pc.audiences.first().map(String::as_str).unwrap_or_default();
+    let mut warnings = Vec::new();
+    let st = SignedToken::compile(wire, &st_path, id, audience, gateway, &mut warnings)?;
+    for w in warnings {
+        report.warnings.push(match w.split_once(": ") {
+            Some((p, m)) => Warning::new(p, m),
+            None => Warning::new(st_path.clone(), w),
+        });
+    }
+    Ok(Some(st))
 }
 
 /// A provider's own JSON, with its id and audiences checked.
@@ -820,10 +906,15 @@ fn release_nothing() -> ContractConfig {
         release: Default::default(),
         payload_header: None,
         forward_token: false,
+        signed_token: None,
+        agreements: Default::default(),
+        default_agreement: None,
     }
 }
 
-fn cluster_name(name: &str, path: &str) -> Result<String, ConfigError> {
+/// The name of an Envoy cluster, checked: non-empty, no whitespace or
+/// control characters.
+pub(crate) fn cluster_name(name: &str, path: &str) -> Result<String, ConfigError> {
     if name.is_empty()
         || name
             .bytes()
@@ -890,14 +981,19 @@ fn fetch_policy(kf: Option<&KeyFetchConfig>, path: &str) -> Result<FetchPolicy, 
 
 /// A zero fetch timeout would be no timeout at all in Envoy, and a zero
 /// cache duration a fetch on every timer tick: both are refused at load.
-fn positive(ms: u64, path: &str) -> Result<(), ConfigError> {
+pub(crate) fn positive(ms: u64, path: &str) -> Result<(), ConfigError> {
     if ms == 0 {
         return Err(ConfigError::new(path, "must be longer than zero"));
     }
     Ok(())
 }
 
-fn set_duration(slot: &mut u64, raw: Option<&str>, path: &str) -> Result<(), ConfigError> {
+/// Sets `slot` from a duration string, if one is given.
+pub(crate) fn set_duration(
+    slot: &mut u64,
+    raw: Option<&str>,
+    path: &str,
+) -> Result<(), ConfigError> {
     if let Some(raw) = raw {
         *slot = parse_duration_ms(raw)
             .ok_or_else(|| ConfigError::new(path, "not a duration (e.g. \"1.5s\", \"250ms\")"))?;

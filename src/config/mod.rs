@@ -22,8 +22,10 @@ use crate::error::ConfigError;
 use crate::extract::Locations;
 use crate::forward::Sanitiser;
 pub use crate::jwks::{Issuer, IssuerId, IssuerKeys};
+use crate::minted::SignedToken;
 pub use crate::routing::{normalise_authority, normalise_path, Lookup, Matcher, ProviderId};
 use crate::seal::Sealer;
+use crate::signing::Gateway;
 
 /// Default upper bound on a token's size, checked before any decoding.
 pub const DEFAULT_MAX_TOKEN_BYTES: usize = 16 * 1024;
@@ -43,11 +45,16 @@ pub const DEFAULT_CACHE_MAX_BYTES: usize = 8 * 1024 * 1024;
 pub const DEFAULT_AUDIT_FLUSH_MS: u64 = 0;
 /// Longest `audit.flush_interval` accepted.
 pub const MAX_AUDIT_FLUSH_MS: u64 = 10_000;
+/// Default `stat_prefix`, as Envoy's filters default theirs.
+pub const DEFAULT_STAT_PREFIX: &str = "main";
 
 /// A checked provider.
 #[derive(Debug)]
 pub struct Provider {
     pub id: String,
+    /// The id as a stats tag value: `.` (which would end the value in a
+    /// stat name) as `_`. Unique: two ids that map to one are refused.
+    pub stat_id: String,
     pub audiences: Vec<String>,
     /// The client secret for HS* ID tokens, from the VM's environment.
     pub hs_secret: Option<Vec<u8>>,
@@ -55,6 +62,8 @@ pub struct Provider {
     pub forward: bool,
     /// Shared between providers whose contracts are written identically.
     pub contract: Rc<Contract>,
+    /// The gateway-signed token this provider receives (`contract.signed_token`).
+    pub signed_token: Option<SignedToken>,
 }
 
 /// The whole compiled configuration.
@@ -79,9 +88,15 @@ pub struct Config {
     pub pseudonym_key: Option<Vec<u8>>,
     /// Longest time an audit line waits to be logged with others (0: never).
     pub audit_flush_ms: u64,
+    /// Whether audit lines go to Envoy's application log (`audit.log`).
+    pub audit_log: bool,
+    /// The `stat_prefix=` value of every metric (`[a-z0-9_]+`).
+    pub stat_prefix: String,
     /// Token cache bounds.
     pub cache_max_entries: usize,
     pub cache_max_bytes: usize,
+    /// The gateway's issuer, keys and published documents (`gateway`).
+    pub gateway: Option<Gateway>,
     /// Load-time warnings, logged by the glue.
     pub warnings: Vec<Warning>,
 }
@@ -528,6 +543,60 @@ mod tests {
             .warnings
             .iter()
             .any(|w| w.message.contains("shorter than 32 bytes")));
+    }
+
+    #[test]
+    fn the_stat_prefix_defaults_to_main_and_the_audit_line_is_off() {
+        let c = load(&base()).unwrap();
+        assert_eq!(c.stat_prefix, "main");
+        assert!(!c.audit_log);
+        let mut v = base();
+        v["stat_prefix"] = json!("edge_2");
+        v["audit"] = json!({"log": true});
+        let c = load(&v).unwrap();
+        assert_eq!(c.stat_prefix, "edge_2");
+        assert!(c.audit_log);
+    }
+
+    #[test]
+    fn a_stat_prefix_that_would_break_a_metric_name_is_refused() {
+        for bad in ["", "Main", "a.b", "a-b", "a=b", &"x".repeat(65)] {
+            let mut v = base();
+            v["stat_prefix"] = json!(bad);
+            assert_eq!(error_path(&v), "stat_prefix", "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn provider_ids_keep_dashes_and_read_dots_as_underscores_in_stats() {
+        let mut v = base();
+        v["providers"] = json!({
+            "legacy-lms": { "audiences": ["a"], "match": { "path_prefixes": ["/a/"] } },
+            "legacy.lms": { "audiences": ["b"], "match": { "path_prefixes": ["/b/"] } }
+        });
+        let c = load(&v).unwrap();
+        let ids: Vec<(&str, &str)> = c
+            .providers
+            .iter()
+            .map(|p| (p.id.as_str(), p.stat_id.as_str()))
+            .collect();
+        assert_eq!(
+            ids,
+            [("legacy-lms", "legacy-lms"), ("legacy.lms", "legacy_lms")]
+        );
+    }
+
+    #[test]
+    fn two_provider_ids_with_one_stat_name_are_refused_naming_both() {
+        let mut v = base();
+        v["providers"] = json!({
+            "legacy_lms": { "audiences": ["a"], "match": { "path_prefixes": ["/a/"] } },
+            "legacy.lms": { "audiences": ["b"], "match": { "path_prefixes": ["/b/"] } }
+        });
+        let e = load(&v).unwrap_err().to_string();
+        assert!(e.contains("providers.legacy.lms"), "{e}");
+        assert!(e.contains("providers.legacy_lms"), "{e}");
+        assert!(e.contains("provider=legacy_lms"), "{e}");
     }
 }
 

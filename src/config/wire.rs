@@ -43,6 +43,13 @@ pub struct PluginConfig {
     /// The oauth2 filter's session cookies.
     #[serde(default)]
     pub session: Option<SessionConfig>,
+    /// The gateway's own issuer and signing keys (signed tokens, issue 13).
+    #[serde(default)]
+    pub gateway: Option<crate::signing::GatewayConfig>,
+    /// The `stat_prefix=` dimension of every metric this instance defines
+    /// (`[a-z0-9_]+`, default `main`), as Envoy's filters have one.
+    #[serde(default)]
+    pub stat_prefix: Option<String>,
     /// Provider id -> its JSON, kept raw so that each provider is parsed,
     /// compiled and dropped in turn: with thousands of providers the VM's
     /// memory (which never shrinks) then peaks at one provider's wire form.
@@ -214,6 +221,11 @@ pub struct AuditConfig {
     /// when a VM fails are lost.
     #[serde(default)]
     pub flush_interval: Option<String>,
+    /// Also write each decision's audit line to Envoy's application log
+    /// (default `false`: the decision record in filter state, read by the
+    /// access log, is always written).
+    #[serde(default)]
+    pub log: Option<bool>,
 }
 
 /// One service provider.

@@ -328,8 +328,9 @@ def run(seconds: float, threads: int = 4, seed: int = 7) -> dict[str, Any]:
         t.join()
     memory_after = {"rss_kib": rss_kib(envoy.proc.pid), "admin": json.loads(envoy._admin_get("/memory")[1])}
     stats = envoy.stats()
-    fetch = {k.rsplit(".", 1)[1]: v for k, v in stats.items()
-             if k.startswith("wasmcustom.mpass_guard.issuer.") and k.rsplit(".", 1)[1].startswith("fetch")}
+    # wasmcustom.mpass_guard.key_fetch.stat_prefix=main.issuer=<host>.result=<ok|failed>
+    fetch = {"fetch_" + k.rsplit(".result=", 1)[1]: v for k, v in stats.items()
+             if k.startswith("wasmcustom.mpass_guard.key_fetch.") and ".result=" in k}
     envoy.stop()
     keys.stop()
     upstream.shutdown()

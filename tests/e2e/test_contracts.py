@@ -47,7 +47,8 @@ def contracts_config() -> dict:
         "issuers": [issuer(ISS_MAIN, jwks((key_path("rsa-a.pem"), "rsa-a", "RS256")), ["RS256"])],
         "from_headers": [{"name": "authorization", "value_prefix": "Bearer "}],
         "header_prefix": "x-mpass-",
-        "audit": {"pseudonym_key_env": PSEUDONYM_ENV},
+        # The audit line tests read Envoy's application log: turn it on.
+        "audit": {"pseudonym_key_env": PSEUDONYM_ENV, "log": True},
         "providers": {
             "shop": {
                 "audiences": ["studeo-webshop"],
@@ -345,6 +346,7 @@ def test_spoofed_contract_headers_are_replaced_not_appended(guard, upstream):
 
 
 AUDIT_START = '{"type":"mpass_guard.audit"'
+SHOP_STATS = "wasmcustom.mpass_guard."
 
 
 def audit_lines(envoy: Envoy) -> list[dict]:
@@ -430,12 +432,12 @@ def test_batched_audit_lines_and_counters_arrive_complete_and_in_fewer_log_write
         messages = [l for l in envoy.log().splitlines() if "wasm log" in l and AUDIT_START in l]
         assert 1 <= len(messages) < 10, messages
         # The counters arrive with the batch (several workers' VMs each flush their own).
-        name = "wasmcustom.mpass_guard.provider.shop.allowed"
+        name = SHOP_STATS + "decisions.stat_prefix=main.provider=shop.outcome=allow.reason=ok"
         deadline = time.monotonic() + 10
         while envoy.counter(name) < 10 and time.monotonic() < deadline:
             time.sleep(0.1)
         assert envoy.counter(name) == 10
-        assert envoy.counter("wasmcustom.mpass_guard.provider.shop.released.email") == 10
+        assert envoy.counter(SHOP_STATS + "released.stat_prefix=main.provider=shop.attribute=email") == 10
 
 
 def test_the_counters_appear_in_stats_and_prometheus(guard, upstream):
@@ -446,14 +448,18 @@ def test_the_counters_appear_in_stats_and_prometheus(guard, upstream):
     bad = dict(learner, **{"urn:mpass.id:role": ["1.2.246.562.10.00000000009;12345;9F;Oppilas;1;x;"]})
     assert guard.send("/checkout", bearer(token(bad)), host=SHOP_HOST).status == 403
 
-    prefix = "wasmcustom.mpass_guard.provider.shop."
+    dims = "stat_prefix=main.provider=shop"
     stats = guard.stats()
-    assert int(stats[prefix + "allowed"]) >= 2
-    assert int(stats[prefix + "released.email"]) >= 1
-    assert int(stats[prefix + "withheld.class_level"]) >= 1
-    assert int(stats[prefix + "denied.organisation_not_permitted"]) >= 1
+    assert int(stats[f"{SHOP_STATS}decisions.{dims}.outcome=allow.reason=ok"]) >= 2
+    assert int(stats[f"{SHOP_STATS}released.{dims}.attribute=email"]) >= 1
+    assert int(stats[f"{SHOP_STATS}withheld.{dims}.attribute=class_level"]) >= 1
+    assert int(stats[f"{SHOP_STATS}decisions.{dims}.outcome=deny.reason=organisation_not_permitted"]) >= 1
 
+    # Without stats_tags Envoy's Prometheus output keeps the dimensions in the
+    # name (test_prometheus.py checks the labelled form with the shipped tags).
     _, prom = guard._admin_get("/stats/prometheus")
-    for name in ("allowed", "released_email", "denied_organisation_not_permitted"):
-        pattern = rf"^mpass_guard_provider_shop_{name}(\{{\}})?\s+[1-9]\d*$"
+    for name in ("decisions_stat_prefix_main_provider_shop_outcome_allow_reason_ok",
+                 "released_stat_prefix_main_provider_shop_attribute_email",
+                 "decisions_stat_prefix_main_provider_shop_outcome_deny_reason_organisation_not_permitted"):
+        pattern = rf"^mpass_guard_{name}(\{{\}})?\s+[1-9]\d*$"
         assert re.search(pattern, prom, re.M), f"{name} not in /stats/prometheus"

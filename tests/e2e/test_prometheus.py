@@ -7,8 +7,8 @@ which the tag extractors of deploy/envoy/stats-tags.yaml must turn into
 `envoy_http_mpass_guard_downstream_rq_total{stat_prefix="main",provider="P",...}`. Debian's
 prometheus scrapes Envoy's /stats/prometheus and answers `sum by (provider, reason)`.
 
-The last test queries the filter's own `envoy_wasmcustom_mpass_guard_decisions`;
-it is marked xfail(strict) until the filter emits the issue-15 names.
+The last test runs the real filter with the shipped stats_tags and queries its own
+`mpass_guard_decisions` by provider and reason.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ import conftest
 from harness import LOOPBACK, REPO, Envoy, Upstream, bootstrap, send, wasm_filter
 
 STATS_TAGS = REPO / "deploy" / "envoy" / "stats-tags.yaml"
+VERSION = re.search(r'^version = "([^"]+)"', (REPO / "Cargo.toml").read_text(), re.M).group(1)
 ISTIO_BOOTSTRAP = REPO / "deploy" / "istio" / "stats-tags-bootstrap.yaml"
 
 # (provider, reason) -> requests sent to that probe listener
@@ -224,8 +225,9 @@ def test_prometheus_sums_the_probe_requests_by_provider_and_reason(prom):
         "studeo": 3, "legacy-lms": 2, "legacy_lms": 1}
 
 
-# The filter's metrics as Prometheus names them (design: issue 15), and Envoy's Wasm VM stats.
-FILTER_METRICS = {f"envoy_wasmcustom_mpass_guard_{n}" for n in (
+# The filter's metrics as Prometheus names them (Envoy drops the `wasmcustom.` namespace of
+# Wasm-defined metrics and adds no `envoy_` prefix), and Envoy's Wasm VM stats.
+FILTER_METRICS = {f"mpass_guard_{n}" for n in (
     "decisions", "released", "withheld", "released_by_controller", "unmatched", "tokens_stripped",
     "spoofed_headers_removed", "token_cache", "key_fetch", "keys_in_use", "key_set_age_seconds",
     "decision_time_us_bucket", "config_rejected", "build_info", "userinfo", "shadow")}
@@ -243,7 +245,7 @@ def test_every_dashboard_query_parses_in_prometheus_and_names_only_known_metrics
     queries = dashboard_queries()
     assert len(queries) > 20
     for query in queries:
-        named = set(re.findall(r"\benvoy_[a-z0-9_]+", query))
+        named = set(re.findall(r"\b(?:envoy|mpass_guard)_[a-z0-9_]+", query))
         assert named and named <= FILTER_METRICS | ENVOY_WASM_METRICS, query
         if query.startswith("label_values("):
             continue
@@ -251,8 +253,6 @@ def test_every_dashboard_query_parses_in_prometheus_and_names_only_known_metrics
         prom.query(expr)
 
 
-@pytest.mark.xfail(strict=True, reason="needs the issue-15 metric names in the filter (lead wires them; "
-                                       "then remove this mark)")
 def test_prometheus_sums_the_filters_decisions_by_provider_and_reason(upstream: Upstream):
     config = bootstrap(upstream.port, free_port(), free_port(), [
         wasm_filter(conftest.plugin_config(), {conftest.STUDEO_SECRET_ENV: conftest.STUDEO_SECRET})])
@@ -269,7 +269,8 @@ def test_prometheus_sums_the_filters_decisions_by_provider_and_reason(upstream: 
             assert envoy.send("/shop/item").status == 401
         with Prometheus({"envoy": envoy.admin_port}) as prom:
             prom.scraped("envoy")
-            result = prom.query("sum by (provider, reason)(envoy_wasmcustom_mpass_guard_decisions)")
+            result = prom.query("sum by (provider, reason)(mpass_guard_decisions)")
             got = {(r["metric"].get("provider"), r["metric"].get("reason")): float(r["value"][1]) for r in result}
-            assert any(provider == "studeo" and reason and value >= 2
-                       for (provider, reason), value in got.items()), got
+            assert got.get(("studeo", "missing_token"), 0) >= 2, got
+            build = prom.query("count by (version)(mpass_guard_build_info)")
+            assert [r["metric"].get("version") for r in build] == [VERSION.replace(".", "_")], build

@@ -96,13 +96,22 @@ def start_guard(upstream, tmp_path):
         envoy.stop()
 
 
-def stat(envoy: Envoy, name: str, label: str = ISS_LABEL) -> int:
-    """A filter metric as Envoy's /stats shows it (0 when never defined).
+def stat_name(name: str, label: str = ISS_LABEL) -> str:
+    """The full /stats name of a per-issuer filter metric (README "Metrics").
 
-    Envoy puts metrics a Wasm module defines under ``wasmcustom.``; the
-    Prometheus output strips that prefix again.
+    Envoy puts metrics a Wasm module defines under ``wasmcustom.``; /stats
+    shows the whole name, with its ``.key=value`` dimensions.
     """
-    return int(envoy.stats().get(f"wasmcustom.mpass_guard.issuer.{label}.{name}", "0"))
+    dims = f"stat_prefix=main.issuer={label}"
+    return {
+        "fetch_ok": f"wasmcustom.mpass_guard.key_fetch.{dims}.result=ok",
+        "fetch_failed": f"wasmcustom.mpass_guard.key_fetch.{dims}.result=failed",
+    }.get(name, f"wasmcustom.mpass_guard.{name}.{dims}")
+
+
+def stat(envoy: Envoy, name: str, label: str = ISS_LABEL) -> int:
+    """A filter metric as Envoy's /stats shows it (0 when never defined)."""
+    return int(envoy.stats().get(stat_name(name, label), "0"))
 
 
 def assert_passed(upstream, resp, tok: str) -> None:
@@ -142,8 +151,7 @@ def test_served_key_set_lets_a_valid_token_through(keyserver, start_guard, upstr
     assert stat(guard, "fetch_ok") >= 1
     assert stat(guard, "fetch_failed") == 0
     assert stat(guard, "keys_in_use") == 1
-    names = [f"wasmcustom.mpass_guard.issuer.{ISS_LABEL}.{m}"
-             for m in ("fetch_ok", "keys_in_use", "key_set_age_seconds")]
+    names = [stat_name(m) for m in ("fetch_ok", "keys_in_use", "key_set_age_seconds")]
     assert until(lambda: all(n in guard.stats() for n in names), 2), names
     assert "key set for https://mpass-proxy-test.csc.fi loaded: 1 usable key(s)" in guard.log()
 

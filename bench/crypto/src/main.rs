@@ -4,6 +4,9 @@
 //! wasm32-wasip1 and run with `node run.mjs`, so the numbers are V8's, as in
 //! Envoy; a native build runs too.
 //!
+//! With a case filter starting `sign`, times the gateway's token signing
+//! instead (`sign` for all three algorithms, `sign EdDSA` for one).
+//!
 //! Usage: crypto-bench [iterations-scale] [case-filter]
 
 use std::hint::black_box;
@@ -50,6 +53,10 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     let scale: u32 = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(1);
     let filter = args.get(2).cloned().unwrap_or_default();
+    if filter.starts_with("sign") {
+        signing(scale, &filter);
+        return;
+    }
     println!("best (median) us per verify; 5 rounds of n after a warm-up");
     for &(name, alg, jwks, token, n) in CASES {
         if !name.contains(filter.as_str()) {
@@ -177,4 +184,107 @@ fn bare<'a>(
             }),
         )],
     }
+}
+
+/// Times the gateway's signing (issue 13) per algorithm: `Gateway::sign` on
+/// a typical minted claims object, the path the filter takes when it mints.
+fn signing(scale: u32, filter: &str) {
+    use mpass_guard::signing::{Gateway, GatewayConfig};
+    let keys: [(&str, &str, &str, u32); 3] = [
+        (
+            "sign ES256",
+            "ES256",
+            include_str!("../../../tests/keys/ec-p256.pem"),
+            200,
+        ),
+        (
+            "sign EdDSA",
+            "EdDSA",
+            include_str!("../../../tests/keys/ed25519.pem"),
+            200,
+        ),
+        (
+            "sign RS256 2048",
+            "RS256",
+            include_str!("../../../tests/keys/rsa-a.pem"),
+            20,
+        ),
+    ];
+    let claims = serde_json::to_vec(&serde_json::json!({
+        "iss": "https://gw.example", "aud": "client-a", "sub": "Hq3xYw0sB3J2m5Q0k0VYHk8m6gSDuSdzLZdXo7qNx4s",
+        "iat": 1_795_694_400, "exp": 1_795_694_700, "jti": "9f2cKqJ3l0S1aVbQx8w4Zg",
+        "contract_version": "3f2a9c1d", "given_name": "Maija", "family_name": "Meikäläinen",
+        "urn:mpass.id:schoolCode": ["00001"], "urn:mpass.id:role": ["1.2.246.562.10.00000000001;00001;7A;1"],
+    }))
+    .expect("json");
+    println!("best (median) us per signature; 5 rounds of n after a warm-up");
+    for (name, alg, pem, n) in keys {
+        if !name.contains(filter) {
+            continue;
+        }
+        let wire: GatewayConfig = serde_json::from_value(serde_json::json!({
+            "issuer": "https://gw.example",
+            "keys": [{ "kid": "k", "alg": alg, "private_key_env": "KEY", "sign": true }],
+        }))
+        .expect("wire");
+        let t0 = Instant::now();
+        let gw = Gateway::compile(&wire, "gateway", &|_| Some(pem.to_owned())).expect("key");
+        let load_us = t0.elapsed().as_secs_f64() * 1e6;
+        let (best, median) = time(&|| gw.sign(black_box(&claims)).is_ok(), n * scale);
+        println!(
+            "{name:<16} {best:8.1} ({median:8.1})  n={} key-load={load_us:.0}us",
+            n * scale
+        );
+        if name == "sign EdDSA" {
+            minting(pem, n * scale);
+        }
+    }
+}
+
+/// The whole mint with EdDSA (`minted::SignedToken::mint`): pairwise `sub`
+/// (HMAC-SHA256), the `jti` (16 bytes from WASI `random_get`), the claims
+/// JSON, base64url and the signature.
+fn minting(pem: &str, n: u32) {
+    use mpass_guard::minted::{SignedToken, SignedTokenConfig, Source};
+    use mpass_guard::signing::{Gateway, GatewayConfig};
+    let wire: GatewayConfig = serde_json::from_value(serde_json::json!({
+        "issuer": "https://gw.example", "pairwise_key_env": "PAIRWISE",
+        "keys": [{ "kid": "k", "alg": "EdDSA", "private_key_env": "KEY", "sign": true }],
+    }))
+    .expect("wire");
+    let env = |name: &str| {
+        Some(if name == "KEY" {
+            pem.to_owned()
+        } else {
+            "k".repeat(32)
+        })
+    };
+    let gw = Gateway::compile(&wire, "gateway", &env).expect("gateway");
+    let st = SignedToken::compile(
+        &SignedTokenConfig::default(),
+        "st",
+        "studeo",
+        "client-a",
+        Some(&gw),
+        &mut Vec::new(),
+    )
+    .expect("signed_token");
+    let released = serde_json::json!({
+        "given_name": "Maija", "family_name": "Meikäläinen", "urn:mpass.id:schoolCode": ["00001"],
+        "urn:mpass.id:role": ["1.2.246.562.10.00000000001;00001;7A;1"],
+    });
+    let released = released.as_object().expect("object");
+    let source = Source {
+        issuer: "https://mpass-proxy.csc.fi",
+        subject: "MPASSOID.c5fe0bd0dcb09e1e0d7e2f",
+        exp: u64::MAX,
+    };
+    let (best, median) = time(
+        &|| {
+            st.mint(&gw, black_box(released), &source, "3f2a9c1d", 1_795_694_400)
+                .is_ok()
+        },
+        n,
+    );
+    println!("{:<16} {best:8.1} ({median:8.1})  n={n}", "mint EdDSA");
 }

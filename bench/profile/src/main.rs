@@ -12,8 +12,7 @@ use std::process::ExitCode;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use mpass_guard::config::Config;
-use mpass_guard::engine::{Engine, Request};
-use mpass_guard::jwks::KeyStore;
+use mpass_guard::engine::{Engine, Request, VmState};
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -49,8 +48,8 @@ fn decide(args: &[String]) -> Result<(), String> {
     let n: usize = n.parse().map_err(|_| "N must be a number")?;
     let path = rest.first().map(String::as_str).unwrap_or("/bench/");
     let config = config(cfg)?;
-    let mut keys = KeyStore::new(&config);
     let engine = Engine::new(config);
+    let mut keys = engine.new_state();
     let text = String::from_utf8(read(tokens)?).map_err(|_| "tokens are not UTF-8")?;
     // Only the tokens this run uses: a 20k-token pool would otherwise
     // dominate a short callgrind run.
@@ -99,7 +98,7 @@ fn decide_one(
     engine: &Engine,
     headers: &[(String, String)],
     now_ms: u64,
-    keys: &mut KeyStore,
+    keys: &mut VmState,
 ) -> Option<mpass_guard::engine::Response> {
     engine
         .handle(
@@ -111,7 +110,9 @@ fn decide_one(
             keys,
             false,
         )
-        .respond
+        .decision
+        .response()
+        .cloned()
 }
 
 fn load(args: &[String]) -> Result<(), String> {

@@ -1,0 +1,184 @@
+//! The token cache's entries: a verified token with, per provider it has
+//! met, the outcome of its audience and contract checks; and the rule for
+//! when a cached entry may still answer (its key still in the set, its
+//! times still valid).
+
+use std::rc::Rc;
+
+use super::audit::{Audit, Who};
+use super::counters::{Interner, Tally};
+use super::decision::{Admitted, Packed};
+use super::refusal::Refusal;
+use crate::config::Provider;
+use crate::contract::Release;
+use crate::jwks::{Availability, Issuer, IssuerId, IssuerKeys, KeyStore};
+use crate::minted::Slot;
+use crate::routing::ProviderId;
+use crate::verify::{audience_in, Retained};
+
+/// What a token means for one provider: the release, or a refusal
+/// (audience or contract) that does not depend on time.
+pub(crate) type Verdict = Result<Rc<Admitted>, Refusal>;
+
+/// A verified token in the cache.
+pub(crate) struct Entry {
+    /// The token itself: a hit needs the whole token to be equal, not just
+    /// its key.
+    pub(crate) raw: Box<str>,
+    pub(crate) token: Retained,
+    pub(crate) issuer: IssuerId,
+    /// Fingerprint of the verifying key; `None` for a provider's HS secret.
+    pub(crate) key: Option<[u8; 32]>,
+    /// For HS* tokens: the provider whose secret verified it.
+    pub(crate) hmac_provider: Option<ProviderId>,
+    pub(crate) who: Who,
+    /// Per provider index, computed on first use.
+    pub(crate) verdicts: Vec<(ProviderId, Verdict)>,
+    /// Per provider with a signed token: the minted token, re-minted only
+    /// near its end or under another contract version.
+    pub(crate) minted: Vec<(ProviderId, Slot)>,
+}
+
+/// What a cache lookup found.
+pub(crate) enum Hit {
+    /// The entry answers.
+    Valid,
+    /// The token is no longer acceptable (expired): refuse.
+    Refused(Refusal),
+    /// The entry cannot answer (key gone, other provider's secret): verify
+    /// afresh.
+    Stale,
+}
+
+impl Entry {
+    /// The minted-token slot of this provider, made on first use.
+    pub(crate) fn slot(&mut self, provider_index: ProviderId) -> Option<&mut Slot> {
+        if !self.minted.iter().any(|(p, _)| *p == provider_index) {
+            let claims = self.token.claims().unwrap_or_default();
+            self.minted.push((provider_index, Slot::new(&claims)));
+        }
+        self.minted
+            .iter_mut()
+            .find(|(p, _)| *p == provider_index)
+            .map(|(_, slot)| slot)
+    }
+
+    /// The verdict for a provider, computed once per provider.
+    pub(crate) fn verdict(
+        &mut self,
+        provider_index: ProviderId,
+        provider: &Provider,
+        names: &mut Interner,
+    ) -> Verdict {
+        if let Some((_, v)) = self.verdicts.iter().find(|(p, _)| *p == provider_index) {
+            return v.clone();
+        }
+        // A provider this token has not met yet: parse its claims again.
+        let v = match self.token.claims() {
+            Ok(claims) => verdict_for(&claims, provider_index, provider, self.who.clone(), names),
+            Err(e) => Err(Refusal::Token(e.reason())),
+        };
+        self.verdicts.push((provider_index, v.clone()));
+        v
+    }
+
+    /// Whether this entry may answer for this provider now. `issuer` is the
+    /// entry's issuer, `keys` this VM's remote key state.
+    pub(crate) fn revalidate(
+        &self,
+        provider_index: ProviderId,
+        issuer: Option<&Issuer>,
+        keys: &mut KeyStore,
+        now_ms: u64,
+    ) -> Hit {
+        // An HS* token was checked with one provider's secret only.
+        if self.hmac_provider.is_some_and(|p| p != provider_index) {
+            return Hit::Stale;
+        }
+        let Some(issuer) = issuer else {
+            return Hit::Stale;
+        };
+        if let Some(fingerprint) = &self.key {
+            // The key that verified the token must still be in the set: a
+            // rotation that removes it ends the token's cached validity.
+            let present = match &issuer.keys {
+                IssuerKeys::Local(keys) => keys.contains(fingerprint),
+                IssuerKeys::Remote { .. } => match keys.get_mut(self.issuer) {
+                    Some(remote) => match remote.availability(now_ms) {
+                        Availability::Ready(keys) => keys.contains(fingerprint),
+                        Availability::Unavailable => false,
+                    },
+                    None => false,
+                },
+            };
+            if !present {
+                return Hit::Stale;
+            }
+        }
+        let now = i64::try_from(now_ms / 1000).unwrap_or(i64::MAX);
+        match self.token.check_times(&issuer.time, now) {
+            Ok(()) => Hit::Valid,
+            Err(e) => Hit::Refused(Refusal::Token(e.reason())),
+        }
+    }
+}
+
+/// The verdict for one provider, computed from the token's claims.
+pub(crate) fn verdict_for(
+    claims: &serde_json::Map<String, serde_json::Value>,
+    provider_index: ProviderId,
+    provider: &Provider,
+    who: Who,
+    names: &mut Interner,
+) -> Verdict {
+    match audience_in(claims, &provider.audiences) {
+        Err(e) => Err(Refusal::Forbidden(e.reason())),
+        Ok(_) => provider
+            .contract
+            .apply(claims)
+            .map(|release| Rc::new(admit(provider_index, provider, release, who, names)))
+            .map_err(|d| Refusal::Contract(d.reason)),
+    }
+}
+
+/// Renders a release: packed headers, counters and the audit record.
+fn admit(
+    index: ProviderId,
+    provider: &Provider,
+    release: Release,
+    who: Who,
+    names: &mut Interner,
+) -> Admitted {
+    let mut counters = Vec::with_capacity(1 + release.released.len() + release.withheld.len());
+    counters.push(names.attribute(index, provider, Tally::Allowed, ""));
+    for a in &release.released {
+        counters.push(names.attribute(index, provider, Tally::Released, a));
+    }
+    for a in &release.withheld {
+        counters.push(names.attribute(index, provider, Tally::Withheld, a));
+    }
+    let mut audit = Audit {
+        provider: provider.id.clone(),
+        allowed: true,
+        status: 200,
+        reason: "ok",
+        released: release.released,
+        withheld: release.withheld,
+        purposes: release.purposes,
+        contract_version: provider.contract.version().to_owned(),
+        subject: who.subject,
+        token: who.token,
+        rbac_values: release.rbac_values,
+        rendered: None,
+    };
+    audit.rendered = Some(audit.render_body());
+    Admitted {
+        headers: Packed::new(&release.headers),
+        counters,
+        audit: Rc::new(audit),
+        claims: provider
+            .signed_token
+            .as_ref()
+            .map(|_| release.claims.unwrap_or_default()),
+    }
+}

@@ -1,0 +1,802 @@
+//! The whole per-request decision, pure: `Engine::handle(request, now,
+//! state)` returns an [`Outcome`]; the glue only carries it out.
+//!
+//! Order matters and is fixed: sanitise client identity headers first (on
+//! every path), then decide once whose request it is (routing's one
+//! classification: a provider's protected path, its public prefix, a CORS
+//! preflight, unmatched, or refused), then extract, verify and apply the
+//! contract where the path is protected, seal every passing request the
+//! same way ([`Sealer`]: every token of a configured issuer and every
+//! session cookie out, except the one token a contract forwards), and only
+//! then add released headers.
+//!
+//! The [`Engine`] is the compiled configuration and never changes. What
+//! changes per VM (remote key state, token cache, counter names, parked
+//! requests, audit batch) lives in one [`VmState`], owned by the glue's root
+//! context and passed in as `&mut`. That choice, rather than `RefCell`s
+//! inside the engine, lets the borrow checker prove no state is borrowed
+//! twice (a `RefCell` would turn that bug into a panic, i.e. a trapped VM),
+//! keeps the engine shareable and immutable, and lets a test hold and
+//! inspect the state between requests.
+//!
+//! Modules: [`decision`] (what to do, applied to header lists),
+//! [`refusal`] (typed refusals and their replies), [`audit`] (records and
+//! batching), [`parked`] (the parked-request queue), [`counters`] (metric
+//! names, interned), [`entry`] (token cache entries and their
+//! revalidation).
+
+pub mod audit;
+pub mod counters;
+pub mod decision;
+mod entry;
+pub mod parked;
+pub mod refusal;
+
+use std::collections::hash_map::RandomState;
+use std::fmt::Write as _;
+use std::hash::BuildHasher;
+use std::rc::Rc;
+
+use ring::hmac;
+
+use crate::cache::Lru;
+use crate::config::{Config, Provider, Unmatched};
+use crate::extract::{Carrier, ExtractError, Found};
+use crate::jwks::{Availability, IssuerId, IssuerKeys, KeyStore};
+use crate::minted::{MintError, Slot};
+use crate::routing::{Lookup, ProviderId};
+use crate::seal::{Sealed, Sealer, Strip};
+use crate::signing::CACHE_CONTROL;
+use crate::verify::{TokenError, Untrusted, Verified};
+
+use audit::Who;
+pub use audit::{Audit, AuditBatch, Pushed, TokenFacts};
+pub use counters::CounterId;
+pub use decision::{Admitted, Decision, Outcome, Response, StrippedAudit, WaitFor};
+pub use parked::ParkedQueue;
+pub use refusal::Refusal;
+
+use counters::Interner;
+use entry::{verdict_for, Entry, Hit, Verdict};
+
+/// The parts of a request the decision needs. Header names are lowercase, as
+/// Envoy passes them; pseudo-headers (`:authority`, `:path`) are included.
+#[derive(Debug, Clone, Copy)]
+pub struct Request<'a> {
+    pub headers: &'a [(String, String)],
+    /// Envoy's `xds.route_name`, when a provider matches on route names.
+    pub route_name: Option<&'a str>,
+    /// The same headers with their values as the client sent the bytes
+    /// (the rewrites of [`Sealer`] keep them byte for byte). Empty: the
+    /// values of `headers` are the bytes.
+    pub raw: &'a [(String, Vec<u8>)],
+}
+
+impl<'a> Request<'a> {
+    /// A request whose header values are all text.
+    pub fn new(headers: &'a [(String, String)], route_name: Option<&'a str>) -> Request<'a> {
+        Request {
+            headers,
+            route_name,
+            raw: &[],
+        }
+    }
+
+    /// Every header as name and value bytes.
+    fn byte_headers(&self) -> Box<dyn Iterator<Item = (&'a str, &'a [u8])> + 'a> {
+        if self.raw.is_empty() {
+            Box::new(self.headers.iter().map(|(n, v)| (n.as_str(), v.as_bytes())))
+        } else {
+            Box::new(self.raw.iter().map(|(n, v)| (n.as_str(), v.as_slice())))
+        }
+    }
+}
+
+/// The engine: the compiled configuration, immutable once made.
+pub struct Engine {
+    config: Config,
+    pseudonym_key: Option<hmac::Key>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Everything of one VM that changes as requests are decided.
+pub struct VmState {
+    /// Remote key state per issuer; the glue drives its fetches.
+    pub keys: KeyStore,
+    /// Requests waiting for something, decided again when it arrives.
+    pub parked: ParkedQueue,
+    /// Audit lines gathered for one log call.
+    pub audit: AuditBatch,
+    /// Verified tokens (the VM is single-threaded; the cache is per VM).
+    cache: Lru<u64, Entry>,
+    /// The cache's keyed hash (SipHash with a random key per VM).
+    token_hasher: RandomState,
+    counters: Interner,
+}
+
+impl std::fmt::Debug for VmState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VmState")
+            .field("keys", &self.keys)
+            .field("parked", &self.parked)
+            .field("cached_tokens", &self.cache.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl VmState {
+    /// The name of a counter (without the `mpass_guard.` prefix).
+    pub fn counter_name(&self, id: CounterId) -> Option<Rc<str>> {
+        self.counters.name(id)
+    }
+
+    /// The names of every counter an outcome increments, in order.
+    pub fn counter_names(&self, outcome: &Outcome) -> Vec<String> {
+        outcome
+            .counter_ids()
+            .filter_map(|id| self.counter_name(id))
+            .map(|n| n.to_string())
+            .collect()
+    }
+
+    /// Number of verified tokens held in this VM's cache.
+    pub fn cached_tokens(&self) -> usize {
+        self.cache.len()
+    }
+
+    /// Parks a request decided at `now_ms` until `wait` is ready or its
+    /// wait (the issuer's `initial_wait`) ends.
+    pub fn park(&mut self, context_id: u32, wait: WaitFor, now_ms: u64) {
+        let wait_ms = match &wait {
+            WaitFor::Keys(issuer) => self.keys.policy(*issuer).map_or(0, |p| p.initial_wait_ms),
+        };
+        self.parked
+            .park(context_id, wait, now_ms.saturating_add(wait_ms));
+    }
+
+    /// The token cache's key: a SipHash, keyed at random per VM, of the
+    /// token's last 64 bytes (its signature's, distinct for distinct
+    /// tokens) - a fraction of a SHA-256 in V8. It only picks the entry: an
+    /// entry answers only for a byte-equal token, so a collision, chance or
+    /// forged, can only cause a miss, and only verified tokens are inserted.
+    fn cache_key(&self, token: &str) -> u64 {
+        let bytes = token.as_bytes();
+        let tail = bytes.get(bytes.len().saturating_sub(64)..).unwrap_or(bytes);
+        self.token_hasher.hash_one(tail)
+    }
+}
+
+/// The result of a full verification.
+struct Checked {
+    token: Verified,
+    issuer: IssuerId,
+    /// Fingerprint of the verifying key; `None` for a provider's HS secret.
+    key: Option<[u8; 32]>,
+}
+
+/// Why admission stopped short of a release.
+enum Halt {
+    /// Not a refusal yet: wait, then decide again.
+    Wait(WaitFor),
+    /// Refused, with what the audit may say of a verified token.
+    Refuse(Refusal, Who),
+}
+
+impl From<Refusal> for Halt {
+    fn from(r: Refusal) -> Halt {
+        Halt::Refuse(r, Who::default())
+    }
+}
+
+/// Per-request context for verification.
+struct Ctx<'a> {
+    now_ms: u64,
+    state: &'a mut VmState,
+    resumed: bool,
+}
+
+impl Engine {
+    /// Wraps a compiled configuration.
+    pub fn new(config: Config) -> Engine {
+        let pseudonym_key = config
+            .pseudonym_key
+            .as_ref()
+            .map(|k| hmac::Key::new(hmac::HMAC_SHA256, k));
+        Engine {
+            config,
+            pseudonym_key,
+        }
+    }
+
+    /// A fresh per-VM state for this configuration.
+    pub fn new_state(&self) -> VmState {
+        let mut counters = Interner::new(&self.config.stat_prefix);
+        counters.unmatched_action(self.config.unmatched.name());
+        VmState {
+            keys: KeyStore::new(&self.config.issuers),
+            parked: ParkedQueue::default(),
+            audit: AuditBatch::new(self.config.audit_flush_ms),
+            cache: Lru::new(self.config.cache_max_entries, self.config.cache_max_bytes),
+            token_hasher: RandomState::new(),
+            counters,
+        }
+    }
+
+    /// Whether some provider matches on Envoy's route name (the glue then
+    /// reads `xds.route_name` for each request).
+    pub fn uses_route_names(&self) -> bool {
+        self.config.matcher.uses_route_names
+    }
+
+    /// The audit flush interval in milliseconds (0: no batching).
+    pub fn audit_flush_ms(&self) -> u64 {
+        self.config.audit_flush_ms
+    }
+
+    /// The `stat_prefix=` value of every metric.
+    pub fn stat_prefix(&self) -> &str {
+        &self.config.stat_prefix
+    }
+
+    /// Whether audit lines also go to Envoy's application log (`audit.log`).
+    pub fn audit_log(&self) -> bool {
+        self.config.audit_log
+    }
+
+    /// Number of issuers and of providers configured.
+    pub fn sizes(&self) -> (usize, usize) {
+        (self.config.issuers.len(), self.config.providers.len())
+    }
+
+    /// Decides what happens to one request. `now_ms` is Unix milliseconds
+    /// from the host clock; `state` is this VM's; `resumed` is set when a
+    /// parked request is decided again (it must not wait twice).
+    pub fn handle(
+        &self,
+        req: &Request<'_>,
+        now_ms: u64,
+        state: &mut VmState,
+        resumed: bool,
+    ) -> Outcome {
+        let cfg = &self.config;
+        let remove = cfg.sanitiser.spoofed(req.headers);
+        let mut counters = Vec::new();
+        if !remove.is_empty() {
+            counters.push(state.counters.spoofed);
+        }
+        let authority = header(req.headers, ":authority")
+            .or_else(|| header(req.headers, "host"))
+            .unwrap_or_default();
+        let path = header(req.headers, ":path").unwrap_or("/");
+        // The gateway's own JWKS and discovery document, before any provider.
+        if let Some(response) = self.gateway_document(req, authority, path) {
+            return respond(response, counters, None);
+        }
+        let (provider_index, provider, public) =
+            match cfg.matcher.find_checked(authority, path, req.route_name) {
+                Lookup::Provider(i) => match cfg.provider(i) {
+                    Some(p) => (i, p, false),
+                    None => return forward(remove, counters),
+                },
+                Lookup::Public(i) => match cfg.provider(i) {
+                    Some(p) => (i, p, true),
+                    None => return forward(remove, counters),
+                },
+                Lookup::None => return self.unmatched(req, remove, counters, state),
+                Lookup::Conflict => {
+                    counters.push(state.counters.ambiguous_path);
+                    let r = Refusal::AmbiguousPath.render(&cfg.realm);
+                    return respond(r, counters, Some("ambiguous_path"));
+                }
+                Lookup::InvalidAuthority => {
+                    counters.push(state.counters.invalid_authority);
+                    return respond(
+                        bad_request("invalid_authority"),
+                        counters,
+                        Some("invalid_authority"),
+                    );
+                }
+            };
+        // A public prefix or a CORS preflight: passes with nothing released,
+        // every token stripped.
+        if public || (cfg.bypass_cors_preflight && is_preflight(req.headers)) {
+            let sealed = cfg
+                .sealer
+                .seal(req.byte_headers(), Strip::Tokens { keep: None });
+            let mut outcome = forward(remove, counters);
+            apply_seal(&mut outcome, sealed, &provider.id, state);
+            return outcome;
+        }
+
+        let ctx = Ctx {
+            now_ms,
+            state: &mut *state,
+            resumed,
+        };
+        match self.admit(provider_index, provider, req, path, ctx, &mut counters) {
+            Ok((admitted, kept, token)) => {
+                let sealed = cfg.sealer.seal(
+                    req.byte_headers(),
+                    Strip::Tokens {
+                        keep: kept.as_ref(),
+                    },
+                );
+                let mut outcome = Outcome {
+                    audit: Some(Rc::clone(&admitted.audit)),
+                    decision: Decision::Forward {
+                        remove,
+                        set: Vec::new(),
+                        set_bytes: Vec::new(),
+                        release: Some(admitted),
+                        token,
+                    },
+                    counters,
+                    stripped_tokens: 0,
+                    stripped: None,
+                    refused: None,
+                };
+                apply_seal(&mut outcome, sealed, &provider.id, state);
+                outcome
+            }
+            Err(Halt::Wait(wait)) => Outcome {
+                decision: Decision::Wait(wait),
+                audit: None,
+                counters,
+                stripped_tokens: 0,
+                stripped: None,
+                refused: None,
+            },
+            Err(Halt::Refuse(refusal, who)) => {
+                let response = refusal.render(&cfg.realm);
+                let reason = refusal.reason();
+                counters.push(state.counters.denied(provider, reason));
+                Outcome {
+                    audit: Some(Rc::new(Audit {
+                        provider: provider.id.clone(),
+                        allowed: false,
+                        status: response.status,
+                        reason,
+                        released: Vec::new(),
+                        withheld: Vec::new(),
+                        purposes: Vec::new(),
+                        contract_version: provider.contract.version().to_owned(),
+                        subject: who.subject,
+                        token: who.token,
+                        rbac_values: Vec::new(),
+                        rendered: None,
+                    })),
+                    decision: Decision::Respond(response),
+                    counters,
+                    stripped_tokens: 0,
+                    stripped: None,
+                    refused: None,
+                }
+            }
+        }
+    }
+
+    /// A request no provider claims, under the `unmatched` policy.
+    fn unmatched(
+        &self,
+        req: &Request<'_>,
+        remove: Vec<String>,
+        mut counters: Vec<CounterId>,
+        state: &mut VmState,
+    ) -> Outcome {
+        let cfg = &self.config;
+        counters.push(state.counters.unmatched);
+        let strip = match cfg.unmatched {
+            Unmatched::Pass => Strip::SessionOnly,
+            Unmatched::Strip | Unmatched::Deny => Strip::Tokens { keep: None },
+        };
+        let sealed = cfg.sealer.seal(req.byte_headers(), strip);
+        if cfg.unmatched == Unmatched::Deny && sealed.ours {
+            let reason = "unmatched_token";
+            let response = Refusal::Forbidden(reason).render(&cfg.realm);
+            return respond(response, counters, Some(reason));
+        }
+        let mut outcome = forward(remove, counters);
+        apply_seal(&mut outcome, sealed, "unmatched", state);
+        outcome
+    }
+
+    /// The request trailers to remove: identity headers and every trailer
+    /// holding a token (a trailer is never a place a contract forwards a
+    /// token from), with the counters to add.
+    pub fn trailers(
+        &self,
+        trailers: &[(String, Vec<u8>)],
+        state: &VmState,
+    ) -> (Vec<String>, Vec<CounterId>) {
+        let cfg = &self.config;
+        let mut remove: Vec<String> = Vec::new();
+        let mut counters = Vec::new();
+        for (name, _) in trailers {
+            if cfg.sanitiser.is_identity_header(name) && !remove.contains(name) {
+                remove.push(name.clone());
+            }
+        }
+        if !remove.is_empty() {
+            counters.push(state.counters.spoofed);
+        }
+        let strip = match cfg.unmatched {
+            Unmatched::Pass => Strip::SessionOnly,
+            _ => Strip::Tokens { keep: None },
+        };
+        let sealed = cfg.sealer.seal_trailers(
+            trailers.iter().map(|(n, v)| (n.as_str(), v.as_slice())),
+            strip,
+        );
+        for (place, n) in sealed.places() {
+            if let Some(c) = state.counters.stripped(place) {
+                counters.extend(std::iter::repeat_n(c, n as usize));
+            }
+        }
+        for name in sealed.remove {
+            if !remove.contains(&name) {
+                remove.push(name);
+            }
+        }
+        (remove, counters)
+    }
+
+    /// The one token of the request: a single configured carrier's, or,
+    /// when several carriers hold something, the one that is a configured
+    /// issuer's token (an opaque access token next to an ID token is not a
+    /// second ID token); two such tokens are ambiguous.
+    fn find_token(sealer: &Sealer, all: Vec<Found>) -> Result<Option<Found>, ExtractError> {
+        if all.len() <= 1 {
+            return Ok(all.into_iter().next());
+        }
+        // The same carrier twice is ambiguous whatever it holds.
+        if all
+            .iter()
+            .enumerate()
+            .any(|(i, a)| all.iter().skip(i + 1).any(|b| b.carrier == a.carrier))
+        {
+            return Err(ExtractError::Ambiguous);
+        }
+        let mut ours: Vec<Found> = all
+            .into_iter()
+            .filter(|f| sealer.issuers.in_value(f.token.as_bytes()))
+            .collect();
+        if ours.len() == 1 {
+            Ok(ours.pop())
+        } else {
+            Err(ExtractError::Ambiguous)
+        }
+    }
+
+    /// The gateway's JWKS or discovery document, when this request asks
+    /// for one (`GET`/`HEAD` on a configured host): answered here, never
+    /// by the upstream.
+    fn gateway_document(&self, req: &Request<'_>, authority: &str, path: &str) -> Option<Response> {
+        let gw = self.config.gateway.as_ref()?;
+        let method = header(req.headers, ":method").unwrap_or_default();
+        let doc = gw.document(method, authority, path)?;
+        Some(Response {
+            status: 200,
+            headers: vec![
+                ("content-type".to_owned(), "application/json".to_owned()),
+                ("cache-control".to_owned(), CACHE_CONTROL.to_owned()),
+            ],
+            body: if method == "HEAD" {
+                String::new()
+            } else {
+                doc.to_owned()
+            },
+        })
+    }
+
+    /// The signed token's header for an admitted request of a provider
+    /// with `contract.signed_token`: the slot's cached token, or a new one.
+    fn signed_token(
+        &self,
+        provider: &Provider,
+        admitted: &Admitted,
+        slot: Option<&mut Slot>,
+        now_s: u64,
+    ) -> Result<Option<(String, String)>, Refusal> {
+        let (Some(st), Some(gateway)) = (&provider.signed_token, &self.config.gateway) else {
+            return Ok(None);
+        };
+        let slot = slot.ok_or(Refusal::Signing)?;
+        let empty = serde_json::Map::new();
+        let released = admitted.claims.as_ref().unwrap_or(&empty);
+        match slot.token(st, gateway, released, provider.contract.version(), now_s) {
+            Ok(token) => Ok(Some(st.header(token))),
+            Err(MintError::SourceExpired) => Err(Refusal::Token(TokenError::Expired.reason())),
+            Err(MintError::Signing) => Err(Refusal::Signing),
+        }
+    }
+
+    /// Extracts, verifies (or finds the token in the cache) and applies the
+    /// contract. On success: the release, the carrier of the token the
+    /// contract forwards (kept by the sealer), and the
+    /// signed token's header when the provider has one.
+    #[allow(clippy::type_complexity)]
+    fn admit(
+        &self,
+        provider_index: ProviderId,
+        provider: &Provider,
+        req: &Request<'_>,
+        path: &str,
+        ctx: Ctx<'_>,
+        counted: &mut Vec<CounterId>,
+    ) -> Result<(Rc<Admitted>, Option<Carrier>, Option<(String, String)>), Halt> {
+        let cfg = &self.config;
+        let all = cfg.locations.find_all(req.headers, path);
+        let found = match all.and_then(|all| Self::find_token(&cfg.sealer, all)) {
+            Ok(Some(found)) => found,
+            Ok(None) => return Err(Refusal::Missing.into()),
+            Err(ExtractError::Ambiguous) => return Err(Refusal::Token("ambiguous_token").into()),
+        };
+        if found.token.len() > cfg.max_token_bytes {
+            return Err(Refusal::Token(TokenError::TooLarge.reason()).into());
+        }
+        let key = ctx.state.cache_key(&found.token);
+        let now_s = ctx.now_ms / 1000;
+        let finish = |verdict: Verdict, who: Who, slot: Option<&mut Slot>| {
+            let release = verdict.map_err(|r| Halt::Refuse(r, who.clone()))?;
+            let token = self
+                .signed_token(provider, &release, slot, now_s)
+                .map_err(|r| Halt::Refuse(r, who))?;
+            let kept = provider.forward.then(|| found.carrier.clone());
+            Ok((release, kept, token))
+        };
+
+        let state = &mut *ctx.state;
+        if let Some(entry) = state.cache.get_mut(&key).filter(|e| *e.raw == *found.token) {
+            let issuer = cfg.issuers.get(entry.issuer.index());
+            match entry.revalidate(provider_index, issuer, &mut state.keys, ctx.now_ms) {
+                Hit::Valid => {
+                    counted.push(state.counters.cache_hit);
+                    let verdict = entry.verdict(provider_index, provider, &mut state.counters);
+                    let who = entry.who.clone();
+                    let slot = match provider.signed_token {
+                        Some(_) if verdict.is_ok() => entry.slot(provider_index),
+                        _ => None,
+                    };
+                    return finish(verdict, who, slot);
+                }
+                Hit::Refused(refusal) => {
+                    counted.push(state.counters.cache_hit);
+                    state.cache.remove(&key);
+                    return Err(refusal.into());
+                }
+                Hit::Stale => state.cache.remove(&key),
+            }
+        }
+
+        counted.push(state.counters.cache_miss);
+        let now_ms = ctx.now_ms;
+        let verified = self.verify(provider, &found.token, ctx.state, now_ms, ctx.resumed)?;
+        let state = ctx.state;
+        let who = Who {
+            subject: self.pseudonym(&verified.token),
+            token: Some(Rc::new(TokenFacts {
+                issuer: verified.token.issuer().map(str::to_owned),
+                kid: verified.token.kid().map(str::to_owned),
+                alg: verified.token.alg().name(),
+            })),
+        };
+        let verdict = verdict_for(
+            verified.token.claims(),
+            provider_index,
+            provider,
+            who.clone(),
+            &mut state.counters,
+        );
+        let mut minted = Vec::new();
+        if provider.signed_token.is_some() && verdict.is_ok() {
+            minted.push((provider_index, Slot::new(verified.token.claims())));
+        }
+        let mut entry = Entry {
+            raw: found.token.as_str().into(),
+            who: who.clone(),
+            hmac_provider: verified.key.is_none().then_some(provider_index),
+            token: verified.token.into_retained(),
+            issuer: verified.issuer,
+            key: verified.key,
+            verdicts: vec![(provider_index, verdict.clone())],
+            minted,
+        };
+        let result = finish(verdict, who, entry.minted.first_mut().map(|(_, slot)| slot));
+        // An entry holds the token, its decoded claims JSON (smaller than
+        // the token) and, per provider, about 1 KiB of packed headers,
+        // counters and audit record; BENCHMARKS.md has the VM memory this
+        // estimate gives with the cache full.
+        let bytes = found
+            .token
+            .len()
+            .saturating_add(entry.token.size())
+            .saturating_add(1024)
+            .saturating_add(entry.minted.iter().map(|(_, s)| s.size()).sum());
+        let evicted = state.cache.insert(key, entry, bytes);
+        counted.extend(std::iter::repeat_n(state.counters.cache_eviction, evicted));
+        result
+    }
+
+    /// Verifies issuer, algorithm, signature and times; the audience is the
+    /// provider's business, asked of the verified token in `verdict_for`.
+    fn verify(
+        &self,
+        provider: &Provider,
+        token: &str,
+        state: &mut VmState,
+        now_ms: u64,
+        resumed: bool,
+    ) -> Result<Checked, Halt> {
+        let refuse = |e: TokenError| Refusal::Token(e.reason());
+        let untrusted = Untrusted::decode(token, self.config.max_token_bytes).map_err(refuse)?;
+        let (index, issuer) = untrusted
+            .issuer()
+            .and_then(|iss| self.config.issuer(iss))
+            .ok_or(Refusal::Token(TokenError::UnknownIssuer.reason()))?;
+        let alg = untrusted.alg();
+        if !issuer.allowed.contains(&alg) {
+            return Err(refuse(TokenError::AlgorithmNotAllowed).into());
+        }
+        let (verified, key) = if alg.is_hmac() {
+            // HS* tokens are checked only with this provider's own client
+            // secret, never with anything from a JWKS (key confusion).
+            let secret = provider
+                .hs_secret
+                .as_deref()
+                .ok_or(refuse(TokenError::UnknownKey))?;
+            (untrusted.verify_with_secret(secret).map_err(refuse)?, None)
+        } else {
+            let keys = match &issuer.keys {
+                IssuerKeys::Local(keys) => std::rc::Rc::clone(keys),
+                IssuerKeys::Remote { .. } => {
+                    let remote = state.keys.get_mut(index).ok_or(Refusal::KeysUnavailable)?;
+                    match remote.availability(now_ms) {
+                        Availability::Ready(keys) => keys,
+                        // A key outage is not the user's fault: 503, never 401.
+                        Availability::Unavailable if resumed => {
+                            return Err(Refusal::KeysUnavailable.into())
+                        }
+                        Availability::Unavailable => {
+                            remote.wake(now_ms);
+                            return Err(Halt::Wait(WaitFor::Keys(index)));
+                        }
+                    }
+                }
+            };
+            match untrusted.verify_with_keyset(&keys) {
+                Ok((verified, key)) => (verified, Some(key.fingerprint())),
+                Err(TokenError::UnknownKey) if !resumed => {
+                    // Maybe the issuer rotated: one coalesced, rate-limited
+                    // refetch, then decide again.
+                    let refetch = state
+                        .keys
+                        .get_mut(index)
+                        .is_some_and(|remote| remote.request_kid_refetch(now_ms));
+                    return Err(if refetch {
+                        Halt::Wait(WaitFor::Keys(index))
+                    } else {
+                        refuse(TokenError::UnknownKey).into()
+                    });
+                }
+                Err(e) => return Err(refuse(e).into()),
+            }
+        };
+        let now = i64::try_from(now_ms / 1000).unwrap_or(i64::MAX);
+        verified.check_times(&issuer.time, now).map_err(refuse)?;
+        Ok(Checked {
+            token: verified,
+            issuer: index,
+            key,
+        })
+    }
+
+    fn pseudonym(&self, token: &Verified) -> Option<String> {
+        let key = self.pseudonym_key.as_ref()?;
+        let sub = token.claims().get("sub")?.as_str()?;
+        let mut ctx = hmac::Context::with_key(key);
+        ctx.update(token.issuer().unwrap_or_default().as_bytes());
+        ctx.update(b"\0");
+        ctx.update(sub.as_bytes());
+        let tag = ctx.sign();
+        let mut out = String::with_capacity(32);
+        for b in tag.as_ref().iter().take(16) {
+            let _ = write!(out, "{b:02x}");
+        }
+        Some(out)
+    }
+}
+
+/// A request forwarded with only the sanitiser's removals (so far).
+fn forward(remove: Vec<String>, counters: Vec<CounterId>) -> Outcome {
+    Outcome {
+        decision: Decision::Forward {
+            remove,
+            set: Vec::new(),
+            set_bytes: Vec::new(),
+            release: None,
+            token: None,
+        },
+        audit: None,
+        counters,
+        stripped_tokens: 0,
+        stripped: None,
+        refused: None,
+    }
+}
+
+/// A local reply no provider decided (`refused`: its reason in the record).
+fn respond(response: Response, counters: Vec<CounterId>, refused: Option<&'static str>) -> Outcome {
+    Outcome {
+        decision: Decision::Respond(response),
+        audit: None,
+        counters,
+        stripped_tokens: 0,
+        stripped: None,
+        refused,
+    }
+}
+
+/// Adds the sealing's header changes, counters and audit line to a
+/// forwarded outcome.
+fn apply_seal(outcome: &mut Outcome, sealed: Sealed, provider: &str, state: &VmState) {
+    for (place, n) in sealed.places() {
+        if let Some(c) = state.counters.stripped(place) {
+            outcome.counters.extend(std::iter::repeat_n(c, n as usize));
+        }
+    }
+    let count = sealed.count();
+    outcome.stripped_tokens = count;
+    if count > 0 {
+        outcome.stripped = Some(StrippedAudit {
+            provider: provider.to_owned(),
+            carriers: sealed.places().map(|(p, n)| (p.name(), n)).collect(),
+            count,
+        });
+    }
+    if let Decision::Forward {
+        remove, set_bytes, ..
+    } = &mut outcome.decision
+    {
+        for name in sealed.remove {
+            if !remove.contains(&name) {
+                remove.push(name);
+            }
+        }
+        *set_bytes = sealed.set;
+    }
+}
+
+/// A 400 for a request whose identity cannot be decided.
+fn bad_request(reason: &str) -> Response {
+    Response {
+        status: 400,
+        headers: vec![
+            ("content-type".to_owned(), "application/json".to_owned()),
+            ("cache-control".to_owned(), "no-store".to_owned()),
+        ],
+        body: format!(r#"{{"error":"invalid_request","reason":"{reason}"}}"#),
+    }
+}
+
+/// A CORS preflight: `OPTIONS` with `Origin` and
+/// `Access-Control-Request-Method` (jwt_authn's `bypass_cors_preflight`).
+fn is_preflight(headers: &[(String, String)]) -> bool {
+    header(headers, ":method") == Some("OPTIONS")
+        && header(headers, "origin").is_some()
+        && header(headers, "access-control-request-method").is_some()
+}
+
+/// The first value of a header.
+fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
+}
