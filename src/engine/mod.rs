@@ -455,11 +455,13 @@ impl Engine {
         if all.len() <= 1 {
             return Ok(all.into_iter().next());
         }
-        // The same carrier twice is ambiguous whatever it holds.
-        if all
-            .iter()
-            .enumerate()
-            .any(|(i, a)| all.iter().skip(i + 1).any(|b| b.carrier == a.carrier))
+        // The same carrier twice is ambiguous whatever it holds, and so is
+        // an empty carrier next to another (not an opaque token: nothing).
+        if all.iter().any(|f| f.token.is_empty())
+            || all
+                .iter()
+                .enumerate()
+                .any(|(i, a)| all.iter().skip(i + 1).any(|b| b.carrier == a.carrier))
         {
             return Err(ExtractError::Ambiguous);
         }
