@@ -8,6 +8,7 @@
 #   make fuzz    every fuzz target for FUZZ_SECONDS (default 60) each
 #   make run     setup + build + demo (Envoy on 127.0.0.1:10000, upstream on :8080)
 #   make soak    load with faults (SOAK_SECONDS, default 180) against a flapping key server
+#   make sweep   the leak sweep of issue 11 (SWEEP_REQUESTS, default 20000, or SWEEP_SECONDS)
 #   make bench   setup + build + benchmark (BENCHMARKS.md, bench/cpu_per_request.png);
 #                BENCH_QUICK=1 for a 1-round, 3-second-cell smoke run. Not part of test.
 #   make release the reproducible Wasm module, its sha256 and the two OCI images (build/release/, docs/releasing.md)
@@ -54,8 +55,10 @@ CLI := target/release/mpass-guard
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 SOAK_SECONDS ?= 180
+SWEEP_REQUESTS ?= 20000
+SWEEP_SECONDS ?=
 
-.PHONY: soak setup toolchain clang cargo-fuzz venv interop istio-schemas build wasm wasm-test-trap cli test cargo-test clippy fmt e2e fuzz fuzz-smoke run clean \
+.PHONY: soak sweep setup toolchain clang cargo-fuzz venv interop istio-schemas build wasm wasm-test-trap cli test cargo-test clippy fmt e2e fuzz fuzz-smoke run clean \
 	bench bench-tools bench-build release release-tools publish promtool rules-test
 
 setup: toolchain clang cargo-fuzz venv interop istio-schemas release-tools promtool
@@ -241,4 +244,15 @@ clean:
 # `make test`.
 soak: setup build
 	$(VENV_PY) tests/e2e/soak.py --seconds $(SOAK_SECONDS)
+
+# The leak sweep (tests/e2e/sweep.py) for SWEEP_REQUESTS requests (or
+# SWEEP_SECONDS, when set), with the base and the sealed configuration; every
+# request the upstream receives is checked against the invariant. A bounded
+# run is part of `make test`.
+SWEEP_ARGS = --requests $(SWEEP_REQUESTS) $(if $(SWEEP_SECONDS),--seconds $(SWEEP_SECONDS))
+sweep: setup build
+	rc=0; \
+	$(VENV_PY) tests/e2e/sweep.py --variant base $(SWEEP_ARGS) || rc=1; \
+	$(VENV_PY) tests/e2e/sweep.py --variant sealed $(SWEEP_ARGS) || rc=1; \
+	exit $$rc
 

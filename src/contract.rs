@@ -205,6 +205,10 @@ pub const WITHHELD_NEVER_RELEASABLE: &str = "never_releasable";
 /// Summary entry in [`Release::withheld`] for claims outside the catalogue.
 pub const WITHHELD_OTHER: &str = "other";
 
+/// The attributes whose released values the decision record carries for
+/// RBAC (see [`Release::rbac_values`]).
+const RBAC_ATTRIBUTES: [&str; 2] = [crate::claims::ROLE, "urn:mpass.id:educationProviderInfo"];
+
 /// What the upstream receives for one request.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Release {
@@ -548,7 +552,7 @@ impl Contract {
         if wire.forward_token {
             let missing = CATALOGUE.len() - rules.len();
             warnings.push(format!(
-                "{}: forward_token is true but the contract does not release {missing} catalogue attributes; the token carries whatever MPASSid sent, including claims no contract may release",
+                "{}: forward_token is true: the token is wider than the contract (it carries whatever MPASSid sent, including claims no contract may release; this contract does not release {missing} catalogue attributes)",
                 join(path, "forward_token")
             ));
         }
@@ -753,6 +757,9 @@ impl Contract {
             }
             release.headers.push((rule.header.clone(), value));
             release.released.push(rule.attr.name);
+            if RBAC_ATTRIBUTES.contains(&rule.attr.name) {
+                release.rbac_values.push((rule.attr.name, kept.clone()));
+            }
             if let Some(p) = self
                 .agreed_purpose(rule.attr, &scope)
                 .or(rule.purpose.as_ref())

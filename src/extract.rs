@@ -148,12 +148,23 @@ impl Locations {
         headers: &[(String, String)],
         path: &str,
     ) -> Result<Option<Found>, ExtractError> {
-        let mut found: Option<Found> = None;
+        let mut all = self.find_all(headers, path)?;
+        if all.len() > 1 {
+            return Err(ExtractError::Ambiguous);
+        }
+        Ok(all.pop())
+    }
+
+    /// Every token in a configured carrier, in carrier order. `Err` only
+    /// for a header value holding several credentials.
+    pub fn find_all(
+        &self,
+        headers: &[(String, String)],
+        path: &str,
+    ) -> Result<Vec<Found>, ExtractError> {
+        let mut found: Vec<Found> = Vec::new();
         let mut put = |f: Found| -> Result<(), ExtractError> {
-            if found.is_some() {
-                return Err(ExtractError::Ambiguous);
-            }
-            found = Some(f);
+            found.push(f);
             Ok(())
         };
         for loc in &self.headers {

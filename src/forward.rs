@@ -5,13 +5,51 @@
 //! `_` read as `-`, because several upstream stacks treat them alike, see
 //! oauth2-proxy CVE-2025-64484) starts with the filter's owned prefix, equals
 //! a header any provider's contract can emit, or matches the operator's
-//! `strip_headers` list (exact names, or prefixes written as `name-*`).
-//! Sanitising runs on every path, before any other decision.
+//! `strip_headers` list (exact names, or prefixes written as `name-*`), or
+//! is in the built-in [`BUILT_IN_STRIP`] list of the identity header
+//! families that apps behind other gateways trust (always on: operators add
+//! to it, never remove from it). Sanitising runs on every path, before any
+//! other decision.
 
 use std::collections::HashSet;
 
 use crate::error::{index, join, ConfigError};
 use crate::http::is_token;
+
+/// Identity headers other gateways and auth proxies set (oauth2-proxy,
+/// Pomerium, Google IAP, Azure App Service, AWS ALB, mod_auth_openidc,
+/// Apache `REMOTE_USER`): an app behind mpass-guard may trust any of them,
+/// so a client never gets to send them. A trailing `*` makes a prefix.
+/// Never `x-forwarded-for`, `-proto`, `-host`, `-port` or `x-request-id`.
+pub const BUILT_IN_STRIP: &[&str] = &[
+    "x-forwarded-user",
+    "x-forwarded-email",
+    "x-forwarded-groups",
+    "x-forwarded-preferred-username",
+    "x-forwarded-access-token",
+    "x-forwarded-id-token",
+    "x-auth-request-*",
+    "remote-user",
+    "x-remote-user",
+    "x-remote-group",
+    "x-remote-groups",
+    "x-remote-email",
+    "x-userinfo",
+    "x-id-token",
+    "x-access-token",
+    "x-user",
+    "x-user-id",
+    "x-email",
+    "x-jwt-assertion",
+    "x-jwt-payload",
+    "x-pomerium-jwt-assertion",
+    "x-pomerium-claim-*",
+    "x-goog-authenticated-user-*",
+    "x-ms-client-principal*",
+    "oidc_claim_*",
+    "oidc_access_token",
+    "x-amzn-oidc-*",
+];
 
 /// The compiled set of identity header names.
 #[derive(Debug, Clone, Default)]
@@ -52,6 +90,14 @@ impl Sanitiser {
             prefix: normalise(prefix),
             ..Sanitiser::default()
         };
+        for entry in BUILT_IN_STRIP {
+            match entry.strip_suffix('*') {
+                Some(stem) => out.prefixes.push(normalise(stem)),
+                None => {
+                    out.exact.insert(normalise(entry));
+                }
+            }
+        }
         for (i, entry) in strip_headers.iter().enumerate() {
             let p = index(&join(path, "strip_headers"), i);
             let (name, wildcard) = match entry.strip_suffix('*') {
@@ -110,6 +156,35 @@ impl Sanitiser {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_built_in_strip_list_is_always_on_and_spares_the_forwarding_headers() {
+        let s = Sanitiser::compile("x-mpass-", &[], "").unwrap();
+        for name in [
+            "X-Forwarded-Email",
+            "x_forwarded_groups",
+            "x-auth-request-user",
+            "Remote-User",
+            "x-pomerium-claim-email",
+            "x-goog-authenticated-user-email",
+            "x-ms-client-principal-name",
+            "OIDC_CLAIM_email",
+            "x-amzn-oidc-identity",
+            "x-access-token",
+        ] {
+            assert!(s.is_identity_header(name), "{name}");
+        }
+        for name in [
+            "x-forwarded-for",
+            "x-forwarded-proto",
+            "x-forwarded-host",
+            "x-forwarded-port",
+            "x-request-id",
+            "authorization",
+        ] {
+            assert!(!s.is_identity_header(name), "{name}");
+        }
+    }
 
     fn s() -> Sanitiser {
         let mut s = Sanitiser::compile(

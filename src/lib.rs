@@ -6,6 +6,7 @@
 
 pub mod agreement;
 pub mod alg;
+pub mod authority;
 pub mod cache;
 pub mod claims;
 #[cfg(not(target_arch = "wasm32"))]
@@ -33,6 +34,7 @@ pub mod registry_source;
 pub mod render;
 pub mod routing;
 pub mod rsa_fast;
+pub mod seal;
 pub mod signing;
 pub mod unique_map;
 pub mod verify;

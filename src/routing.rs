@@ -6,7 +6,9 @@
 
 use std::collections::HashMap;
 
+use crate::authority::Authority;
 use crate::error::{index, join, ConfigError};
+use crate::http::{percent_decode_ascii_where, percent_decode_unreserved};
 
 /// A provider, by its position in the compiled configuration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -19,25 +21,31 @@ impl ProviderId {
     }
 }
 
-/// One provider's `match` rule, as written.
+/// One provider's `match` rule, as written, and its public prefixes.
 #[derive(Debug, Clone, Copy)]
 pub struct MatchRule<'a> {
     pub authorities: &'a [String],
     pub path_prefixes: &'a [String],
     pub route_names: &'a [String],
+    /// Sub-paths of the provider that pass without a token (still sanitised).
+    pub public_prefixes: &'a [String],
 }
 
-/// The result of matching a request to a provider.
+/// Whose request it is: the one classification the engine sanitises and
+/// decides by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Lookup {
-    /// No provider: the request passes through (sanitised).
+    /// No provider: the `unmatched` policy applies (sanitised).
     None,
-    /// This provider.
+    /// This provider's protected path.
     Provider(ProviderId),
+    /// One of this provider's public prefixes: passes without a token.
+    Public(ProviderId),
     /// The raw and the normalised path match different providers.
     Conflict,
+    /// `:authority` is not a host and an optional port.
+    InvalidAuthority,
 }
-
 /// Finds the provider a request goes to. Precedence: Envoy route name, then
 /// authority with the longest path prefix, then any authority with the
 /// longest path prefix. Lookups are hash lookups, one per distinct prefix
@@ -45,6 +53,8 @@ pub enum Lookup {
 #[derive(Debug, Default)]
 pub struct Matcher {
     by_route: HashMap<String, ProviderId>,
+    /// Per provider (by index), its public prefixes as written.
+    public: Vec<Vec<String>>,
     /// authority ("" for any) -> path prefix ("" for any) -> provider.
     by_authority: HashMap<String, HashMap<String, ProviderId>>,
     /// Distinct prefix lengths, longest first.
@@ -67,6 +77,21 @@ impl MatcherBuilder {
         provider: ProviderId,
         path: &str,
     ) -> Result<(), ConfigError> {
+        for (i, p) in mc.public_prefixes.iter().enumerate() {
+            if !p.starts_with('/') || p.contains(['?', '#', ';', '%']) || normalise_path(p) != *p {
+                return Err(ConfigError::new(
+                    index(&join(path, "public_prefixes"), i),
+                    "must start with '/', be normalised and hold no query, fragment, ';' or '%'",
+                ));
+            }
+        }
+        let at = provider.index();
+        if self.m.public.len() <= at {
+            self.m.public.resize_with(at + 1, Vec::new);
+        }
+        if let Some(slot) = self.m.public.get_mut(at) {
+            *slot = mc.public_prefixes.to_vec();
+        }
         if mc.authorities.is_empty() && mc.path_prefixes.is_empty() && mc.route_names.is_empty() {
             return Err(ConfigError::new(
                 path,
@@ -91,18 +116,15 @@ impl MatcherBuilder {
         }
         let mut authorities = Vec::new();
         for (i, a) in mc.authorities.iter().enumerate() {
-            let norm = normalise_authority(a);
-            if norm.is_empty()
-                || norm
-                    .bytes()
-                    .any(|b| b.is_ascii_whitespace() || b.is_ascii_control() || b == b'/')
-            {
-                return Err(ConfigError::new(
-                    index(&join(path, "authorities"), i),
-                    "not a host[:port]",
-                ));
+            match Authority::parse(a) {
+                Ok(parsed) if !parsed.host.is_empty() => authorities.push((parsed.key(), i)),
+                _ => {
+                    return Err(ConfigError::new(
+                        index(&join(path, "authorities"), i),
+                        "not a host[:port] (a name or IP address, a port of 1-65535 without leading zeros)",
+                    ))
+                }
             }
-            authorities.push((norm, i));
         }
         if authorities.is_empty() {
             authorities.push((String::new(), 0));
@@ -150,29 +172,53 @@ impl MatcherBuilder {
 }
 
 impl Matcher {
-    /// The provider for a request (`path` may carry a query). The path is
-    /// matched both as a normalising upstream reads it (so `//shop/x` or
-    /// `/public/../shop/x` cannot slip past the `/shop/` provider when Envoy
-    /// does not normalise) and as sent (so `/shop/../public` still needs a
-    /// token): matching more is the safe direction. When the two belong to
-    /// different providers (`/a/../b/x`), Envoy may route the raw path to one
-    /// service while the token and the release would be the other's, so the
-    /// answer is [`Lookup::Conflict`] and the request is refused.
+    /// Whose request it is (`path` may carry a query). The authority is
+    /// parsed strictly ([`Authority::parse`]): a malformed one is
+    /// [`Lookup::InvalidAuthority`]. The path is matched both as a
+    /// normalising upstream reads it (so `//shop/x`, `/shop;jsessionid=1/x`
+    /// or `/public/../shop/x` cannot slip past the `/shop/` provider when
+    /// Envoy does not normalise) and as sent, with only `;` segment
+    /// parameters dropped and unreserved escapes decoded (so
+    /// `/shop/../public` still needs a token): matching more is the safe
+    /// direction. When the two belong to different providers (`/a/../b/x`),
+    /// Envoy may route the raw path to one service while the token and the
+    /// release would be the other's, so the answer is [`Lookup::Conflict`].
+    /// A route-name match is Envoy's decision on the path as sent, so it is
+    /// trusted only when normalising changes nothing or the normalised path
+    /// is that provider's too. A matched provider's public prefixes are
+    /// compared with the normalised path.
     pub fn find_checked(&self, authority: &str, path: &str, route_name: Option<&str>) -> Lookup {
-        if let Some(r) = route_name.and_then(|r| self.by_route.get(r)) {
-            return Lookup::Provider(*r);
-        }
+        let Ok(authority) = Authority::parse(authority) else {
+            return Lookup::InvalidAuthority;
+        };
+        let key = authority.key();
         let path = path.split(['?', '#']).next().unwrap_or_default();
-        self.lookup(&normalise_authority(authority), path)
-    }
-
-    fn lookup(&self, authority: &str, path: &str) -> Lookup {
-        let normalised = self.find_path(authority, &normalise_path(path));
-        let raw = self.find_path(authority, path);
-        match (normalised, raw) {
-            (Some(a), Some(b)) if a != b => Lookup::Conflict,
-            (Some(a), _) | (None, Some(a)) => Lookup::Provider(a),
-            (None, None) => Lookup::None,
+        let normalised = normalise_path(path);
+        let raw = match_form(path);
+        let found = match route_name.and_then(|r| self.by_route.get(r)) {
+            Some(&r) => {
+                if raw != normalised && self.find_path(&key, &normalised) != Some(r) {
+                    return Lookup::Conflict;
+                }
+                r
+            }
+            None => match (
+                self.find_path(&key, &normalised),
+                self.find_path(&key, &raw),
+            ) {
+                (Some(a), Some(b)) if a != b => return Lookup::Conflict,
+                (Some(a), _) | (None, Some(a)) => a,
+                (None, None) => return Lookup::None,
+            },
+        };
+        let public = self
+            .public
+            .get(found.index())
+            .is_some_and(|prefixes| prefixes.iter().any(|p| normalised.starts_with(p.as_str())));
+        if public {
+            Lookup::Public(found)
+        } else {
+            Lookup::Provider(found)
         }
     }
 
@@ -190,38 +236,35 @@ impl Matcher {
     }
 }
 
-/// A request path (without query) as an upstream that normalises paths
-/// would read it: `%2E`, `%2F` and `%5C` decoded, `\` read as `/`, repeated
-/// slashes merged and `.` / `..` segments removed (RFC 3986 section 5.2.4).
-/// Used for provider matching only; Envoy's own `normalize_path` and
-/// `merge_slashes` should still be on (see SECURITY.md).
-pub fn normalise_path(path: &str) -> String {
-    let bytes = path.as_bytes();
-    let mut decoded = String::with_capacity(path.len());
-    let mut i = 0;
-    while let Some(&b) = bytes.get(i) {
-        let escaped = (b == b'%')
-            .then(|| bytes.get(i + 1..i + 3))
-            .flatten()
-            .and_then(|h| std::str::from_utf8(h).ok())
-            .and_then(|h| u8::from_str_radix(h, 16).ok())
-            .filter(|c| matches!(c, b'.' | b'/' | b'\\'));
-        match escaped {
-            Some(c) => {
-                decoded.push(char::from(c));
-                i += 3;
-            }
-            None => {
-                let len = path
-                    .get(i..)
-                    .and_then(|rest| rest.chars().next())
-                    .map_or(1, char::len_utf8);
-                decoded.push_str(path.get(i..i + len).unwrap_or_default());
-                i += len;
-            }
-        }
+/// A path as sent, for matching: `;` segment parameters dropped (Tomcat
+/// and Jetty serve `/shop;jsessionid=1/x` as `/shop/x`) and escapes of
+/// unreserved characters decoded (`/sh%6fp` is `/shop`, RFC 3986 section
+/// 6.2.2.2); nothing else changes.
+pub fn match_form(path: &str) -> String {
+    without_segment_params(&percent_decode_unreserved(path))
+}
+
+fn without_segment_params(path: &str) -> String {
+    if !path.contains(';') {
+        return path.to_owned();
     }
-    let decoded = decoded.replace('\\', "/");
+    path.split('/')
+        .map(|seg| seg.split(';').next().unwrap_or_default())
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// A request path (without query) as an upstream that normalises paths
+/// would read it: `%2E`, `%2F`, `%5C` and unreserved escapes decoded, `\`
+/// read as `/`, `;` segment parameters dropped, repeated slashes merged and
+/// `.` / `..` segments removed (RFC 3986 section 5.2.4). Used for provider
+/// matching only; Envoy's own `normalize_path` and `merge_slashes` should
+/// still be on (see SECURITY.md).
+pub fn normalise_path(path: &str) -> String {
+    let decoded = percent_decode_ascii_where(path, |c| {
+        matches!(c, b'.' | b'/' | b'\\') || crate::http::is_unreserved(c)
+    });
+    let decoded = without_segment_params(&decoded.replace('\\', "/"));
     let mut segments: Vec<&str> = Vec::new();
     let raw: Vec<&str> = decoded.split('/').collect();
     for seg in &raw {
@@ -258,4 +301,154 @@ pub fn normalise_authority(a: &str) -> String {
         s = stripped.to_owned();
     }
     s
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use super::*;
+
+    fn s(v: &[&str]) -> Vec<String> {
+        v.iter().map(|x| (*x).to_owned()).collect()
+    }
+
+    /// shop: authority; pathshop: `/shop/` with public prefixes; library:
+    /// a route name; tls: an authority with a port.
+    fn matcher() -> Matcher {
+        let mut b = MatcherBuilder::default();
+        let rules = [
+            (s(&["shop.studeo.example"]), s(&[]), s(&[]), s(&[])),
+            (
+                s(&[]),
+                s(&["/shop/"]),
+                s(&[]),
+                s(&["/shop/static/", "/shop/healthz"]),
+            ),
+            (s(&[]), s(&[]), s(&["library-route"]), s(&[])),
+            (s(&["tls.example:8443"]), s(&[]), s(&[]), s(&[])),
+        ];
+        for (i, (a, p, r, public)) in rules.iter().enumerate() {
+            let rule = MatchRule {
+                authorities: a,
+                path_prefixes: p,
+                route_names: r,
+                public_prefixes: public,
+            };
+            b.add(&rule, ProviderId(i), "m").unwrap();
+        }
+        b.build()
+    }
+
+    const SHOP: Lookup = Lookup::Provider(ProviderId(0));
+    const PATHSHOP: Lookup = Lookup::Provider(ProviderId(1));
+
+    #[test]
+    fn a_malformed_authority_is_refused_never_passed_through() {
+        let m = matcher();
+        for a in [
+            "shop.studeo.example:",
+            "shop.studeo.example:0443",
+            "user@shop.studeo.example",
+            "[shop.studeo.example]",
+            "..",
+            "shop.studeo.example:abc",
+        ] {
+            assert_eq!(
+                m.find_checked(a, "/x", None),
+                Lookup::InvalidAuthority,
+                "{a}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_authority_without_a_port_matches_no_port_80_and_443_only() {
+        let m = matcher();
+        for a in [
+            "shop.studeo.example",
+            "SHOP.studeo.example.",
+            "shop.studeo.example:443",
+            "shop.studeo.example:80",
+        ] {
+            assert_eq!(m.find_checked(a, "/x", None), SHOP, "{a}");
+        }
+        assert_eq!(
+            m.find_checked("shop.studeo.example:8443", "/x", None),
+            Lookup::None
+        );
+        assert_eq!(
+            m.find_checked("tls.example:8443", "/x", None),
+            Lookup::Provider(ProviderId(3))
+        );
+        assert_eq!(m.find_checked("tls.example", "/x", None), Lookup::None);
+    }
+
+    #[test]
+    fn segment_parameters_and_unreserved_escapes_do_not_hide_a_path_prefix() {
+        let m = matcher();
+        for p in [
+            "/shop;jsessionid=ABC/orders",
+            "/shop;/x",
+            "/sh%6fp/x",
+            "/%73hop/orders",
+            "/..;/shop/x",
+        ] {
+            assert_eq!(m.find_checked("w.example", p, None), PATHSHOP, "{p}");
+        }
+        assert_eq!(m.find_checked("w.example", "/Shop/x", None), Lookup::None);
+    }
+
+    #[test]
+    fn a_route_name_match_is_refused_when_the_normalised_path_is_another_providers() {
+        let m = matcher();
+        let lib = Some("library-route");
+        assert_eq!(
+            m.find_checked("w.example", "/library/loans", lib),
+            Lookup::Provider(ProviderId(2))
+        );
+        assert_eq!(
+            m.find_checked("w.example", "/library/../shop/x", lib),
+            Lookup::Conflict
+        );
+        assert_eq!(
+            m.find_checked("shop.studeo.example", "/library/../shop/x", lib),
+            Lookup::Conflict
+        );
+    }
+
+    #[test]
+    fn a_public_prefix_is_matched_on_the_normalised_path_and_only_for_its_provider() {
+        let m = matcher();
+        let public = Lookup::Public(ProviderId(1));
+        assert_eq!(
+            m.find_checked("w.example", "/shop/static/a.css", None),
+            public
+        );
+        assert_eq!(m.find_checked("w.example", "/shop/healthz", None), public);
+        assert_eq!(
+            m.find_checked("w.example", "/shop//static/a.css", None),
+            public
+        );
+        assert_eq!(
+            m.find_checked("w.example", "/shop/static/../orders", None),
+            PATHSHOP
+        );
+        assert_eq!(m.find_checked("w.example", "/shop/orders", None), PATHSHOP);
+    }
+
+    #[test]
+    fn a_public_prefix_must_be_a_normalised_path() {
+        for bad in ["static/", "/a/../b", "/a;x/", "/a%2e/", "/a?x"] {
+            let mut b = MatcherBuilder::default();
+            let public = s(&[bad]);
+            let rule = MatchRule {
+                authorities: &[],
+                path_prefixes: &s(&["/a/"]),
+                route_names: &[],
+                public_prefixes: &public,
+            };
+            let e = b.add(&rule, ProviderId(0), "p").unwrap_err();
+            assert!(e.to_string().contains("public_prefixes[0]"), "{bad}: {e}");
+        }
+    }
 }

@@ -219,21 +219,20 @@ impl Shared {
     /// Returns `None` when the request was parked.
     fn run(&self, context_id: u32, resumed: bool) -> Option<Action> {
         let started_us = now_us();
-        let headers: Vec<(String, String)> =
+        // Values as bytes: the rewrites keep them byte for byte; the text
+        // view (lossy only for bytes that are not UTF-8) is for matching.
+        let raw: Vec<(String, Vec<u8>)> =
             match hostcalls::get_map_bytes(MapType::HttpRequestHeaders) {
-                Ok(list) => list
-                    .into_iter()
-                    .map(|(n, v)| {
-                        let v = String::from_utf8(v)
-                            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
-                        (n, v)
-                    })
-                    .collect(),
+                Ok(list) => list,
                 Err(_) => {
                     respond(500, &[], br#"{"error":"internal"}"#);
                     return Some(Action::Pause);
                 }
             };
+        let headers: Vec<(String, String)> = raw
+            .iter()
+            .map(|(n, v)| (n.clone(), String::from_utf8_lossy(v).into_owned()))
+            .collect();
         let route_name = if self.engine.uses_route_names() {
             hostcalls::get_property(vec!["xds", "route_name"])
                 .ok()
@@ -249,6 +248,7 @@ impl Shared {
                 &Request {
                     headers: &headers,
                     route_name: route_name.as_deref(),
+                    raw: &raw,
                 },
                 now,
                 &mut state,
@@ -293,6 +293,14 @@ impl Shared {
         if let Some(audit) = outcome.audit.as_ref().filter(|_| self.engine.audit_log()) {
             self.audit(audit, now);
         }
+        if let Some(stripped) = outcome
+            .stripped
+            .as_ref()
+            .filter(|_| self.engine.audit_log())
+        {
+            let secs = i64::try_from(now / 1000).unwrap_or(0);
+            log(LogLevel::Info, &stripped.to_json(secs));
+        }
         let decision = &outcome.decision;
         if let Some(resp) = decision.response() {
             let headers: Vec<(&str, &str)> = resp
@@ -306,6 +314,11 @@ impl Shared {
         let mut failed = false;
         for name in decision.removals() {
             failed |= hostcalls::set_map_value(MapType::HttpRequestHeaders, name, None).is_err();
+        }
+        for (name, value) in decision.byte_headers() {
+            failed |=
+                hostcalls::set_map_value_bytes(MapType::HttpRequestHeaders, name, Some(value))
+                    .is_err();
         }
         for (name, value) in decision.headers() {
             failed |=
@@ -629,6 +642,44 @@ impl HttpContext for Http {
         };
         shared.run(self.context_id, false).unwrap_or(Action::Pause)
     }
+
+    /// Request trailers (HTTP/2) get the same sanitising as headers:
+    /// identity trailers and every trailer holding a token are removed.
+    fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
+        let Some(shared) = self.shared.clone() else {
+            return Action::Continue;
+        };
+        let Ok(trailers) = hostcalls::get_map_bytes(MapType::HttpRequestTrailers) else {
+            let _ = hostcalls::reset_http_request();
+            return Action::Pause;
+        };
+        let remove = {
+            let state = shared.state.borrow();
+            let (remove, counters) = shared.engine.trailers(&trailers, &state);
+            let batch = state.audit.is_batching();
+            for counter in counters {
+                shared.metrics.count(&state, counter, batch);
+            }
+            remove
+        };
+        if remove_trailers(&remove) {
+            Action::Continue
+        } else {
+            Action::Pause
+        }
+    }
+}
+
+/// Removes request trailers; on a failure (a trailer that had to go may
+/// still be there) the stream is reset and `false` returned.
+fn remove_trailers(remove: &[String]) -> bool {
+    for name in remove {
+        if hostcalls::set_map_value(MapType::HttpRequestTrailers, name, None).is_err() {
+            let _ = hostcalls::reset_http_request();
+            return false;
+        }
+    }
+    true
 }
 
 /// Test builds only (cargo feature `test-trap`): a Wasm trap, as a bug would

@@ -78,6 +78,7 @@ fn decide(path: &str, headers: &[(&str, &str)]) -> Outcome {
     let req = Request {
         headers: &all,
         route_name: None,
+        raw: &[],
     };
     engine.handle(&req, NOW as u64 * 1000, &mut vm, false)
 }
@@ -104,11 +105,12 @@ fn paths_that_a_normalising_upstream_reads_as_the_protected_prefix_need_a_token(
         "/public/%2E%2E%5Cshop/basket",
         "\\shop\\basket",
         "/shop/../public/info",
+        "/%73hop/basket",
     ] {
         let d = decide(path, &[]);
         assert_eq!(d.decision.response().map(|r| r.status), Some(401), "{path}");
     }
-    for path in ["/public/info", "/shopping", "/sho/p/", "/%73hop/basket"] {
+    for path in ["/public/info", "/shopping", "/sho/p/"] {
         assert_eq!(decide(path, &[]).decision.response(), None, "{path}");
     }
 }
@@ -139,8 +141,10 @@ fn a_valid_token_passes_and_is_removed_from_every_carrier() {
     assert!(d.decision.removals().contains(&"authorization".to_owned()));
     let d = decide(&format!("/shop/x?a=1&id%5Ftoken={t}"), &[]);
     assert_eq!(d.decision.response(), None);
-    assert!(matches!(&d.decision, Decision::Forward { set, .. }
-        if set.contains(&(":path".to_owned(), "/shop/x?a=1".to_owned()))));
+    assert!(d
+        .decision
+        .byte_headers()
+        .contains(&(":path".to_owned(), b"/shop/x?a=1".to_vec())));
 }
 
 #[test]

@@ -148,6 +148,7 @@ fn handle(engine: &Engine, path: &str, token: Option<&str>) -> (Outcome, VmState
     let req = Request {
         headers: &headers,
         route_name: None,
+        raw: &[],
     };
     let d = engine.handle(&req, u64::try_from(NOW_S).unwrap() * 1000, &mut vm, false);
     (d, vm)
@@ -529,6 +530,8 @@ fn expected_counters(provider: &str, released: &[&str], withheld: &[&str]) -> Ve
     let mut out = vec![
         "spoofed_headers_removed.stat_prefix=main".to_owned(),
         "token_cache.stat_prefix=main.result=miss".to_owned(),
+        // The token left its carrier (the Authorization header).
+        "tokens_stripped.stat_prefix=main.carrier=header".to_owned(),
         format!("decisions.stat_prefix=main.provider={provider}.outcome=allow.reason=ok"),
     ];
     out.extend(released.iter().map(|a| {

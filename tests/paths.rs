@@ -50,6 +50,7 @@ fn send(engine: &Engine, path: &str, aud: &str) -> (Outcome, VmState) {
         &Request {
             headers: &headers,
             route_name: None,
+            raw: &[],
         },
         NOW as u64 * 1000,
         &mut vm,

@@ -359,6 +359,7 @@ fn request(
     let req = Request {
         headers: &headers,
         route_name: None,
+        raw: &[],
     };
     engine.handle(&req, now_s * 1000, vm, false)
 }

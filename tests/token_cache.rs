@@ -63,6 +63,7 @@ fn send_as(engine: &Engine, vm: &mut VmState, token: &str, now: i64, resumed: bo
     let req = Request {
         headers: &headers,
         route_name: None,
+        raw: &[],
     };
     engine.handle(&req, u64::try_from(now).unwrap() * 1000, vm, resumed)
 }

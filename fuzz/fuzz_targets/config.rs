@@ -38,6 +38,7 @@ fuzz_target!(|data: &[u8]| {
             let req = Request {
                 headers,
                 route_name: route,
+                raw: &[],
             };
             let d = engine.handle(&req, 1_795_694_400_000, &mut keys, false);
             assert!(!d.decision.removals().iter().any(|n| n.starts_with(':')));

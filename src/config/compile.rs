@@ -16,12 +16,13 @@ use crate::jwks::{FetchPolicy, Issuer, IssuerId, IssuerKeys, Source, Target};
 use crate::keys::KeySet;
 use crate::minted::SignedToken;
 use crate::routing::{MatchRule, MatcherBuilder, ProviderId};
+use crate::seal::{Issuers, Sealer, DEFAULT_SESSION_COOKIES};
 use crate::signing::Gateway;
 use crate::verify::TimePolicy;
 
 use super::wire::{
     AuditConfig, DiscoveryConfig, HttpUri, IssuerConfig, KeyFetchConfig, PluginConfig,
-    ProviderConfig, RemoteJwksConfig, TokenCacheConfig,
+    ProviderConfig, RemoteJwksConfig, SessionConfig, TokenCacheConfig,
 };
 use super::{
     Config, Provider, Warning, DEFAULT_AUDIT_FLUSH_MS, DEFAULT_CACHE_MAX_BYTES,
@@ -87,6 +88,14 @@ pub(crate) fn compile(
     let (issuers, issuer_index) = issuers(&wire.issuers, &mut report);
     let prefix = report.keep(header_prefix(wire.header_prefix.as_deref()));
     let locations = report.keep(locations(&wire));
+    for (i, h) in wire.from_headers.iter().flatten().enumerate() {
+        if !h.value_prefix.is_empty() && !h.value_prefix.ends_with(' ') {
+            report.warnings.push(Warning::new(
+                join(&index("from_headers", i), "value_prefix"),
+                "does not end with a space: `Bearer` also matches `BearerX...`; write `Bearer `",
+            ));
+        }
+    }
     let sanitiser = prefix
         .as_deref()
         .and_then(|p| report.keep(Sanitiser::compile(p, &wire.strip_headers, "")));
@@ -129,6 +138,7 @@ pub(crate) fn compile(
     let pseudonym_key = report.keep(key);
     let audit_flush_ms = report.keep(audit_flush_ms(wire.audit.as_ref()));
     let cache = report.keep(cache_bounds(wire.token_cache.as_ref()));
+    let session = report.keep(session_cookies(wire.session.as_ref()));
     let stat_prefix = report.keep(stat_prefix(wire.stat_prefix.as_deref()));
     let audit_log = wire.audit.as_ref().and_then(|a| a.log).unwrap_or(false);
 
@@ -141,6 +151,7 @@ pub(crate) fn compile(
         Some(audit_flush_ms),
         Some((cache_max_entries, cache_max_bytes)),
         Some((Some((providers, matcher)), sanitiser)),
+        Some(session_cookies),
         Some(stat_prefix),
     ) = (
         prefix,
@@ -151,6 +162,7 @@ pub(crate) fn compile(
         audit_flush_ms,
         cache,
         providers,
+        session,
         stat_prefix,
     )
     else {
@@ -159,7 +171,15 @@ pub(crate) fn compile(
     if !report.errors.is_empty() {
         return Err(report.errors);
     }
+    let sealer = Sealer::new(
+        Issuers::new(issuers.iter().map(|i| i.issuer.clone())),
+        locations.clone(),
+        session_cookies,
+    );
     Ok(Config {
+        sealer,
+        unmatched: wire.unmatched,
+        bypass_cors_preflight: wire.bypass_cors_preflight,
         audit_flush_ms,
         audit_log,
         stat_prefix,
@@ -256,6 +276,25 @@ fn locations(wire: &PluginConfig) -> Result<Locations, ConfigError> {
     )
 }
 
+/// `session.cookie_names`, or the oauth2 filter's defaults.
+fn session_cookies(session: Option<&SessionConfig>) -> Result<Vec<String>, ConfigError> {
+    let Some(names) = session.and_then(|s| s.cookie_names.as_ref()) else {
+        return Ok(DEFAULT_SESSION_COOKIES
+            .iter()
+            .map(|c| (*c).to_owned())
+            .collect());
+    };
+    for (i, name) in names.iter().enumerate() {
+        if !crate::http::is_token(name) {
+            return Err(ConfigError::new(
+                index("session.cookie_names", i),
+                "not a valid cookie name",
+            ));
+        }
+    }
+    Ok(names.clone())
+}
+
 fn max_token_bytes(raw: Option<usize>) -> Result<usize, ConfigError> {
     let n = raw.unwrap_or(DEFAULT_MAX_TOKEN_BYTES);
     if !(256..=1024 * 1024).contains(&n) {
@@ -342,6 +381,12 @@ fn providers(
         stat_ids.insert(sid.clone(), path.clone());
         let compiled = provider_config(&id, raw.get(), &path).and_then(|pc| {
             drop(raw);
+            if pc.forward.is_some() {
+                return Err(ConfigError::new(
+                    join(&path, "forward"),
+                    "refused: the one setting that forwards the raw token is contract.forward_token",
+                ));
+            }
             let hs_secret = hs_secret(
                 pc.hs_secret_env.as_deref(),
                 &path,
@@ -353,6 +398,7 @@ fn providers(
                 authorities: &pc.matching.authorities,
                 path_prefixes: &pc.matching.path_prefixes,
                 route_names: &pc.matching.route_names,
+                public_prefixes: &pc.public_prefixes,
             };
             matcher.add(&rule, ProviderId(providers.len()), &join(&path, "match"))?;
             let signed_token = signed_token(&id, &pc, &contract, &path, gateway, report)?;
@@ -361,7 +407,7 @@ fn providers(
                 stat_id: sid,
                 audiences: pc.audiences,
                 hs_secret,
-                forward: pc.forward || contract.forwards_token(),
+                forward: contract.forwards_token(),
                 contract,
                 signed_token,
             })
@@ -624,6 +670,26 @@ fn issuer(
             "must be an https URL without query or fragment, as MPASSid's issuers are",
         ));
     }
+    insecure_http(
+        &ic.issuer,
+        ic.allow_insecure_http,
+        &join(path, "issuer"),
+        warnings,
+    )?;
+    if let Some(remote) = &ic.remote_jwks {
+        insecure_http(
+            &remote.http_uri.uri,
+            ic.allow_insecure_http,
+            &join(path, "remote_jwks.http_uri.uri"),
+            warnings,
+        )?;
+    }
+    if ic.issuer.ends_with('/') {
+        warnings.push(Warning::new(
+            join(path, "issuer"),
+            "ends with '/': `iss` is compared exactly, and MPASSid's issuers have no trailing '/'",
+        ));
+    }
     let allowed = allowed_algorithms(ic.allowed_algorithms.as_deref(), path)?;
     let time = TimePolicy {
         clock_skew_secs: ic.clock_skew_seconds.unwrap_or(DEFAULT_CLOCK_SKEW_SECONDS),
@@ -646,6 +712,42 @@ fn issuer(
         time,
         keys,
     })
+}
+
+/// An `http://` URL outside loopback is refused unless the issuer says
+/// `allow_insecure_http` (then it warns): keys fetched in clear text can be
+/// replaced on the way, and anyone who can forge keys can forge tokens.
+fn insecure_http(
+    url: &str,
+    allowed: bool,
+    path: &str,
+    warnings: &mut Vec<Warning>,
+) -> Result<(), ConfigError> {
+    let Some(rest) = url.strip_prefix("http://") else {
+        return Ok(());
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host = crate::authority::Authority::parse(authority)
+        .map(|a| a.host)
+        .unwrap_or_default();
+    let loopback = host == "localhost"
+        || host.ends_with(".localhost")
+        || host.starts_with("127.")
+        || host == "[::1]";
+    if loopback {
+        return Ok(());
+    }
+    if !allowed {
+        return Err(ConfigError::new(
+            path,
+            "an http:// URL outside loopback is refused (keys and tokens could be replaced on the way); use https, or set allow_insecure_http: true on the issuer",
+        ));
+    }
+    warnings.push(Warning::new(
+        path,
+        "plain http outside loopback (allow_insecure_http): keys can be replaced on the way",
+    ));
+    Ok(())
 }
 
 fn allowed_algorithms(list: Option<&[String]>, path: &str) -> Result<Vec<Alg>, ConfigError> {

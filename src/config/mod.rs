@@ -24,6 +24,7 @@ use crate::forward::Sanitiser;
 pub use crate::jwks::{Issuer, IssuerId, IssuerKeys};
 use crate::minted::SignedToken;
 pub use crate::routing::{normalise_authority, normalise_path, Lookup, Matcher, ProviderId};
+use crate::seal::Sealer;
 use crate::signing::Gateway;
 
 /// Default upper bound on a token's size, checked before any decoding.
@@ -74,6 +75,12 @@ pub struct Config {
     pub matcher: Matcher,
     pub locations: Locations,
     pub sanitiser: Sanitiser,
+    /// Removes tokens and session cookies from every request.
+    pub sealer: Sealer,
+    /// The `unmatched` policy.
+    pub unmatched: Unmatched,
+    /// Whether a CORS preflight to a protected path passes without a token.
+    pub bypass_cors_preflight: bool,
     pub max_token_bytes: usize,
     pub realm: String,
     pub header_prefix: String,
@@ -209,6 +216,81 @@ mod tests {
             .err()
             .and_then(|e| e.first().map(|e| e.path.clone()))
             .unwrap_or_else(|| "<accepted>".into())
+    }
+
+    fn warned(v: &Value, path: &str) -> bool {
+        load(v).unwrap().warnings.iter().any(|w| w.path == path)
+    }
+
+    #[test]
+    fn a_plain_http_issuer_outside_loopback_is_refused_unless_marked_insecure() {
+        let mut v = base();
+        v["issuers"][0]["issuer"] = json!("http://mpass.example");
+        assert_eq!(error_path(&v), "issuers[0].issuer");
+        v["issuers"][0]["allow_insecure_http"] = json!(true);
+        assert!(warned(&v, "issuers[0].issuer"));
+        let mut v = base();
+        v["issuers"][0]["issuer"] = json!("http://127.0.0.1:8080");
+        assert!(load(&v).is_ok());
+    }
+
+    #[test]
+    fn a_plain_http_key_url_outside_loopback_is_refused() {
+        let mut v = base();
+        v["issuers"][0]
+            .as_object_mut()
+            .unwrap()
+            .remove("local_jwks");
+        v["issuers"][0]["remote_jwks"] =
+            json!({"http_uri": {"uri": "http://keys.example/jwks", "cluster": "keys"}});
+        assert_eq!(error_path(&v), "issuers[0].remote_jwks.http_uri.uri");
+    }
+
+    #[test]
+    fn an_issuer_with_a_trailing_slash_and_a_prefix_without_its_space_warn() {
+        let mut v = base();
+        v["issuers"][0]["issuer"] = json!("https://mpass-proxy-test.csc.fi/");
+        v["from_headers"] = json!([{"name": "authorization", "value_prefix": "Bearer"}]);
+        assert!(warned(&v, "issuers[0].issuer"));
+        assert!(warned(&v, "from_headers[0].value_prefix"));
+    }
+
+    #[test]
+    fn provider_level_forward_is_refused_with_a_hint_to_the_contract_setting() {
+        let mut v = base();
+        v["providers"]["shop"]["forward"] = json!(true);
+        let e = load(&v).unwrap_err();
+        let e = e.first().unwrap();
+        assert_eq!(e.path, "providers.shop.forward");
+        assert!(e.to_string().contains("contract.forward_token"));
+    }
+
+    #[test]
+    fn forwarding_the_token_always_warns() {
+        let mut v = base();
+        v["providers"]["shop"]["contract"] =
+            json!({"organisations": ["*"], "release": {}, "forward_token": true});
+        assert!(warned(&v, "providers.shop.contract.forward_token"));
+        assert!(load(&v).unwrap().providers[0].forward);
+    }
+
+    #[test]
+    fn the_sealing_settings_default_to_strip_and_no_preflight_bypass() {
+        let c = load(&base()).unwrap();
+        assert_eq!(c.unmatched, Unmatched::Strip);
+        assert!(!c.bypass_cors_preflight);
+        let mut v = base();
+        v["unmatched"] = json!("deny");
+        v["bypass_cors_preflight"] = json!(true);
+        v["session"] = json!({"cookie_names": ["Sess"]});
+        let c = load(&v).unwrap();
+        assert_eq!(c.unmatched, Unmatched::Deny);
+        assert!(c.bypass_cors_preflight);
+        v["unmatched"] = json!("allow");
+        assert_eq!(error_path(&v), "unmatched");
+        v["unmatched"] = json!("pass");
+        v["session"] = json!({"cookie_names": ["a b"]});
+        assert_eq!(error_path(&v), "session.cookie_names[0]");
     }
 
     #[test]
@@ -421,7 +503,7 @@ mod tests {
             .find_checked(authority, path, route)
         {
             Lookup::Provider(i) => Some(c.providers[i.index()].id.as_str()),
-            Lookup::None | Lookup::Conflict => None,
+            _ => None,
         };
         assert_eq!(id("x.fi", "/shop/a", None), Some("any-shop"));
         assert_eq!(id("x.fi", "/shop/admin/x?q=1", None), Some("deep"));

@@ -33,6 +33,16 @@ pub struct PluginConfig {
     pub audit: Option<AuditConfig>,
     #[serde(default)]
     pub token_cache: Option<TokenCacheConfig>,
+    /// What happens to requests no provider claims.
+    #[serde(default)]
+    pub unmatched: Unmatched,
+    /// `jwt_authn`'s name and meaning: a CORS preflight passes without a
+    /// token (still sanitised).
+    #[serde(default)]
+    pub bypass_cors_preflight: bool,
+    /// The oauth2 filter's session cookies.
+    #[serde(default)]
+    pub session: Option<SessionConfig>,
     /// The gateway's own issuer and signing keys (signed tokens, issue 13).
     #[serde(default)]
     pub gateway: Option<crate::signing::GatewayConfig>,
@@ -60,6 +70,40 @@ impl Keys for ProviderIds {
     }
 }
 
+/// The `unmatched` policy.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Unmatched {
+    /// Remove every token, then pass.
+    #[default]
+    Strip,
+    /// Refuse a request that carries a configured issuer's token.
+    Deny,
+    /// Leave tokens in place (identity headers are still removed).
+    Pass,
+}
+
+impl Unmatched {
+    /// The counter's `action` value.
+    pub fn name(self) -> &'static str {
+        match self {
+            Unmatched::Strip => "strip",
+            Unmatched::Deny => "deny",
+            Unmatched::Pass => "pass",
+        }
+    }
+}
+
+/// Envoy's oauth2 filter session, as mpass-guard sees it.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SessionConfig {
+    /// Cookie names removed from every upstream request (default: the
+    /// oauth2 filter's own names).
+    #[serde(default)]
+    pub cookie_names: Option<Vec<String>>,
+}
+
 /// One trusted issuer.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -81,6 +125,9 @@ pub struct IssuerConfig {
     pub max_lifetime_seconds: Option<u64>,
     #[serde(default)]
     pub require_expiration: Option<bool>,
+    /// Accept an `http://` issuer or key URL outside loopback.
+    #[serde(default)]
+    pub allow_insecure_http: bool,
 }
 
 /// Envoy's `DataSource`, inline forms only (a Wasm VM cannot read files).
@@ -190,8 +237,12 @@ pub struct ProviderConfig {
     pub matching: MatchConfig,
     #[serde(default)]
     pub hs_secret_env: Option<String>,
+    /// Refused at compile: `contract.forward_token` is the one setting.
     #[serde(default)]
-    pub forward: bool,
+    pub forward: Option<serde_json::Value>,
+    /// Sub-paths that pass without a token (still sanitised).
+    #[serde(default)]
+    pub public_prefixes: Vec<String>,
     /// Kept raw: identical contracts are compiled once.
     #[serde(default)]
     pub contract: Option<Box<RawValue>>,

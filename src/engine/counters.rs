@@ -40,6 +40,14 @@ pub const SPOOFED: &str = "spoofed_headers_removed";
 pub const UNMATCHED: &str = "unmatched";
 /// Requests whose path matched providers ambiguously.
 pub const AMBIGUOUS_PATH: &str = "ambiguous_path";
+/// A malformed `:authority`, refused with 400.
+pub const INVALID_AUTHORITY: &str = "invalid_authority";
+
+/// `tokens_stripped.stat_prefix=<sp>.carrier=<carrier>`: one token removed
+/// from a request by the sealer.
+pub fn stripped_name(sp: &str, carrier: &str) -> String {
+    format!("tokens_stripped.stat_prefix={sp}.carrier={carrier}")
+}
 
 /// `decisions.stat_prefix=<sp>.provider=<id>.outcome=allow.reason=ok` or
 /// `released|withheld.stat_prefix=<sp>.provider=<id>.attribute=<alias>`;
@@ -130,6 +138,11 @@ pub(crate) struct Interner {
     pub(crate) cache_hit: CounterId,
     pub(crate) cache_miss: CounterId,
     pub(crate) cache_eviction: CounterId,
+    /// `invalid_authority.stat_prefix=<sp>`: a malformed `:authority`.
+    pub(crate) invalid_authority: CounterId,
+    /// Per [`crate::seal::Place`] (by its index),
+    /// `tokens_stripped.stat_prefix=<sp>.carrier=<place>`.
+    pub(crate) stripped: Vec<CounterId>,
     /// The `stat_prefix=` value of every name.
     stat_prefix: String,
 }
@@ -153,6 +166,8 @@ impl Interner {
             cache_hit: CounterId(0),
             cache_miss: CounterId(0),
             cache_eviction: CounterId(0),
+            invalid_authority: CounterId(0),
+            stripped: Vec::new(),
             stat_prefix: stat_prefix.to_owned(),
         };
         let sp = stat_prefix;
@@ -162,7 +177,27 @@ impl Interner {
         names.cache_hit = names.id(&format!("token_cache.stat_prefix={sp}.result=hit"));
         names.cache_miss = names.id(&format!("token_cache.stat_prefix={sp}.result=miss"));
         names.cache_eviction = names.id(&format!("token_cache.stat_prefix={sp}.result=eviction"));
+        names.invalid_authority = names.id(&format!("{INVALID_AUTHORITY}.stat_prefix={sp}"));
+        names.stripped = crate::seal::Place::ALL
+            .iter()
+            .map(|p| names.id(&stripped_name(sp, p.name())))
+            .collect();
         names
+    }
+
+    /// Names the `unmatched` counter after the configured policy
+    /// (`action=strip|deny|pass`).
+    pub(crate) fn unmatched_action(&mut self, action: &str) {
+        let name = format!(
+            "{UNMATCHED}.stat_prefix={}.action={action}",
+            self.stat_prefix
+        );
+        self.unmatched = self.id(&name);
+    }
+
+    /// The counter of one token removed from a carrier, if the place is known.
+    pub(crate) fn stripped(&self, place: crate::seal::Place) -> Option<CounterId> {
+        self.stripped.get(place as usize).copied()
     }
 }
 
@@ -235,7 +270,28 @@ mod tests {
             name(names.cache_hit).as_deref(),
             Some("token_cache.stat_prefix=edge.result=hit")
         );
-        assert_eq!(names.name(CounterId::from_index(6)), None);
+        assert_eq!(
+            name(names.invalid_authority).as_deref(),
+            Some("invalid_authority.stat_prefix=edge")
+        );
+        assert_eq!(
+            names
+                .stripped(crate::seal::Place::Cookie)
+                .and_then(name)
+                .as_deref(),
+            Some("tokens_stripped.stat_prefix=edge.carrier=cookie")
+        );
+        assert_eq!(names.name(CounterId::from_index(13)), None);
+    }
+
+    #[test]
+    fn the_unmatched_counter_is_named_after_the_policy() {
+        let mut names = Interner::new("edge");
+        names.unmatched_action("deny");
+        assert_eq!(
+            names.name(names.unmatched).as_deref(),
+            Some("unmatched.stat_prefix=edge.action=deny")
+        );
     }
 
     #[test]

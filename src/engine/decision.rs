@@ -37,6 +37,10 @@ pub enum Decision {
         /// Headers to set (replacing), applied after the removals: the
         /// token's carrier rewritten without the token (cookie, query).
         set: Vec<(String, String)>,
+        /// Headers to set as bytes (replacing), applied after the removals
+        /// and before `set`: the token carriers rewritten without tokens
+        /// (cookie, query string, `Referer`, `Origin`), byte for byte.
+        set_bytes: Vec<(String, Vec<u8>)>,
         /// What the contract released, shared with the token cache; its
         /// headers are set after `set`.
         release: Option<Rc<Admitted>>,
@@ -55,6 +59,15 @@ impl Decision {
     pub fn removals(&self) -> &[String] {
         match self {
             Decision::Forward { remove, .. } => remove,
+            _ => &[],
+        }
+    }
+
+    /// Every header to set as bytes (the sealed carriers), applied before
+    /// [`Decision::headers`].
+    pub fn byte_headers(&self) -> &[(String, Vec<u8>)] {
+        match self {
+            Decision::Forward { set_bytes, .. } => set_bytes,
             _ => &[],
         }
     }
@@ -101,6 +114,10 @@ impl Decision {
         for name in self.removals() {
             headers.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
         }
+        for (name, value) in self.byte_headers() {
+            headers.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
+            headers.push((name.clone(), String::from_utf8_lossy(value).into_owned()));
+        }
         for (name, value) in self.headers() {
             headers.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
             headers.push((name.to_owned(), value.to_owned()));
@@ -116,8 +133,45 @@ pub struct Outcome {
     pub audit: Option<Rc<Audit>>,
     /// Counters besides the release's own (see [`Outcome::counter_ids`]).
     pub counters: Vec<CounterId>,
-    /// How many tokens were removed from the request (0 or 1).
+    /// How many tokens the sealer removed from the request.
     pub stripped_tokens: u32,
+    /// The audit line of the stripped tokens (no token, no value), if any.
+    pub stripped: Option<StrippedAudit>,
+    /// The reason of a local reply without an audit record (no provider
+    /// decided it): `ambiguous_path`, `invalid_authority`, `unmatched_token`.
+    pub refused: Option<&'static str>,
+}
+
+/// Tokens taken out of a passing request: which provider (or `unmatched`),
+/// from which kinds of carrier, how many. No token, no value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StrippedAudit {
+    pub provider: String,
+    pub carriers: Vec<(&'static str, u32)>,
+    pub count: u32,
+}
+
+impl StrippedAudit {
+    /// The JSON log line.
+    pub fn to_json(&self, now: i64) -> String {
+        #[derive(serde::Serialize)]
+        struct Line<'a> {
+            #[serde(rename = "type")]
+            kind: &'static str,
+            time: i64,
+            provider: &'a str,
+            carriers: std::collections::BTreeMap<&'static str, u32>,
+            count: u32,
+        }
+        serde_json::to_string(&Line {
+            kind: "mpass_guard.tokens_stripped",
+            time: now,
+            provider: &self.provider,
+            carriers: self.carriers.iter().copied().collect(),
+            count: self.count,
+        })
+        .unwrap_or_default()
+    }
 }
 
 /// The reason in the record of a request no provider claims.
@@ -132,7 +186,8 @@ impl Outcome {
         let mut record = match (&self.audit, status) {
             (Some(audit), _) => audit.record(status),
             (None, Some(status)) => {
-                let mut r = DecisionRecord::new(RecordOutcome::Deny, "ambiguous_path");
+                let reason = self.refused.unwrap_or("ambiguous_path");
+                let mut r = DecisionRecord::new(RecordOutcome::Deny, reason);
                 r.status = Some(status);
                 r
             }
@@ -248,6 +303,7 @@ mod tests {
     fn forwarding_removes_every_occurrence_before_setting() {
         let d = Decision::Forward {
             remove: vec!["x-mpass-uid".to_owned(), "authorization".to_owned()],
+            set_bytes: Vec::new(),
             set: vec![("cookie".to_owned(), "a=1".to_owned())],
             release: Some(admitted(&[("x-mpass-uid", "u1")])),
             token: None,
@@ -271,6 +327,7 @@ mod tests {
     fn a_set_header_replaces_and_is_never_appended() {
         let d = Decision::Forward {
             remove: Vec::new(),
+            set_bytes: Vec::new(),
             set: vec![("x-a".to_owned(), "new".to_owned())],
             release: None,
             token: None,
@@ -304,12 +361,15 @@ mod tests {
             decision: Decision::Forward {
                 remove: Vec::new(),
                 set: Vec::new(),
+                set_bytes: Vec::new(),
                 release: Some(admitted(&[])),
                 token: None,
             },
             audit: None,
             counters: vec![CounterId::from_index(1)],
             stripped_tokens: 0,
+            stripped: None,
+            refused: None,
         };
         let ids: Vec<usize> = outcome.counter_ids().map(CounterId::index).collect();
         assert_eq!(ids, [1, 7]);

@@ -2,8 +2,13 @@
 //! state)` returns an [`Outcome`]; the glue only carries it out.
 //!
 //! Order matters and is fixed: sanitise client identity headers first (on
-//! every path), then match the provider, then extract, verify, apply the
-//! contract, and only then add released headers.
+//! every path), then decide once whose request it is (routing's one
+//! classification: a provider's protected path, its public prefix, a CORS
+//! preflight, unmatched, or refused), then extract, verify and apply the
+//! contract where the path is protected, seal every passing request the
+//! same way ([`Sealer`]: every token of a configured issuer and every
+//! session cookie out, except the one token a contract forwards), and only
+//! then add released headers.
 //!
 //! The [`Engine`] is the compiled configuration and never changes. What
 //! changes per VM (remote key state, token cache, counter names, parked
@@ -35,18 +40,19 @@ use std::rc::Rc;
 use ring::hmac;
 
 use crate::cache::Lru;
-use crate::config::{Config, Provider};
-use crate::extract::{removal, ExtractError, Removal};
+use crate::config::{Config, Provider, Unmatched};
+use crate::extract::{Carrier, ExtractError, Found};
 use crate::jwks::{Availability, IssuerId, IssuerKeys, KeyStore};
 use crate::minted::{MintError, Slot};
 use crate::routing::{Lookup, ProviderId};
+use crate::seal::{Sealed, Sealer, Strip};
 use crate::signing::CACHE_CONTROL;
 use crate::verify::{TokenError, Untrusted, Verified};
 
 use audit::Who;
 pub use audit::{Audit, AuditBatch, Pushed, TokenFacts};
 pub use counters::CounterId;
-pub use decision::{Admitted, Decision, Outcome, Response, WaitFor};
+pub use decision::{Admitted, Decision, Outcome, Response, StrippedAudit, WaitFor};
 pub use parked::ParkedQueue;
 pub use refusal::Refusal;
 
@@ -60,6 +66,30 @@ pub struct Request<'a> {
     pub headers: &'a [(String, String)],
     /// Envoy's `xds.route_name`, when a provider matches on route names.
     pub route_name: Option<&'a str>,
+    /// The same headers with their values as the client sent the bytes
+    /// (the rewrites of [`Sealer`] keep them byte for byte). Empty: the
+    /// values of `headers` are the bytes.
+    pub raw: &'a [(String, Vec<u8>)],
+}
+
+impl<'a> Request<'a> {
+    /// A request whose header values are all text.
+    pub fn new(headers: &'a [(String, String)], route_name: Option<&'a str>) -> Request<'a> {
+        Request {
+            headers,
+            route_name,
+            raw: &[],
+        }
+    }
+
+    /// Every header as name and value bytes.
+    fn byte_headers(&self) -> Box<dyn Iterator<Item = (&'a str, &'a [u8])> + 'a> {
+        if self.raw.is_empty() {
+            Box::new(self.headers.iter().map(|(n, v)| (n.as_str(), v.as_bytes())))
+        } else {
+            Box::new(self.raw.iter().map(|(n, v)| (n.as_str(), v.as_slice())))
+        }
+    }
 }
 
 /// The engine: the compiled configuration, immutable once made.
@@ -187,13 +217,15 @@ impl Engine {
 
     /// A fresh per-VM state for this configuration.
     pub fn new_state(&self) -> VmState {
+        let mut counters = Interner::new(&self.config.stat_prefix);
+        counters.unmatched_action(self.config.unmatched.name());
         VmState {
             keys: KeyStore::new(&self.config.issuers),
             parked: ParkedQueue::default(),
             audit: AuditBatch::new(self.config.audit_flush_ms),
             cache: Lru::new(self.config.cache_max_entries, self.config.cache_max_bytes),
             token_hasher: RandomState::new(),
-            counters: Interner::new(&self.config.stat_prefix),
+            counters,
         }
     }
 
@@ -234,84 +266,92 @@ impl Engine {
         resumed: bool,
     ) -> Outcome {
         let cfg = &self.config;
-        let mut remove = cfg.sanitiser.spoofed(req.headers);
+        let remove = cfg.sanitiser.spoofed(req.headers);
         let mut counters = Vec::new();
         if !remove.is_empty() {
             counters.push(state.counters.spoofed);
         }
-        let forward = |remove, counters| Outcome {
-            decision: Decision::Forward {
-                remove,
-                set: Vec::new(),
-                release: None,
-                token: None,
-            },
-            audit: None,
-            counters,
-            stripped_tokens: 0,
-        };
         let authority = header(req.headers, ":authority")
             .or_else(|| header(req.headers, "host"))
             .unwrap_or_default();
         let path = header(req.headers, ":path").unwrap_or("/");
         // The gateway's own JWKS and discovery document, before any provider.
         if let Some(response) = self.gateway_document(req, authority, path) {
-            return Outcome {
-                decision: Decision::Respond(response),
-                audit: None,
-                counters,
-                stripped_tokens: 0,
-            };
+            return respond(response, counters, None);
         }
-        let found = match cfg.matcher.find_checked(authority, path, req.route_name) {
-            Lookup::Provider(i) => cfg.provider(i).map(|p| (i, p)),
-            Lookup::None => None,
-            Lookup::Conflict => {
-                counters.push(state.counters.ambiguous_path);
-                return Outcome {
-                    decision: Decision::Respond(Refusal::AmbiguousPath.render(&cfg.realm)),
-                    audit: None,
-                    counters,
-                    stripped_tokens: 0,
-                };
-            }
-        };
-        let Some((provider_index, provider)) = found else {
-            counters.push(state.counters.unmatched);
-            return forward(remove, counters);
-        };
+        let (provider_index, provider, public) =
+            match cfg.matcher.find_checked(authority, path, req.route_name) {
+                Lookup::Provider(i) => match cfg.provider(i) {
+                    Some(p) => (i, p, false),
+                    None => return forward(remove, counters),
+                },
+                Lookup::Public(i) => match cfg.provider(i) {
+                    Some(p) => (i, p, true),
+                    None => return forward(remove, counters),
+                },
+                Lookup::None => return self.unmatched(req, remove, counters, state),
+                Lookup::Conflict => {
+                    counters.push(state.counters.ambiguous_path);
+                    let r = Refusal::AmbiguousPath.render(&cfg.realm);
+                    return respond(r, counters, Some("ambiguous_path"));
+                }
+                Lookup::InvalidAuthority => {
+                    counters.push(state.counters.invalid_authority);
+                    return respond(
+                        bad_request("invalid_authority"),
+                        counters,
+                        Some("invalid_authority"),
+                    );
+                }
+            };
+        // A public prefix or a CORS preflight: passes with nothing released,
+        // every token stripped.
+        if public || (cfg.bypass_cors_preflight && is_preflight(req.headers)) {
+            let sealed = cfg
+                .sealer
+                .seal(req.byte_headers(), Strip::Tokens { keep: None });
+            let mut outcome = forward(remove, counters);
+            apply_seal(&mut outcome, sealed, &provider.id, state);
+            return outcome;
+        }
 
         let ctx = Ctx {
             now_ms,
-            state,
+            state: &mut *state,
             resumed,
         };
         match self.admit(provider_index, provider, req, path, ctx, &mut counters) {
-            Ok((admitted, token_removal, token)) => {
-                let stripped_tokens = u32::from(token_removal.is_some());
-                let mut set = Vec::new();
-                match token_removal {
-                    Some(Removal::Remove(name)) => remove.push(name),
-                    Some(Removal::Set(name, value)) => set.push((name, value)),
-                    None => {}
-                }
-                Outcome {
+            Ok((admitted, kept, token)) => {
+                let sealed = cfg.sealer.seal(
+                    req.byte_headers(),
+                    Strip::Tokens {
+                        keep: kept.as_ref(),
+                    },
+                );
+                let mut outcome = Outcome {
                     audit: Some(Rc::clone(&admitted.audit)),
                     decision: Decision::Forward {
                         remove,
-                        set,
+                        set: Vec::new(),
+                        set_bytes: Vec::new(),
                         release: Some(admitted),
                         token,
                     },
                     counters,
-                    stripped_tokens,
-                }
+                    stripped_tokens: 0,
+                    stripped: None,
+                    refused: None,
+                };
+                apply_seal(&mut outcome, sealed, &provider.id, state);
+                outcome
             }
             Err(Halt::Wait(wait)) => Outcome {
                 decision: Decision::Wait(wait),
                 audit: None,
                 counters,
                 stripped_tokens: 0,
+                stripped: None,
+                refused: None,
             },
             Err(Halt::Refuse(refusal, who)) => {
                 let response = refusal.render(&cfg.realm);
@@ -335,8 +375,104 @@ impl Engine {
                     decision: Decision::Respond(response),
                     counters,
                     stripped_tokens: 0,
+                    stripped: None,
+                    refused: None,
                 }
             }
+        }
+    }
+
+    /// A request no provider claims, under the `unmatched` policy.
+    fn unmatched(
+        &self,
+        req: &Request<'_>,
+        remove: Vec<String>,
+        mut counters: Vec<CounterId>,
+        state: &mut VmState,
+    ) -> Outcome {
+        let cfg = &self.config;
+        counters.push(state.counters.unmatched);
+        let strip = match cfg.unmatched {
+            Unmatched::Pass => Strip::SessionOnly,
+            Unmatched::Strip | Unmatched::Deny => Strip::Tokens { keep: None },
+        };
+        let sealed = cfg.sealer.seal(req.byte_headers(), strip);
+        if cfg.unmatched == Unmatched::Deny && sealed.ours {
+            let reason = "unmatched_token";
+            let response = Refusal::Forbidden(reason).render(&cfg.realm);
+            return respond(response, counters, Some(reason));
+        }
+        let mut outcome = forward(remove, counters);
+        apply_seal(&mut outcome, sealed, "unmatched", state);
+        outcome
+    }
+
+    /// The request trailers to remove: identity headers and every trailer
+    /// holding a token (a trailer is never a place a contract forwards a
+    /// token from), with the counters to add.
+    pub fn trailers(
+        &self,
+        trailers: &[(String, Vec<u8>)],
+        state: &VmState,
+    ) -> (Vec<String>, Vec<CounterId>) {
+        let cfg = &self.config;
+        let mut remove: Vec<String> = Vec::new();
+        let mut counters = Vec::new();
+        for (name, _) in trailers {
+            if cfg.sanitiser.is_identity_header(name) && !remove.contains(name) {
+                remove.push(name.clone());
+            }
+        }
+        if !remove.is_empty() {
+            counters.push(state.counters.spoofed);
+        }
+        let strip = match cfg.unmatched {
+            Unmatched::Pass => Strip::SessionOnly,
+            _ => Strip::Tokens { keep: None },
+        };
+        let sealed = cfg.sealer.seal_trailers(
+            trailers.iter().map(|(n, v)| (n.as_str(), v.as_slice())),
+            strip,
+        );
+        for (place, n) in sealed.places() {
+            if let Some(c) = state.counters.stripped(place) {
+                counters.extend(std::iter::repeat_n(c, n as usize));
+            }
+        }
+        for name in sealed.remove {
+            if !remove.contains(&name) {
+                remove.push(name);
+            }
+        }
+        (remove, counters)
+    }
+
+    /// The one token of the request: a single configured carrier's, or,
+    /// when several carriers hold something, the one that is a configured
+    /// issuer's token (an opaque access token next to an ID token is not a
+    /// second ID token); two such tokens are ambiguous.
+    fn find_token(sealer: &Sealer, all: Vec<Found>) -> Result<Option<Found>, ExtractError> {
+        if all.len() <= 1 {
+            return Ok(all.into_iter().next());
+        }
+        // The same carrier twice is ambiguous whatever it holds, and so is
+        // an empty carrier next to another (not an opaque token: nothing).
+        if all.iter().any(|f| f.token.is_empty())
+            || all
+                .iter()
+                .enumerate()
+                .any(|(i, a)| all.iter().skip(i + 1).any(|b| b.carrier == a.carrier))
+        {
+            return Err(ExtractError::Ambiguous);
+        }
+        let mut ours: Vec<Found> = all
+            .into_iter()
+            .filter(|f| sealer.issuers.in_value(f.token.as_bytes()))
+            .collect();
+        if ours.len() == 1 {
+            Ok(ours.pop())
+        } else {
+            Err(ExtractError::Ambiguous)
         }
     }
 
@@ -384,7 +520,8 @@ impl Engine {
     }
 
     /// Extracts, verifies (or finds the token in the cache) and applies the
-    /// contract. On success: the release, how to remove the token, and the
+    /// contract. On success: the release, the carrier of the token the
+    /// contract forwards (kept by the sealer), and the
     /// signed token's header when the provider has one.
     #[allow(clippy::type_complexity)]
     fn admit(
@@ -395,9 +532,10 @@ impl Engine {
         path: &str,
         ctx: Ctx<'_>,
         counted: &mut Vec<CounterId>,
-    ) -> Result<(Rc<Admitted>, Option<Removal>, Option<(String, String)>), Halt> {
+    ) -> Result<(Rc<Admitted>, Option<Carrier>, Option<(String, String)>), Halt> {
         let cfg = &self.config;
-        let found = match cfg.locations.find(req.headers, path) {
+        let all = cfg.locations.find_all(req.headers, path);
+        let found = match all.and_then(|all| Self::find_token(&cfg.sealer, all)) {
             Ok(Some(found)) => found,
             Ok(None) => return Err(Refusal::Missing.into()),
             Err(ExtractError::Ambiguous) => return Err(Refusal::Token("ambiguous_token").into()),
@@ -412,9 +550,8 @@ impl Engine {
             let token = self
                 .signed_token(provider, &release, slot, now_s)
                 .map_err(|r| Halt::Refuse(r, who))?;
-            let token_removal =
-                (!provider.forward).then(|| removal(&found.carrier, req.headers, path));
-            Ok((release, token_removal, token))
+            let kept = provider.forward.then(|| found.carrier.clone());
+            Ok((release, kept, token))
         };
 
         let state = &mut *ctx.state;
@@ -576,6 +713,86 @@ impl Engine {
         }
         Some(out)
     }
+}
+
+/// A request forwarded with only the sanitiser's removals (so far).
+fn forward(remove: Vec<String>, counters: Vec<CounterId>) -> Outcome {
+    Outcome {
+        decision: Decision::Forward {
+            remove,
+            set: Vec::new(),
+            set_bytes: Vec::new(),
+            release: None,
+            token: None,
+        },
+        audit: None,
+        counters,
+        stripped_tokens: 0,
+        stripped: None,
+        refused: None,
+    }
+}
+
+/// A local reply no provider decided (`refused`: its reason in the record).
+fn respond(response: Response, counters: Vec<CounterId>, refused: Option<&'static str>) -> Outcome {
+    Outcome {
+        decision: Decision::Respond(response),
+        audit: None,
+        counters,
+        stripped_tokens: 0,
+        stripped: None,
+        refused,
+    }
+}
+
+/// Adds the sealing's header changes, counters and audit line to a
+/// forwarded outcome.
+fn apply_seal(outcome: &mut Outcome, sealed: Sealed, provider: &str, state: &VmState) {
+    for (place, n) in sealed.places() {
+        if let Some(c) = state.counters.stripped(place) {
+            outcome.counters.extend(std::iter::repeat_n(c, n as usize));
+        }
+    }
+    let count = sealed.count();
+    outcome.stripped_tokens = count;
+    if count > 0 {
+        outcome.stripped = Some(StrippedAudit {
+            provider: provider.to_owned(),
+            carriers: sealed.places().map(|(p, n)| (p.name(), n)).collect(),
+            count,
+        });
+    }
+    if let Decision::Forward {
+        remove, set_bytes, ..
+    } = &mut outcome.decision
+    {
+        for name in sealed.remove {
+            if !remove.contains(&name) {
+                remove.push(name);
+            }
+        }
+        *set_bytes = sealed.set;
+    }
+}
+
+/// A 400 for a request whose identity cannot be decided.
+fn bad_request(reason: &str) -> Response {
+    Response {
+        status: 400,
+        headers: vec![
+            ("content-type".to_owned(), "application/json".to_owned()),
+            ("cache-control".to_owned(), "no-store".to_owned()),
+        ],
+        body: format!(r#"{{"error":"invalid_request","reason":"{reason}"}}"#),
+    }
+}
+
+/// A CORS preflight: `OPTIONS` with `Origin` and
+/// `Access-Control-Request-Method` (jwt_authn's `bypass_cors_preflight`).
+fn is_preflight(headers: &[(String, String)]) -> bool {
+    header(headers, ":method") == Some("OPTIONS")
+        && header(headers, "origin").is_some()
+        && header(headers, "access-control-request-method").is_some()
 }
 
 /// The first value of a header.

@@ -72,12 +72,10 @@ def plugin_config() -> dict[str, Any]:
                 "audiences": [AUD_STUDEO],
                 "match": {"path_prefixes": ["/shop/"]},
                 "hs_secret_env": STUDEO_SECRET_ENV,
-                "forward": False,
             },
             "library": {
                 "audiences": [AUD_LIBRARY],
                 "match": {"route_names": ["library-route"]},
-                "forward": False,
             },
         },
     }

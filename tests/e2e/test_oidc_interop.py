@@ -157,7 +157,7 @@ def plugin_config(issuer: str) -> dict:
                      "key_fetch": {"initial_wait": "3s"}}],
         "from_headers": [{"name": "authorization", "value_prefix": "Bearer "}],
         "providers": {"interop": {"audiences": [CLIENT_ID],
-                                  "match": {"path_prefixes": ["/shop/"]}, "forward": False}},
+                                  "match": {"path_prefixes": ["/shop/"]}}},
     }
 
 

@@ -69,8 +69,7 @@ def remote_config(server: KeyServer, *, cache: str = "600s", timeout: str = "300
         "from_headers": [{"name": "authorization", "value_prefix": "Bearer "}],
         "header_prefix": "x-mpass-",
         "realm": "mpass-guard",
-        "providers": {"studeo": {"audiences": [AUD], "match": {"path_prefixes": ["/shop/"]},
-                                 "forward": False}},
+        "providers": {"studeo": {"audiences": [AUD], "match": {"path_prefixes": ["/shop/"]}}},
     }
 
 

@@ -1,0 +1,684 @@
+//! Sealing: finding identity tokens wherever a request carries them, and the
+//! byte-exact rewrites that take them out.
+//!
+//! The configured carriers (`from_headers`, `from_cookies`, `from_params`)
+//! are where the filter *reads* a token. They are not the only places a
+//! token travels: a browser sends the token cookie on every path, a page
+//! opened with `?id_token=` repeats it in `Referer`, apps copy it into
+//! `X-Access-Token`, and HTTP/2 lets a client send it as a trailer. The
+//! invariant (no token of a configured issuer reaches an upstream unless a
+//! contract forwards it) therefore cannot rest on the carriers alone: this
+//! module recognises a token by its content. A value holds an identity
+//! token when, after percent-decoding, it contains a run of base64url
+//! segments one of which decodes to a JSON object whose `iss` is a
+//! configured issuer. Nothing is verified: a forged token of our issuer is
+//! as much identity data as a real one, and a token of a foreign issuer is
+//! not ours to judge.
+//!
+//! The rewrites work on bytes: a cookie header without the token's cookie
+//! keeps every other cookie byte for byte, whatever bytes they hold.
+//!
+//! [`Sealer`] is the one sanitiser of tokens every request gets, whatever
+//! routing decided: it removes the configured carriers (headers with their
+//! prefix, cookies, query parameters), the session cookies of Envoy's
+//! oauth2 filter, and every value holding a configured issuer's token
+//! (any header, each cookie, each `:path` query parameter, `Referer` and
+//! `Origin` cleaned of such parameters and removed only when they cannot
+//! be cleaned), except the one carrier a protected provider's contract
+//! forwards.
+
+use base64::alphabet;
+use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+use base64::Engine as _;
+
+use std::cell::Cell;
+
+use crate::extract::{Carrier, Locations};
+use crate::http::percent_decode_bytes;
+
+/// Lenient base64url: padding optional, trailing bits ignored. Detection
+/// must catch every spelling an upstream might decode, not only canonical
+/// ones.
+const LENIENT: GeneralPurpose = GeneralPurpose::new(
+    &alphabet::URL_SAFE,
+    GeneralPurposeConfig::new()
+        .with_decode_padding_mode(DecodePaddingMode::Indifferent)
+        .with_decode_allow_trailing_bits(true),
+);
+
+/// The issuers whose tokens are identity data here, compared exactly.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Issuers {
+    names: Vec<String>,
+}
+
+impl Issuers {
+    /// The configured issuer URLs.
+    pub fn new(names: impl IntoIterator<Item = String>) -> Issuers {
+        Issuers {
+            names: names.into_iter().collect(),
+        }
+    }
+
+    fn contains(&self, iss: &str) -> bool {
+        self.names.iter().any(|n| n == iss)
+    }
+
+    /// Whether `value` holds a token (or a token's payload) of a configured
+    /// issuer, as sent or percent-decoded.
+    pub fn in_value(&self, value: &[u8]) -> bool {
+        if self.names.is_empty() {
+            return false;
+        }
+        if self.scan(value) {
+            return true;
+        }
+        // Encoded forms (`%2E` for the dots, `%65%79` for the leading
+        // `ey`): decode once and look again. Decoding twice is not needed:
+        // an upstream that decodes twice is beyond what a proxy can model,
+        // and a doubly encoded token is refused by every verifier anyway.
+        value.contains(&b'%') && self.scan(&percent_decode_bytes(value))
+    }
+
+    /// Looks at every maximal run of base64url-and-dot characters.
+    fn scan(&self, value: &[u8]) -> bool {
+        let is_run = |b: &u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'=');
+        value
+            .split(|b| !is_run(b))
+            .filter(|run| run.len() >= 8)
+            .any(|run| {
+                run.split(|b| *b == b'.')
+                    .any(|segment| self.is_our_payload(segment))
+            })
+    }
+
+    /// A segment that decodes to a JSON object naming a configured issuer.
+    fn is_our_payload(&self, segment: &[u8]) -> bool {
+        // `{` followed by `"` or whitespace encodes to `ey` or `ew`/`eK`/`eQ`
+        // (`{\n`, `{\r`, `{\t` ...): a cheap filter before decoding.
+        if segment.len() < 8 || segment.first() != Some(&b'e') {
+            return false;
+        }
+        let trimmed = segment
+            .iter()
+            .rposition(|b| *b != b'=')
+            .and_then(|end| segment.get(..=end))
+            .unwrap_or(segment);
+        let Ok(json) = LENIENT.decode(trimmed) else {
+            return false;
+        };
+        #[derive(serde::Deserialize)]
+        struct Peek {
+            iss: Option<serde_json::Value>,
+        }
+        match serde_json::from_slice::<Peek>(&json) {
+            Ok(Peek {
+                iss: Some(serde_json::Value::String(iss)),
+            }) => self.contains(&iss),
+            _ => false,
+        }
+    }
+}
+
+/// The oauth2 filter's session cookies (Envoy's default names); cookies
+/// whose names start with `OauthNonce` or `CodeVerifier` are session
+/// cookies too (the filter suffixes them per flow).
+pub const DEFAULT_SESSION_COOKIES: &[&str] = &[
+    "BearerToken",
+    "IdToken",
+    "RefreshToken",
+    "OauthHMAC",
+    "OauthExpires",
+    "OauthNonce",
+    "CodeVerifier",
+];
+
+/// Name prefixes that make a cookie a session cookie whatever the list says.
+const SESSION_COOKIE_PREFIXES: &[&str] = &["OauthNonce", "CodeVerifier"];
+
+/// Where a stripped token was, for the `tokens_stripped` counter and the
+/// audit line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Place {
+    /// A configured token header.
+    Header,
+    Cookie,
+    /// A query parameter of `:path`.
+    Query,
+    /// A parameter of `Referer` or `Origin`, or the whole header.
+    Referer,
+    Trailer,
+    /// Any other header.
+    Other,
+}
+
+impl Place {
+    /// Every place, in counter order.
+    pub const ALL: [Place; 6] = [
+        Place::Header,
+        Place::Cookie,
+        Place::Query,
+        Place::Referer,
+        Place::Trailer,
+        Place::Other,
+    ];
+
+    /// The counter's `carrier` value.
+    pub fn name(self) -> &'static str {
+        match self {
+            Place::Header => "header",
+            Place::Cookie => "cookie",
+            Place::Query => "query",
+            Place::Referer => "referer",
+            Place::Trailer => "trailer",
+            Place::Other => "other",
+        }
+    }
+
+    fn slot(self) -> usize {
+        self as usize
+    }
+}
+
+/// The header changes that seal a request, and what they took out.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Sealed {
+    /// Headers to remove (every occurrence).
+    pub remove: Vec<String>,
+    /// Headers to set (replacing), as bytes.
+    pub set: Vec<(String, Vec<u8>)>,
+    /// Tokens stripped, per [`Place::slot`].
+    pub stripped: [u32; 6],
+    /// Whether a configured issuer's token was anywhere in the request.
+    pub ours: bool,
+}
+
+impl Sealed {
+    /// Total tokens stripped.
+    pub fn count(&self) -> u32 {
+        self.stripped.iter().sum()
+    }
+
+    /// The places tokens were stripped from, with their counts.
+    pub fn places(&self) -> impl Iterator<Item = (Place, u32)> + '_ {
+        Place::ALL
+            .into_iter()
+            .filter_map(|p| self.stripped.get(p.slot()).map(|n| (p, *n)))
+            .filter(|(_, n)| *n > 0)
+    }
+
+    fn bump(&mut self, place: Place) {
+        if let Some(n) = self.stripped.get_mut(place.slot()) {
+            *n = n.saturating_add(1);
+        }
+    }
+}
+
+/// The token sanitiser, compiled at load.
+#[derive(Debug, Clone, Default)]
+pub struct Sealer {
+    pub issuers: Issuers,
+    locations: Locations,
+    session_cookies: Vec<String>,
+}
+
+/// What the sealer takes out besides the session cookies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Strip<'a> {
+    /// Every token (configured carriers and configured-issuer tokens),
+    /// except the forwarded carrier, if any.
+    Tokens { keep: Option<&'a Carrier> },
+    /// Nothing but the session cookies (`unmatched: pass`).
+    SessionOnly,
+}
+
+impl Sealer {
+    /// The sealer of these issuers' tokens, carriers and session cookies.
+    pub fn new(issuers: Issuers, locations: Locations, session_cookies: Vec<String>) -> Sealer {
+        Sealer {
+            issuers,
+            locations,
+            session_cookies,
+        }
+    }
+
+    fn is_session_cookie(&self, name: &[u8]) -> bool {
+        self.session_cookies.iter().any(|c| c.as_bytes() == name)
+            || SESSION_COOKIE_PREFIXES
+                .iter()
+                .any(|p| name.starts_with(p.as_bytes()))
+    }
+
+    /// Seals request headers (names lowercase, values as bytes, `:path`
+    /// included). Identity headers are the [`Sanitiser`]'s business and are
+    /// expected to be removed already.
+    ///
+    /// [`Sanitiser`]: crate::forward::Sanitiser
+    pub fn seal<'h>(
+        &self,
+        headers: impl IntoIterator<Item = (&'h str, &'h [u8])>,
+        strip: Strip<'_>,
+    ) -> Sealed {
+        let (tokens, keep) = match strip {
+            Strip::Tokens { keep } => (true, keep),
+            Strip::SessionOnly => (false, None),
+        };
+        let mut out = Sealed::default();
+        let mut cookies: Option<(bool, Vec<u8>)> = None;
+        for (name, value) in headers {
+            match name {
+                "cookie" => {
+                    let (changed, kept) = cookies.get_or_insert((false, Vec::new()));
+                    let dropped = Cell::new(false);
+                    let rest = without_cookies(value, |n, v| {
+                        let kept_carrier =
+                            matches!(keep, Some(Carrier::Cookie(k)) if k.as_bytes() == n);
+                        let ours = !kept_carrier && self.issuers.in_value(v);
+                        let carrier = self.locations.cookies.iter().any(|c| c.as_bytes() == n);
+                        let session = !kept_carrier && self.is_session_cookie(n);
+                        let drop_token = tokens && !kept_carrier && (ours || carrier);
+                        if ours {
+                            out.ours = true;
+                        }
+                        if drop_token {
+                            out.bump(Place::Cookie);
+                        }
+                        let drop = drop_token || session;
+                        if drop {
+                            dropped.set(true);
+                        }
+                        drop
+                    });
+                    if dropped.get() {
+                        *changed = true;
+                    }
+                    if let Some(rest) = rest {
+                        if !kept.is_empty() {
+                            kept.extend_from_slice(b"; ");
+                        }
+                        kept.extend_from_slice(&rest);
+                    }
+                }
+                ":path" => {
+                    let rest = without_params(value, |n, v| {
+                        let kept_carrier =
+                            matches!(keep, Some(Carrier::Param(k)) if k.as_bytes() == n);
+                        let ours = !kept_carrier && self.issuers.in_value(v);
+                        out.ours |= ours;
+                        let carrier = self.locations.params.iter().any(|p| p.as_bytes() == n);
+                        let drop = tokens && !kept_carrier && (ours || carrier);
+                        if drop {
+                            out.bump(Place::Query);
+                        }
+                        drop
+                    });
+                    if let Some(rest) = rest {
+                        out.set.push((":path".to_owned(), rest));
+                    }
+                }
+                _ if name.starts_with(':') => {}
+                _ if matches!(keep, Some(Carrier::Header(k)) if k == name) => {}
+                "referer" | "origin" => {
+                    if !self.issuers.in_value(value) {
+                        continue;
+                    }
+                    out.ours = true;
+                    if !tokens {
+                        continue;
+                    }
+                    out.bump(Place::Referer);
+                    let cleaned = without_params(value, |_, v| self.issuers.in_value(v))
+                        .filter(|c| !self.issuers.in_value(c));
+                    match cleaned {
+                        Some(c) => out.set.push((name.to_owned(), c)),
+                        None => out.remove.push(name.to_owned()),
+                    }
+                }
+                _ => {
+                    let ours = self.issuers.in_value(value);
+                    out.ours |= ours;
+                    let carrier = self.locations.headers.iter().any(|l| {
+                        l.name == name && holds_after_prefix(value, l.value_prefix.as_bytes())
+                    });
+                    if tokens && (ours || carrier) && !out.remove.iter().any(|r| r == name) {
+                        out.bump(if carrier { Place::Header } else { Place::Other });
+                        out.remove.push(name.to_owned());
+                    }
+                }
+            }
+        }
+        if let Some((true, kept)) = cookies {
+            if kept.is_empty() {
+                out.remove.push("cookie".to_owned());
+            } else {
+                out.set.push(("cookie".to_owned(), kept));
+            }
+        }
+        out
+    }
+
+    /// The request trailers to remove: every one holding a configured
+    /// issuer's token or in a configured token header (`Strip::Tokens`).
+    /// Identity trailers are the [`Sanitiser`]'s business.
+    ///
+    /// [`Sanitiser`]: crate::forward::Sanitiser
+    pub fn seal_trailers<'h>(
+        &self,
+        trailers: impl IntoIterator<Item = (&'h str, &'h [u8])>,
+        strip: Strip<'_>,
+    ) -> Sealed {
+        let mut out = Sealed::default();
+        for (name, value) in trailers {
+            let ours = self.issuers.in_value(value);
+            out.ours |= ours;
+            let carrier = self.locations.headers.iter().any(|l| l.name == name);
+            let strip_it = matches!(strip, Strip::Tokens { .. }) && (ours || carrier);
+            if strip_it && !out.remove.iter().any(|r| r == name) {
+                out.bump(Place::Trailer);
+                out.remove.push(name.to_owned());
+            }
+        }
+        out
+    }
+}
+
+/// Whether `value` starts with `prefix` (ASCII case-insensitively) and
+/// something other than spaces follows.
+fn holds_after_prefix(value: &[u8], prefix: &[u8]) -> bool {
+    value.len() > prefix.len()
+        && value
+            .get(..prefix.len())
+            .is_some_and(|h| h.eq_ignore_ascii_case(prefix))
+        && value
+            .get(prefix.len()..)
+            .is_some_and(|rest| rest.iter().any(|b| !matches!(b, b' ' | b'\t')))
+}
+
+/// Cookie header bytes without the cookies `drop` selects (by name); every
+/// other cookie is kept byte for byte, with its own separator. `None` when
+/// nothing is left.
+pub fn without_cookies(
+    header: &[u8],
+    mut drop: impl FnMut(&[u8], &[u8]) -> bool,
+) -> Option<Vec<u8>> {
+    let mut out: Vec<u8> = Vec::with_capacity(header.len());
+    for pair in header.split(|b| *b == b';') {
+        let trimmed = trim(pair);
+        if trimmed.is_empty() {
+            continue;
+        }
+        let (name, value) = match trimmed.iter().position(|b| *b == b'=') {
+            Some(eq) => (
+                trim(trimmed.get(..eq).unwrap_or_default()),
+                trimmed.get(eq + 1..).unwrap_or_default(),
+            ),
+            None => (trimmed, &[][..]),
+        };
+        if drop(name, value) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.extend_from_slice(b"; ");
+        }
+        out.extend_from_slice(trimmed);
+    }
+    (!out.is_empty()).then_some(out)
+}
+
+/// A URL (a `:path`, or the `Referer` / `Origin` value) without the query
+/// parameters `drop` selects (by decoded name and raw value); the rest of
+/// the URL is kept byte for byte. `None` when nothing was dropped.
+pub fn without_params(url: &[u8], mut drop: impl FnMut(&[u8], &[u8]) -> bool) -> Option<Vec<u8>> {
+    let hash = url.iter().position(|b| *b == b'#').unwrap_or(url.len());
+    // A `?` inside the fragment starts no query.
+    let query_start = url.iter().position(|b| *b == b'?').filter(|q| *q < hash)?;
+    let (base, rest) = url.split_at(query_start);
+    let rest = rest.get(1..).unwrap_or_default();
+    let (query, fragment) = match rest.iter().position(|b| *b == b'#') {
+        Some(h) => (rest.get(..h).unwrap_or_default(), rest.get(h..)),
+        None => (rest, None),
+    };
+    let mut kept: Vec<&[u8]> = Vec::new();
+    let mut dropped = false;
+    for pair in query.split(|b| *b == b'&') {
+        if pair.is_empty() {
+            continue;
+        }
+        let (k, v) = match pair.iter().position(|b| *b == b'=') {
+            Some(eq) => (
+                pair.get(..eq).unwrap_or_default(),
+                pair.get(eq + 1..).unwrap_or_default(),
+            ),
+            None => (pair, &[][..]),
+        };
+        let name = percent_decode_bytes(&plus_to_space(k));
+        if drop(&name, v) {
+            dropped = true;
+        } else {
+            kept.push(pair);
+        }
+    }
+    if !dropped {
+        return None;
+    }
+    let mut out = base.to_vec();
+    if !kept.is_empty() {
+        out.push(b'?');
+        out.extend_from_slice(&kept.join(&b'&'));
+    }
+    if let Some(f) = fragment {
+        out.extend_from_slice(f);
+    }
+    Some(out)
+}
+
+fn plus_to_space(s: &[u8]) -> Vec<u8> {
+    s.iter()
+        .map(|b| if *b == b'+' { b' ' } else { *b })
+        .collect()
+}
+
+fn trim(s: &[u8]) -> &[u8] {
+    let start = s.iter().position(|b| !matches!(b, b' ' | b'\t'));
+    let end = s.iter().rposition(|b| !matches!(b, b' ' | b'\t'));
+    match (start, end) {
+        (Some(a), Some(b)) => s.get(a..=b).unwrap_or_default(),
+        _ => &[],
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use super::*;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+    const ISS: &str = "https://mpass-proxy.csc.fi";
+
+    fn issuers() -> Issuers {
+        Issuers::new([ISS.to_owned()])
+    }
+
+    fn token(iss: &str) -> String {
+        let h = URL_SAFE_NO_PAD.encode(br#"{"alg":"RS256","kid":"k"}"#);
+        let p = URL_SAFE_NO_PAD.encode(format!(
+            r#"{{"iss":"{iss}","sub":"s","urn:oid:1.3.6.1.4.1.16161.1.1.27":"1.2.246.562.24.10000000001"}}"#
+        ));
+        format!("{h}.{p}.c2lnbmF0dXJl")
+    }
+
+    #[test]
+    fn a_token_of_a_configured_issuer_is_found_in_any_wrapping() {
+        let t = token(ISS);
+        let payload = t.split('.').nth(1).unwrap().to_owned();
+        let encoded = t.replace('.', "%2E");
+        for value in [
+            t.clone(),
+            format!("Bearer {t}"),
+            format!("a=1; id_token={t}; b=2"),
+            format!("https://shop.example/page?x=1&id_token={t}#top"),
+            format!("https://shop.example/page?id_token={encoded}"),
+            format!("{{\"token\":\"{t}\"}}"),
+            payload.clone(),
+            format!("{payload}=="),
+        ] {
+            assert!(issuers().in_value(value.as_bytes()), "{value}");
+        }
+    }
+
+    #[test]
+    fn tokens_of_other_issuers_and_ordinary_values_are_not_identity_tokens() {
+        for value in [
+            token("https://other.example"),
+            "text/html,application/xhtml+xml".to_owned(),
+            "eyeglasses-and-more".to_owned(),
+            "session=abc.def.ghi".to_owned(),
+            String::new(),
+        ] {
+            assert!(!issuers().in_value(value.as_bytes()), "{value}");
+        }
+        assert!(!Issuers::default().in_value(token(ISS).as_bytes()));
+    }
+
+    #[test]
+    fn removing_a_cookie_keeps_the_others_byte_for_byte() {
+        let header = b"a=1;id_token=xyz;  bin=\xff\xfe\"q\" ;theme=dark";
+        let out = without_cookies(header, |name, _| name == b"id_token").unwrap();
+        assert_eq!(out, b"a=1; bin=\xff\xfe\"q\"; theme=dark".to_vec());
+        assert_eq!(
+            without_cookies(b"id_token=x", |n, _| n == b"id_token"),
+            None
+        );
+        // A cookie is selected by its value too (a token under any name).
+        let out = without_cookies(b"a=ok; b=bad", |_, v| v == b"bad").unwrap();
+        assert_eq!(out, b"a=ok".to_vec());
+    }
+
+    #[test]
+    fn removing_a_query_parameter_keeps_the_rest_of_the_url() {
+        let url = b"/page?x=1&id%5Ftoken=abc&y=%FF#frag";
+        let out = without_params(url, |name, _| name == b"id_token").unwrap();
+        assert_eq!(out, b"/page?x=1&y=%FF#frag".to_vec());
+        let out = without_params(b"/p?id_token=abc", |n, _| n == b"id_token").unwrap();
+        assert_eq!(out, b"/p".to_vec());
+        assert_eq!(without_params(b"/p?x=1", |n, _| n == b"id_token"), None);
+        assert_eq!(
+            without_params(b"/p#a?id_token=1", |n, _| n == b"id_token"),
+            None
+        );
+    }
+
+    fn sealer() -> Sealer {
+        let locations = Locations {
+            headers: Locations::default().headers,
+            cookies: vec!["id_token".into()],
+            params: vec!["id_token".into()],
+        };
+        let session = DEFAULT_SESSION_COOKIES
+            .iter()
+            .map(|c| (*c).to_owned())
+            .collect();
+        Sealer::new(issuers(), locations, session)
+    }
+
+    fn seal(headers: &[(&str, &[u8])], strip: Strip<'_>) -> Sealed {
+        sealer().seal(headers.iter().map(|(n, v)| (*n, *v)), strip)
+    }
+
+    #[test]
+    fn every_token_of_a_configured_issuer_leaves_wherever_it_is() {
+        let t = token(ISS);
+        let bearer = format!("Bearer {t}");
+        let cookie = format!("theme=dark; id_token={t}; bin=%FF; session_jwt={t}");
+        let path = format!("/app?x=1&id_token={t}&y=2");
+        let referer = format!("https://shop.example/p?id_token={t}&keep=1");
+        let sealed = seal(
+            &[
+                (":path", path.as_bytes()),
+                ("authorization", bearer.as_bytes()),
+                ("proxy-authorization", bearer.as_bytes()),
+                ("x-debug", t.as_bytes()),
+                ("referer", referer.as_bytes()),
+                ("cookie", cookie.as_bytes()),
+                ("accept", b"text/html"),
+            ],
+            Strip::Tokens { keep: None },
+        );
+        assert!(sealed.ours);
+        assert_eq!(
+            sealed.remove,
+            vec!["authorization", "proxy-authorization", "x-debug"]
+        );
+        assert!(sealed
+            .set
+            .contains(&(":path".into(), b"/app?x=1&y=2".to_vec())));
+        assert!(sealed
+            .set
+            .contains(&("referer".into(), b"https://shop.example/p?keep=1".to_vec())));
+        assert!(sealed
+            .set
+            .contains(&("cookie".into(), b"theme=dark; bin=%FF".to_vec())));
+        assert_eq!(sealed.count(), 7);
+    }
+
+    #[test]
+    fn the_forwarded_carrier_stays_and_its_copies_do_not() {
+        let t = token(ISS);
+        let cookie = format!("id_token={t}; other={t}");
+        let keep = Carrier::Cookie("id_token".into());
+        let sealed = seal(
+            &[("cookie", cookie.as_bytes()), ("x-access", t.as_bytes())],
+            Strip::Tokens { keep: Some(&keep) },
+        );
+        assert_eq!(sealed.remove, vec!["x-access"]);
+        assert_eq!(
+            sealed.set,
+            vec![("cookie".to_owned(), format!("id_token={t}").into_bytes())]
+        );
+    }
+
+    #[test]
+    fn session_cookies_leave_on_every_path_even_when_tokens_stay() {
+        let sealed = seal(
+            &[(
+                "cookie",
+                b"BearerToken=opaque; OauthNonce.abc=n; CodeVerifier1=v; IdToken=x; a=\xfe",
+            )],
+            Strip::SessionOnly,
+        );
+        assert_eq!(sealed.set, vec![("cookie".to_owned(), b"a=\xfe".to_vec())]);
+        assert_eq!(sealed.count(), 0);
+        let untouched = seal(&[("cookie", b"a=1;b=2")], Strip::Tokens { keep: None });
+        assert!(untouched.set.is_empty() && untouched.remove.is_empty());
+    }
+
+    #[test]
+    fn a_referer_that_cannot_be_cleaned_is_removed() {
+        let t = token(ISS);
+        let referer = format!("https://shop.example/{t}/page");
+        let sealed = seal(
+            &[("referer", referer.as_bytes())],
+            Strip::Tokens { keep: None },
+        );
+        assert_eq!(sealed.remove, vec!["referer"]);
+    }
+
+    #[test]
+    fn trailers_holding_a_token_or_in_a_token_header_are_removed() {
+        let t = token(ISS);
+        let bearer = format!("Bearer {t}");
+        let sealed = sealer().seal_trailers(
+            [
+                ("authorization", bearer.as_bytes()),
+                ("x-blob", t.as_bytes()),
+                ("grpc-status", b"0".as_slice()),
+            ],
+            Strip::Tokens { keep: None },
+        );
+        assert_eq!(sealed.remove, vec!["authorization", "x-blob"]);
+        assert_eq!(
+            sealed.places().collect::<Vec<_>>(),
+            vec![(Place::Trailer, 2)]
+        );
+    }
+}
