@@ -766,9 +766,6 @@ impl Contract {
             {
                 release.purposes.push((rule.attr.name, Arc::clone(p)));
             }
-            if matches!(rule.attr.scope, OrgScope::Role | OrgScope::ProviderInfo) {
-                release.rbac_values.push((rule.attr.name, kept));
-            }
         }
 
         // `email_verified` says something about an address: where the
