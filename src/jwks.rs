@@ -439,6 +439,8 @@ pub struct Issuer {
     pub allowed: Vec<Alg>,
     pub time: TimePolicy,
     pub keys: IssuerKeys,
+    /// The userinfo call made after an ID token of this issuer verifies.
+    pub userinfo: Option<crate::userinfo::Userinfo>,
 }
 
 /// The remote key state of every issuer of a configuration, by issuer id
