@@ -139,6 +139,8 @@ pub struct RemoteKeys {
     next_fetch_at: u64,
     failures: u32,
     last_kid_refetch: Option<u64>,
+    /// The discovery document's `userinfo_endpoint`, as written there.
+    userinfo_endpoint: Option<String>,
     /// Fetch counters, for the glue's metrics.
     pub successes: u64,
     pub errors: u64,
@@ -160,6 +162,8 @@ pub struct Event {
 struct Discovery {
     issuer: String,
     jwks_uri: String,
+    #[serde(default)]
+    userinfo_endpoint: Option<String>,
 }
 
 impl RemoteKeys {
@@ -188,6 +192,7 @@ impl RemoteKeys {
             next_fetch_at: 0,
             failures: 0,
             last_kid_refetch: None,
+            userinfo_endpoint: None,
             successes: 0,
             errors: 0,
         }
@@ -339,6 +344,11 @@ impl RemoteKeys {
         match Target::parse(&doc.jwks_uri) {
             Some(t) => {
                 self.jwks_target = Some(t);
+                // Kept across failures, as the key set is: a later failed
+                // discovery does not make userinfo unreachable.
+                if doc.userinfo_endpoint.is_some() {
+                    self.userinfo_endpoint = doc.userinfo_endpoint;
+                }
                 self.next_fetch_at = now;
                 Event {
                     ok: true,
@@ -394,6 +404,11 @@ impl RemoteKeys {
             ),
             settled: true,
         }
+    }
+
+    /// The discovery document's `userinfo_endpoint`, once discovered.
+    pub fn userinfo_endpoint(&self) -> Option<&str> {
+        self.userinfo_endpoint.as_deref()
     }
 
     /// Number of keys in use (0 when none).

@@ -108,6 +108,8 @@ pub struct Userinfo {
     pub timeout_ms: u64,
     pub max_response_bytes: usize,
     pub access_token: AccessToken,
+    /// The issuer's `allow_insecure_http`, for a discovered endpoint.
+    pub allow_insecure_http: bool,
 }
 
 impl Userinfo {
@@ -195,7 +197,24 @@ impl Userinfo {
             timeout_ms,
             max_response_bytes,
             access_token,
+            allow_insecure_http: issuer.allow_insecure_http,
         })
+    }
+
+    /// Where to call: the configured endpoint, or `discovered` (the
+    /// discovery document's `userinfo_endpoint`) when it passes the same
+    /// rule as a configured one. `None`: nowhere usable (yet).
+    pub fn target(&self, discovered: Option<&str>) -> Option<Target> {
+        if let Some(t) = &self.endpoint {
+            return Some(t.clone());
+        }
+        let url = discovered?;
+        if url.contains('#')
+            || !crate::config::compile::secure_enough(url, self.allow_insecure_http)
+        {
+            return None;
+        }
+        Target::parse(url)
     }
 }
 

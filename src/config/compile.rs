@@ -207,8 +207,21 @@ pub(crate) fn compile(
         locations.clone(),
         sealed_cookies,
     );
+    let mut access_token_headers: Vec<String> = Vec::new();
+    for i in &issuers {
+        if let Some(crate::userinfo::Userinfo {
+            access_token: crate::userinfo::AccessToken::Header(name),
+            ..
+        }) = &i.userinfo
+        {
+            if !access_token_headers.contains(name) {
+                access_token_headers.push(name.clone());
+            }
+        }
+    }
     Ok(Config {
         login_cookies,
+        access_token_headers,
         sealer,
         unmatched: wire.unmatched,
         bypass_cors_preflight: wire.bypass_cors_preflight,
@@ -756,6 +769,32 @@ fn issuer(
     })
 }
 
+/// Whether the authority at the start of `rest` (a URL after its
+/// `scheme://`) is a loopback host.
+fn loopback(rest: &str) -> bool {
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host = crate::authority::Authority::parse(authority)
+        .map(|a| a.host)
+        .unwrap_or_default();
+    host == "localhost"
+        || host.ends_with(".localhost")
+        || host.starts_with("127.")
+        || host == "[::1]"
+}
+
+/// Whether a URL fetched at run time (from a discovery document) may be
+/// used: https, or http to loopback, or any http with `allow_insecure_http`
+/// - the load-time rule of [`insecure_http`], applied later.
+pub(crate) fn secure_enough(url: &str, allow_insecure_http: bool) -> bool {
+    if url.starts_with("https://") {
+        return true;
+    }
+    match url.strip_prefix("http://") {
+        Some(rest) => allow_insecure_http || loopback(rest),
+        None => false,
+    }
+}
+
 /// An `http://` URL outside loopback is refused unless the issuer says
 /// `allow_insecure_http` (then it warns): keys fetched in clear text can be
 /// replaced on the way, and anyone who can forge keys can forge tokens.
@@ -768,15 +807,7 @@ pub(crate) fn insecure_http(
     let Some(rest) = url.strip_prefix("http://") else {
         return Ok(());
     };
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
-    let host = crate::authority::Authority::parse(authority)
-        .map(|a| a.host)
-        .unwrap_or_default();
-    let loopback = host == "localhost"
-        || host.ends_with(".localhost")
-        || host.starts_with("127.")
-        || host == "[::1]";
-    if loopback {
+    if loopback(rest) {
         return Ok(());
     }
     if !allowed {

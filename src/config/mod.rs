@@ -82,6 +82,9 @@ pub struct Config {
     /// The session cookies a login restart clears (the oauth2 filter's
     /// defaults and `session.cookie_names`).
     pub login_cookies: Vec<String>,
+    /// Headers that carry a userinfo access token (`access_token.header`):
+    /// removed from every request on a provider's paths.
+    pub access_token_headers: Vec<String>,
     /// The `unmatched` policy.
     pub unmatched: Unmatched,
     /// Whether a CORS preflight to a protected path passes without a token.
