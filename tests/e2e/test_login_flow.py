@@ -217,3 +217,35 @@ def test_an_expired_id_token_sends_the_client_back_through_login_and_it_lands_ba
         assert rec.path == "/second"
         assert set(mpass_headers(rec)) == CONTRACTED
         assert_no_session_material(rec, client)
+
+
+def test_a_stale_id_token_cookie_is_sent_back_to_login_by_mpass_guard_with_the_cookies_cleared(
+        tmp_path):
+    """The oauth2 session outlives the ID token (a browser that kept the cookie,
+    a clock off): the oauth2 filter lets the request through, mpass-guard
+    answers a navigation with a redirect to the same URL that clears every
+    session cookie, and an API call with JSON 401."""
+    with LegacyStack(tmp_path, id_token_ttl=2, issuer_changes={"clock_skew_seconds": 0}) as s:
+        client = Client()
+        assert client.open(s.base + "/first", "learner").status_code == 200
+        kept = "; ".join(f"{c.name}={c.value}" for c in client.cookies
+                         if c.domain == "127.0.0.1")
+        time.sleep(3)  # the ID token expires; the oauth2 session does not
+        s.app.clear()
+        host = ("Host", f"127.0.0.1:{s.envoy.port}")
+        r = s.envoy.send("/grades?term=1", [host, ("Cookie", kept),
+                                            ("Accept", "text/html,application/xhtml+xml")])
+        assert r.status == 302, f"{r.status} {r.body[:300]!r}"
+        assert r.header("location") in ("/grades?term=1", f"{s.base}/grades?term=1"), r.header("location")
+        cleared = [v for k, v in r.headers if k.lower() == "set-cookie"]
+        for name in ("BearerToken", "IdToken", "OauthHMAC", "OauthExpires"):
+            assert any(v.startswith(f"{name}=") and ("Max-Age=0" in v or "1970" in v)
+                       for v in cleared), cleared
+        api = s.envoy.send("/api/grades", [host, ("Cookie", kept), ("Accept", "application/json")])
+        assert api.status == 401
+        assert api.json()["reason"] == "expired"
+        assert s.app.received() == []
+        # Following the redirect with the cleared cookies: through the OP and back.
+        page = client.open(s.base + "/grades?term=1", "learner")
+        assert page.status_code == 200
+        assert s.app.received()[-1].path == "/grades?term=1"
