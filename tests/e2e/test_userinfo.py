@@ -20,6 +20,7 @@ import pytest
 
 import harness
 from harness import Envoy, key_path, mint, static_cluster
+from jwks_server import KeyServer
 from userinfo_server import UserinfoServer
 
 ISS = "https://mpass-proxy-test.csc.fi"
@@ -180,3 +181,42 @@ def test_a_browser_without_a_session_is_sent_to_login_and_a_loop_shows_a_page(up
     assert r.header("content-security-policy") == "default-src 'none'"
     assert b"did not complete" in r.body
     assert op.calls == [] and upstream.received() == []
+
+
+def test_discovery_names_the_endpoint_and_a_request_resumed_after_a_key_refetch_gets_its_call(
+        upstream, op, tmp_path):
+    """The endpoint comes from discovery; the session's token is signed with
+    a key the first key set lacks, so its request waits for the refetch and
+    is decided again from the root context, which then makes the call."""
+    ks = KeyServer(harness.jwks((key_path("rsa-a.pem"), "rsa-a", "RS256")))
+    ks.userinfo_endpoint(op.endpoint).up()
+    try:
+        issuer = ks.base_url
+        cfg = config(op)
+        cfg["issuers"][0] = {
+            "issuer": issuer,
+            "allowed_algorithms": ["RS256"],
+            "discovery": {"cluster": "jwks", "timeout": "500ms"},
+            "key_fetch": {"initial_wait": "2s", "refetch_interval": "1s"},
+            "userinfo": {"cluster": "op"},
+        }
+        envoy = Envoy(upstream.port, cfg, workdir=tmp_path / "disc",
+                      clusters=[static_cluster("op", op.port), static_cluster("jwks", ks.port)])
+        envoy.start()
+        try:
+            ks.wait_for("/jwks", 1)
+            ks.serve(harness.jwks((key_path("rsa-a.pem"), "rsa-a", "RS256"),
+                                  (key_path("rsa-b.pem"), "rsa-b", "RS256")))
+            sub = "pairwise-" + secrets.token_hex(8)
+            id_token = mint(key_path("rsa-b.pem"), "RS256",
+                            {"iss": issuer, "aud": AUD, "sub": sub}, kid="rsa-b")
+            access = "at-" + secrets.token_urlsafe(24)
+            op.grant(access, attributes(sub))
+            r = envoy.send(PAGE, cookies(id_token, access))
+            assert r.status == 200, (r.status, r.body, envoy.log_tail())
+            assert upstream.only().value("x-mpass-uid") == UID
+            assert op.calls == [f"Bearer {access}"]
+        finally:
+            envoy.stop()
+    finally:
+        ks.stop()
