@@ -710,6 +710,20 @@ mod tests {
     }
 
     #[test]
+    fn discovery_keeps_its_userinfo_endpoint_across_a_failed_rediscovery() {
+        let mut r = discovering();
+        assert_eq!(r.userinfo_endpoint(), None);
+        let step = r.due(T0).unwrap();
+        let doc = json!({ "issuer": ISS, "jwks_uri": KEYSET,
+                          "userinfo_endpoint": "https://op.example/userinfo" });
+        r.on_fetched(T0, &step, ok(serde_json::to_vec(&doc).unwrap()));
+        assert_eq!(r.userinfo_endpoint(), Some("https://op.example/userinfo"));
+        let step = r.due(T0).unwrap();
+        r.on_fetched(T0, &step, Fetched::Failed);
+        assert_eq!(r.userinfo_endpoint(), Some("https://op.example/userinfo"));
+    }
+
+    #[test]
     fn discovery_then_jwks_uri() {
         let mut r = discovering();
         let step = r.due(T0).unwrap();

@@ -630,6 +630,31 @@ mod tests {
     }
 
     #[test]
+    fn a_discovered_endpoint_follows_the_https_rule() {
+        let u = compile(
+            json!({"issuer": "https://op.example", "discovery": {"cluster": "op"},
+                                "userinfo": {"cluster": "op"}}),
+        )
+        .unwrap();
+        assert_eq!(u.target(None), None);
+        assert_eq!(u.target(Some("https://op.example/ui")).unwrap().path, "/ui");
+        assert_eq!(
+            u.target(Some("http://127.0.0.1:8080/ui"))
+                .unwrap()
+                .authority,
+            "127.0.0.1:8080"
+        );
+        assert_eq!(u.target(Some("http://op.example/ui")), None);
+        assert_eq!(u.target(Some("ftp://op.example/ui")), None);
+        let insecure = compile(
+            json!({"issuer": "https://op.example", "discovery": {"cluster": "op"},
+                                       "allow_insecure_http": true, "userinfo": {"cluster": "op"}}),
+        )
+        .unwrap();
+        assert!(insecure.target(Some("http://op.example/ui")).is_some());
+    }
+
+    #[test]
     fn failures_have_stable_reasons() {
         assert_eq!(Failure::Unavailable.reason(), "userinfo_unavailable");
         assert_eq!(Failure::Refused.reason(), "userinfo_refused");

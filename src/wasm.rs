@@ -343,6 +343,43 @@ impl Shared {
         }
     }
 
+    /// A userinfo call's answer arrived (at the HTTP context that made the
+    /// call, or at the root context when the call was made while it was
+    /// deciding parked requests): settles the session and resumes the
+    /// requests waiting for it; `current` is made effective again. Returns
+    /// false when `token` is not a userinfo call.
+    fn userinfo_answered(&self, token: u32, body_size: usize, current: u32) -> bool {
+        let Some((key, max, _)) = self.userinfo_calls.borrow_mut().remove(&token) else {
+            return false;
+        };
+        let now = now_ms();
+        let header = |name: &str| {
+            hostcalls::get_map_value(MapType::HttpCallResponseHeaders, name)
+                .ok()
+                .flatten()
+        };
+        let status = header(":status").and_then(|s| s.parse::<u16>().ok());
+        let response = match status {
+            None => crate::userinfo::Response::Failed,
+            Some(_) if body_size > max => crate::userinfo::Response::TooLarge,
+            Some(status) => crate::userinfo::Response::Answer {
+                status,
+                content_type: header("content-type"),
+                body: if body_size == 0 {
+                    Vec::new()
+                } else {
+                    hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size)
+                        .ok()
+                        .flatten()
+                        .unwrap_or_default()
+                },
+            },
+        };
+        self.settle_userinfo(key, &response, now);
+        self.release_parked(current, Some(WaitFor::Userinfo(key)), now);
+        true
+    }
+
     /// Writes the decision record to filter state, once per decision. A
     /// failure is logged without the record.
     fn publish(&self, outcome: &Outcome) {
@@ -455,6 +492,9 @@ impl Context for Root {
             return;
         };
         let Some((issuer, step)) = self.calls.remove(&token) else {
+            // A userinfo call made while the root context was resuming
+            // parked requests: its answer is routed here.
+            shared.userinfo_answered(token, body_size, self.context_id);
             return;
         };
         let now = now_ms();
@@ -741,34 +781,7 @@ impl Context for Http {
         let Some(shared) = self.shared.clone() else {
             return;
         };
-        let Some((key, max, _)) = shared.userinfo_calls.borrow_mut().remove(&token) else {
-            return;
-        };
-        let now = now_ms();
-        let header = |name: &str| {
-            hostcalls::get_map_value(MapType::HttpCallResponseHeaders, name)
-                .ok()
-                .flatten()
-        };
-        let status = header(":status").and_then(|s| s.parse::<u16>().ok());
-        let response = match status {
-            None => crate::userinfo::Response::Failed,
-            Some(_) if body_size > max => crate::userinfo::Response::TooLarge,
-            Some(status) => crate::userinfo::Response::Answer {
-                status,
-                content_type: header("content-type"),
-                body: if body_size == 0 {
-                    Vec::new()
-                } else {
-                    hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size)
-                        .ok()
-                        .flatten()
-                        .unwrap_or_default()
-                },
-            },
-        };
-        shared.settle_userinfo(key, &response, now);
-        shared.release_parked(self.context_id, Some(WaitFor::Userinfo(key)), now);
+        shared.userinfo_answered(token, body_size, self.context_id);
     }
 }
 

@@ -708,7 +708,7 @@ impl Engine {
                         ui,
                         req,
                         state,
-                        ctx.resumed,
+                        (now_ms, ctx.resumed),
                         counted,
                     );
                     Some(step.map_err(|h| match h {
@@ -781,11 +781,22 @@ impl Engine {
         ui: &Userinfo,
         req: &Request<'_>,
         state: &mut VmState,
-        resumed: bool,
+        (now_ms, resumed): (u64, bool),
         counted: &mut Vec<CounterId>,
     ) -> Result<Rc<serde_json::Map<String, serde_json::Value>>, Halt> {
         match state.sessions.get(key, raw) {
             Some(Session::Done(extra)) => return Ok(Rc::clone(extra)),
+            // A lost call (past its deadline, never answered): a new
+            // request of the session starts another.
+            Some(Session::Pending {
+                started_ms,
+                timeout_ms,
+                ..
+            }) if !resumed
+                && now_ms
+                    > started_ms
+                        .saturating_add(*timeout_ms)
+                        .saturating_add(USERINFO_MARGIN_MS) => {}
             // Another request of the session started the call: wait for it
             // (coalesced). Resumed and still pending: its deadline passed.
             Some(Session::Pending { .. }) if resumed => {
@@ -830,6 +841,7 @@ impl Engine {
             audiences,
             max_bytes: ui.max_response_bytes,
             timeout_ms: ui.timeout_ms,
+            started_ms: now_ms,
         };
         // Counted by the glue as it makes the call (a waiting request's
         // own counters are counted only once it is decided).

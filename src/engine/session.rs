@@ -32,6 +32,9 @@ pub(crate) enum Slot {
         audiences: Vec<String>,
         max_bytes: usize,
         timeout_ms: u64,
+        /// When the call started: a call older than its timeout and the
+        /// margin is lost (its stream ended, its answer never came).
+        started_ms: u64,
     },
     /// Userinfo's claims (registered claims already left out).
     Done(Rc<Map<String, Value>>),
