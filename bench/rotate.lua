@@ -10,8 +10,9 @@
 -- LIMIT  use only the first LIMIT tokens of the pool (1 = the same token again
 --        and again: the warm case)
 -- CARRIER bearer (default): `Authorization: Bearer TOKEN`; session: the
---        cookies of Envoy's oauth2 filter after a login (IdToken=TOKEN, the
---        access token in BearerToken, OauthHMAC, OauthExpires) plus an app cookie
+--        cookies of Envoy's oauth2 filter after a login (IdToken=TOKEN, an
+--        opaque access token `at<line>` in BearerToken, OauthHMAC,
+--        OauthExpires) plus an app cookie
 --
 -- Requests are formatted once at init, so the script costs wrk almost nothing
 -- per request. Run with one wrk thread (-t1): one Lua state, one counter.
@@ -32,7 +33,7 @@ function init(args)
       local headers
       if carrier == "session" then
         headers = { ["Cookie"] = "lang=fi; OauthHMAC=bench-hmac-0123456789abcdef; OauthExpires=4102444800; "
-          .. "BearerToken=" .. line .. "; IdToken=" .. line }
+          .. "BearerToken=at" .. #reqs .. "; IdToken=" .. line }
       else
         headers = { ["Authorization"] = "Bearer " .. line }
       end
