@@ -812,8 +812,10 @@ impl Engine {
             counted.push(state.counters.userinfo_failure(&issuer.issuer, f.reason()));
             Err(Halt::from(Refusal::Userinfo(f)))
         };
-        // No access token: the session cannot show its attributes.
-        let Some(access_token) = ui.access_token.find(req.headers) else {
+        // No access token: the session cannot show its attributes. The ID
+        // token itself (an API client's `Authorization` when that is also
+        // the access token's carrier) is not one.
+        let Some(access_token) = ui.access_token.find(req.headers).filter(|t| *t != raw) else {
             return fail(Failure::Refused, state);
         };
         let discovered = state
