@@ -35,6 +35,7 @@ pub mod render;
 pub mod routing;
 pub mod rsa_fast;
 pub mod seal;
+pub mod shadow;
 pub mod signing;
 pub mod unique_map;
 pub mod verify;

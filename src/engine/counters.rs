@@ -66,6 +66,19 @@ pub fn denied_name(sp: &str, provider: &str, reason: &str) -> String {
     format!("decisions.stat_prefix={sp}.provider={provider}.outcome=deny.reason={reason}")
 }
 
+/// `shadow_evaluations.stat_prefix=<sp>.provider=<id>`: a request whose
+/// provider's shadow contract was compared with the enforced one.
+pub fn shadow_evaluations_name(sp: &str, provider: &str) -> String {
+    format!("shadow_evaluations.stat_prefix={sp}.provider={provider}")
+}
+
+/// `shadow_differences.stat_prefix=<sp>.provider=<id>.change=<kind>`: a
+/// request on which the shadow contract would have decided differently, once
+/// per kind of difference ([`crate::shadow::Change`], a fixed set).
+pub fn shadow_differences_name(sp: &str, provider: &str, change: &str) -> String {
+    format!("shadow_differences.stat_prefix={sp}.provider={provider}.change={change}")
+}
+
 /// `key_fetch.stat_prefix=<sp>.issuer=<label>.result=<ok|failed>`.
 pub fn issuer_fetch_name(sp: &str, issuer: &str, ok: bool) -> String {
     let result = if ok { "ok" } else { "failed" };
@@ -223,6 +236,21 @@ impl Interner {
         id
     }
 
+    /// The counters of one shadow comparison: the evaluation, then one per
+    /// kind of difference.
+    pub(crate) fn shadow(
+        &mut self,
+        provider: &Provider,
+        changes: &[crate::shadow::Change],
+    ) -> Vec<CounterId> {
+        let sp = self.stat_prefix.clone();
+        let mut ids = vec![self.id(&shadow_evaluations_name(&sp, &provider.stat_id))];
+        for c in changes {
+            ids.push(self.id(&shadow_differences_name(&sp, &provider.stat_id, c.name())));
+        }
+        ids
+    }
+
     /// The counter of a refusal.
     pub(crate) fn denied(&mut self, provider: &Provider, reason: &str) -> CounterId {
         let name = denied_name(&self.stat_prefix, &provider.stat_id, reason);
@@ -316,6 +344,18 @@ mod tests {
         assert_eq!(
             denied_name("main", "shop", "expired"),
             "decisions.stat_prefix=main.provider=shop.outcome=deny.reason=expired"
+        );
+    }
+
+    #[test]
+    fn shadow_counters_are_labelled_by_provider_and_change() {
+        assert_eq!(
+            shadow_evaluations_name("main", "shop"),
+            "shadow_evaluations.stat_prefix=main.provider=shop"
+        );
+        assert_eq!(
+            shadow_differences_name("main", "shop", "would_refuse"),
+            "shadow_differences.stat_prefix=main.provider=shop.change=would_refuse"
         );
     }
 
