@@ -66,6 +66,26 @@ pub fn denied_name(sp: &str, provider: &str, reason: &str) -> String {
     format!("decisions.stat_prefix={sp}.provider={provider}.outcome=deny.reason={reason}")
 }
 
+/// `released_attributes.stat_prefix=<sp>.provider=<id>.controller=<oid>.attribute=<alias>`:
+/// an attribute released to a provider of a user of this controller. The
+/// controller is an OID with `.` as `_` (`1_2_246_562_10_00000000001`),
+/// or `other` for one no contract of the configuration names.
+pub fn released_by_controller_name(
+    sp: &str,
+    provider: &str,
+    controller: &str,
+    attribute: &str,
+) -> String {
+    format!(
+        "released_attributes.stat_prefix={sp}.provider={provider}.controller={}.attribute={}",
+        controller.replace('.', "_"),
+        attribute_label(attribute)
+    )
+}
+
+/// The `controller=` label of a controller no contract names.
+pub const OTHER_CONTROLLER: &str = "other";
+
 /// `shadow_evaluations.stat_prefix=<sp>.provider=<id>`: a request whose
 /// provider's shadow contract was compared with the enforced one.
 pub fn shadow_evaluations_name(sp: &str, provider: &str) -> String {
@@ -145,6 +165,12 @@ pub(crate) struct Interner {
     /// Per provider index, outcome and attribute: skips formatting the name
     /// when a new token meets a known provider.
     per_attribute: HashMap<(ProviderId, Tally, &'static str), CounterId>,
+    /// The controllers the configuration names (sorted): each its own
+    /// `controller=` label, any other one `other` (the names stay bounded).
+    controllers: Vec<String>,
+    /// Per provider index, controller (index into `controllers`, or its
+    /// length for `other`) and attribute.
+    per_controller: HashMap<(ProviderId, usize, &'static str), CounterId>,
     pub(crate) spoofed: CounterId,
     pub(crate) unmatched: CounterId,
     pub(crate) ambiguous_path: CounterId,
@@ -173,6 +199,8 @@ impl Interner {
             names: Vec::new(),
             ids: HashMap::new(),
             per_attribute: HashMap::new(),
+            controllers: Vec::new(),
+            per_controller: HashMap::new(),
             spoofed: CounterId(0),
             unmatched: CounterId(0),
             ambiguous_path: CounterId(0),
@@ -249,6 +277,40 @@ impl Interner {
             ids.push(self.id(&shadow_differences_name(&sp, &provider.stat_id, c.name())));
         }
         ids
+    }
+
+    /// Names the controllers that get a `controller=` label of their own.
+    pub(crate) fn set_controllers(&mut self, mut controllers: Vec<String>) {
+        controllers.sort_unstable();
+        controllers.dedup();
+        self.controllers = controllers;
+    }
+
+    /// The `released_attributes` counter of one attribute released to a
+    /// provider for a user of `controller`.
+    pub(crate) fn released_by(
+        &mut self,
+        index: ProviderId,
+        provider: &Provider,
+        controller: &str,
+        attribute: &'static str,
+    ) -> CounterId {
+        let slot = self
+            .controllers
+            .binary_search_by(|c| c.as_str().cmp(controller))
+            .unwrap_or(self.controllers.len());
+        if let Some(id) = self.per_controller.get(&(index, slot, attribute)) {
+            return *id;
+        }
+        let label = self
+            .controllers
+            .get(slot)
+            .map_or(OTHER_CONTROLLER, String::as_str);
+        let name =
+            released_by_controller_name(&self.stat_prefix, &provider.stat_id, label, attribute);
+        let id = self.id(&name);
+        self.per_controller.insert((index, slot, attribute), id);
+        id
     }
 
     /// The counter of a refusal.
@@ -344,6 +406,18 @@ mod tests {
         assert_eq!(
             denied_name("main", "shop", "expired"),
             "decisions.stat_prefix=main.provider=shop.outcome=deny.reason=expired"
+        );
+    }
+
+    #[test]
+    fn released_attributes_are_labelled_by_controller_with_dots_as_underscores() {
+        assert_eq!(
+            released_by_controller_name("main", "shop", "1.2.246.562.10.00000000001", "email"),
+            "released_attributes.stat_prefix=main.provider=shop.controller=1_2_246_562_10_00000000001.attribute=email"
+        );
+        assert_eq!(
+            released_by_controller_name("main", "shop", OTHER_CONTROLLER, "urn:mpass.id:uid"),
+            "released_attributes.stat_prefix=main.provider=shop.controller=other.attribute=uid"
         );
     }
 

@@ -185,6 +185,29 @@ fn admit(
     if let Some(s) = &who.shadow {
         counters.extend_from_slice(&s.counters);
     }
+    // Per controller: an attribute counts for each controller of the
+    // user's permitted roles whose agreement releases it (every one without
+    // agreements); two unnamed controllers are one `other`.
+    let agreements = provider.contract.agreements();
+    let mut by_controller = Vec::new();
+    for name in &release.released {
+        let attr = crate::claims::lookup(name).map(|(a, _)| a);
+        for (controller, held) in &release.controllers {
+            let counted = match (agreements, attr) {
+                (Some(ag), Some(attr)) => ag
+                    .for_controller(controller)
+                    .is_some_and(|a| a.releases(attr, *held)),
+                _ => true,
+            };
+            if counted {
+                let id = names.released_by(index, provider, controller, name);
+                if !by_controller.contains(&id) {
+                    by_controller.push(id);
+                }
+            }
+        }
+    }
+    counters.extend(by_controller);
     for a in &release.released {
         counters.push(names.attribute(index, provider, Tally::Released, a));
     }

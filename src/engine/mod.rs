@@ -220,6 +220,7 @@ impl Engine {
     pub fn new_state(&self) -> VmState {
         let mut counters = Interner::new(&self.config.stat_prefix);
         counters.unmatched_action(self.config.unmatched.name());
+        counters.set_controllers(self.controllers());
         VmState {
             keys: KeyStore::new(&self.config.issuers),
             parked: ParkedQueue::default(),
@@ -228,6 +229,30 @@ impl Engine {
             token_hasher: RandomState::new(),
             counters,
         }
+    }
+
+    /// Every controller (education-provider OID) a contract or shadow
+    /// contract of this configuration names, in its organisations or its
+    /// agreements: the bounded set of `controller=` labels.
+    pub fn controllers(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for p in &self.config.providers {
+            for c in std::iter::once(&p.contract).chain(p.shadow.as_ref()) {
+                if let Some(list) = c.organisations() {
+                    out.extend(
+                        list.into_iter()
+                            .filter(|o| crate::claims::is_organisation_oid(o))
+                            .map(str::to_owned),
+                    );
+                }
+                if let Some(a) = c.agreements() {
+                    out.extend(a.iter().map(|(oid, _)| oid.to_owned()));
+                }
+            }
+        }
+        out.sort_unstable();
+        out.dedup();
+        out
     }
 
     /// Whether some provider matches on Envoy's route name (the glue then
