@@ -562,3 +562,34 @@ fn the_loop_marker_and_a_header_access_token_never_reach_the_upstream() {
     assert!(get(&up, "x-forwarded-access-token").is_empty());
     assert_eq!(get(&up, "x-shop-first-name"), ["Aino"]);
 }
+
+#[test]
+fn an_id_token_in_the_access_tokens_header_is_not_an_access_token() {
+    let mut cfg = config_json(false);
+    cfg["issuers"][0]["userinfo"]["access_token"] = json!({"header": "authorization"});
+    cfg["from_headers"] = json!([{"name": "authorization", "value_prefix": "Bearer "}]);
+    let engine = Engine::new(Config::load(&serde_json::to_vec(&cfg).unwrap(), &|_| None).unwrap());
+    let mut vm = engine.new_state();
+    let t = token();
+    let h = vec![
+        (":authority".to_owned(), "app.example.fi".to_owned()),
+        (":path".to_owned(), "/app/x".to_owned()),
+        (":method".to_owned(), "GET".to_owned()),
+        ("authorization".to_owned(), format!("Bearer {t}")),
+    ];
+    let o = handle(&engine, &mut vm, &h, NOW_MS, false);
+    assert_eq!(response(&o).status, 401);
+    assert_eq!(o.audit.as_ref().unwrap().reason, "userinfo_refused");
+    assert!(vm.take_userinfo_calls().is_empty());
+    // With the oauth2 filter's forwarded access token beside the cookie:
+    // the call carries the access token, and the header never goes upstream.
+    let h = {
+        let mut h = headers(&t, None, API);
+        h.push(("authorization".to_owned(), format!("Bearer {AT}")));
+        h
+    };
+    let o = first_request(&engine, &mut vm, &h, &json_answer(&userinfo_claims()));
+    let up = upstream(&o, h.clone());
+    assert!(get(&up, "authorization").is_empty());
+    assert_eq!(get(&up, "x-shop-first-name"), ["Aino"]);
+}

@@ -252,6 +252,10 @@ pub struct ProviderConfig {
     /// Marks the provider as login-protected (behind Envoy's oauth2 filter).
     #[serde(default)]
     pub login: Option<crate::login::LoginConfig>,
+    /// A candidate contract, same shape, evaluated next to `contract` on
+    /// every request and never enforced (issue 14 item 5).
+    #[serde(default)]
+    pub shadow_contract: Option<Box<RawValue>>,
 }
 
 /// How requests are matched to a provider.

@@ -60,6 +60,7 @@ pub use refusal::Refusal;
 pub use session::Call;
 
 use counters::Interner;
+pub(crate) use entry::Shadowed;
 use entry::{verdict_for, Entry, Hit, Verdict};
 use session::{Sessions, Slot as Session};
 
@@ -245,6 +246,7 @@ impl Engine {
     pub fn new_state(&self) -> VmState {
         let mut counters = Interner::new(&self.config.stat_prefix);
         counters.unmatched_action(self.config.unmatched.name());
+        counters.set_controllers(self.controllers());
         VmState {
             keys: KeyStore::new(&self.config.issuers),
             parked: ParkedQueue::default(),
@@ -309,6 +311,30 @@ impl Engine {
                 (vec![c], Some(f))
             }
         }
+    }
+
+    /// Every controller (education-provider OID) a contract or shadow
+    /// contract of this configuration names, in its organisations or its
+    /// agreements: the bounded set of `controller=` labels.
+    pub fn controllers(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for p in &self.config.providers {
+            for c in std::iter::once(&p.contract).chain(p.shadow.as_ref()) {
+                if let Some(list) = c.organisations() {
+                    out.extend(
+                        list.into_iter()
+                            .filter(|o| crate::claims::is_organisation_oid(o))
+                            .map(str::to_owned),
+                    );
+                }
+                if let Some(a) = c.agreements() {
+                    out.extend(a.iter().map(|(oid, _)| oid.to_owned()));
+                }
+            }
+        }
+        out.sort_unstable();
+        out.dedup();
+        out
     }
 
     /// Whether some provider matches on Envoy's route name (the glue then
@@ -463,6 +489,9 @@ impl Engine {
                     None => (refusal.render(&cfg.realm), refusal.reason()),
                 };
                 counters.push(state.counters.denied(provider, reason));
+                if let Some(s) = &who.shadow {
+                    counters.extend_from_slice(&s.counters);
+                }
                 Outcome {
                     audit: Some(Rc::new(Audit {
                         provider: provider.id.clone(),
@@ -476,6 +505,7 @@ impl Engine {
                         subject: who.subject,
                         token: who.token,
                         rbac_values: Vec::new(),
+                        shadow: who.shadow.map(|s| Rc::clone(&s.diff)),
                         rendered: None,
                     })),
                     decision: Decision::Respond(response),
@@ -651,7 +681,12 @@ impl Engine {
         }
         let key = ctx.state.cache_key(&found.token);
         let now_s = ctx.now_ms / 1000;
-        let finish = |verdict: Verdict, who: Who, slot: Option<&mut Slot>| {
+        let finish = |verdict: Verdict,
+                      shadowed: Option<Rc<Shadowed>>,
+                      mut who: Who,
+                      slot: Option<&mut Slot>| {
+            // A refusal's record carries the shadow comparison too.
+            who.shadow = shadowed;
             let release = verdict.map_err(|r| Halt::Refuse(r, who.clone()))?;
             let token = self
                 .signed_token(provider, &release, slot, now_s)
@@ -666,13 +701,14 @@ impl Engine {
             match entry.revalidate(provider_index, issuer, &mut state.keys, ctx.now_ms) {
                 Hit::Valid => {
                     counted.push(state.counters.cache_hit);
-                    let verdict = entry.verdict(provider_index, provider, &mut state.counters);
+                    let (verdict, shadowed) =
+                        entry.verdict(provider_index, provider, &mut state.counters);
                     let who = entry.who.clone();
                     let slot = match provider.signed_token {
                         Some(_) if verdict.is_ok() => entry.slot(provider_index),
                         _ => None,
                     };
-                    return finish(verdict, who, slot);
+                    return finish(verdict, shadowed, who, slot);
                 }
                 Hit::Refused(refusal) => {
                     counted.push(state.counters.cache_hit);
@@ -694,6 +730,7 @@ impl Engine {
                 kid: verified.token.kid().map(str::to_owned),
                 alg: verified.token.alg().name(),
             })),
+            shadow: None,
         };
         // An issuer with userinfo: its attributes join the claims before
         // the contract sees them, and nothing is released until they have.
@@ -728,7 +765,7 @@ impl Engine {
             }
             None => verified.token.claims(),
         };
-        let verdict = verdict_for(
+        let (verdict, shadowed) = verdict_for(
             claims,
             provider_index,
             provider,
@@ -746,11 +783,16 @@ impl Engine {
             token: verified.token.into_retained(),
             issuer: verified.issuer,
             key: verified.key,
-            verdicts: vec![(provider_index, verdict.clone())],
+            verdicts: vec![(provider_index, verdict.clone(), shadowed.clone())],
             minted,
             userinfo: userinfo.clone(),
         };
-        let result = finish(verdict, who, entry.minted.first_mut().map(|(_, slot)| slot));
+        let result = finish(
+            verdict,
+            shadowed,
+            who,
+            entry.minted.first_mut().map(|(_, slot)| slot),
+        );
         // An entry holds the token, its decoded claims JSON (smaller than
         // the token) and, per provider, about 1 KiB of packed headers,
         // counters and audit record; BENCHMARKS.md has the VM memory this
@@ -812,8 +854,10 @@ impl Engine {
             counted.push(state.counters.userinfo_failure(&issuer.issuer, f.reason()));
             Err(Halt::from(Refusal::Userinfo(f)))
         };
-        // No access token: the session cannot show its attributes.
-        let Some(access_token) = ui.access_token.find(req.headers) else {
+        // No access token: the session cannot show its attributes. The ID
+        // token itself (an API client's `Authorization` when that is also
+        // the access token's carrier) is not one.
+        let Some(access_token) = ui.access_token.find(req.headers).filter(|t| *t != raw) else {
             return fail(Failure::Refused, state);
         };
         let discovered = state
