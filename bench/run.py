@@ -123,7 +123,7 @@ def mpass_config(providers: dict[str, Any]) -> dict[str, Any]:
 
 
 def sp(audience: str, prefix: str) -> dict[str, Any]:
-    return {"audiences": [audience], "match": {"path_prefixes": [prefix]}, "forward": False,
+    return {"audiences": [audience], "match": {"path_prefixes": [prefix]},
             "contract": CONTRACT}
 
 
@@ -231,6 +231,8 @@ def cells() -> list[Cell]:
              baseline="empty", group="baseline"),
         Cell("floor-release", "host-call floor: read, remove the token, set 9 headers", floor("release"),
              limit=1, baseline="empty", group="baseline"),
+        Cell("floor-pairs", "host-call floor: read, then replace the map (token out, 9 headers in)",
+             floor("pairs"), limit=1, baseline="empty", group="baseline"),
         Cell("native-warm", "jwt_authn RS256, no cache, same token", nat("RS256"), limit=1,
              kind="native", group="warm"),
         Cell("native-cache-warm", "jwt_authn RS256, cache+claim_to_headers, same token",

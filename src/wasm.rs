@@ -272,7 +272,7 @@ impl Shared {
         if !self.declared {
             return;
         }
-        if let Err(status) = publish_decision(&outcome.record()) {
+        if let Err(status) = publish_decision(&outcome.record_bytes()) {
             log(
                 LogLevel::Warn,
                 &format!("mpass-guard: decision record not written (host status {status})"),

@@ -197,6 +197,18 @@ impl Outcome {
         record
     }
 
+    /// The decision record's bytes ([`DecisionRecord::encode`] of
+    /// [`Outcome::record`]), encoded once per cached decision.
+    pub fn record_bytes(&self) -> Rc<[u8]> {
+        let status = self.decision.response().map(|r| r.status);
+        match &self.audit {
+            Some(audit) => audit
+                .encoded
+                .get_or((status, self.stripped_tokens), || self.record().encode()),
+            None => self.record().encode().into(),
+        }
+    }
+
     /// Every counter to increment once for this request.
     pub fn counter_ids(&self) -> impl Iterator<Item = CounterId> + '_ {
         let release = match &self.decision {
@@ -270,6 +282,7 @@ impl Packed {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::audit::RecordMemo;
 
     fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
         list.iter()
@@ -294,6 +307,7 @@ mod tests {
                 token: None,
                 rbac_values: Vec::new(),
                 rendered: None,
+                encoded: RecordMemo::default(),
             }),
             claims: None,
         })

@@ -5,7 +5,7 @@
 
 use std::rc::Rc;
 
-use super::audit::{Audit, Who};
+use super::audit::{Audit, RecordMemo, Who};
 use super::counters::{Interner, Tally};
 use super::decision::{Admitted, Packed};
 use super::refusal::Refusal;
@@ -25,6 +25,9 @@ pub(crate) struct Entry {
     /// The token itself: a hit needs the whole token to be equal, not just
     /// its key.
     pub(crate) raw: Box<str>,
+    /// Whether `raw` is, as a whole run, a configured issuer's token to the
+    /// sealer ([`crate::seal::Issuers::run_is_ours`]), found out once.
+    pub(crate) ours: bool,
     pub(crate) token: Retained,
     pub(crate) issuer: IssuerId,
     /// Fingerprint of the verifying key; `None` for a provider's HS secret.
@@ -170,6 +173,7 @@ fn admit(
         token: who.token,
         rbac_values: release.rbac_values,
         rendered: None,
+        encoded: RecordMemo::default(),
     };
     audit.rendered = Some(audit.render_body());
     Admitted {

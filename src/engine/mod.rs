@@ -45,12 +45,12 @@ use crate::extract::{Carrier, ExtractError, Found};
 use crate::jwks::{Availability, IssuerId, IssuerKeys, KeyStore};
 use crate::minted::{MintError, Slot};
 use crate::routing::{Lookup, ProviderId};
-use crate::seal::{Sealed, Sealer, Strip};
+use crate::seal::{Known, Sealed, Sealer, Strip};
 use crate::signing::CACHE_CONTROL;
 use crate::verify::{TokenError, Untrusted, Verified};
 
-use audit::Who;
 pub use audit::{Audit, AuditBatch, Pushed, TokenFacts};
+use audit::{RecordMemo, Who};
 pub use counters::CounterId;
 pub use decision::{Admitted, Decision, Outcome, Response, StrippedAudit, WaitFor};
 pub use parked::ParkedQueue;
@@ -321,12 +321,20 @@ impl Engine {
             resumed,
         };
         match self.admit(provider_index, provider, req, path, ctx, &mut counters) {
-            Ok((admitted, kept, token)) => {
-                let sealed = cfg.sealer.seal(
+            Ok((admitted, kept, token, found)) => {
+                let known = found.as_ref().and_then(|f| match &f.carrier {
+                    Carrier::Header(header) => Some(Known {
+                        header,
+                        token: f.token.as_bytes(),
+                    }),
+                    _ => None,
+                });
+                let sealed = cfg.sealer.seal_known(
                     req.byte_headers(),
                     Strip::Tokens {
                         keep: kept.as_ref(),
                     },
+                    known,
                 );
                 let mut outcome = Outcome {
                     audit: Some(Rc::clone(&admitted.audit)),
@@ -371,6 +379,7 @@ impl Engine {
                         token: who.token,
                         rbac_values: Vec::new(),
                         rendered: None,
+                        encoded: RecordMemo::default(),
                     })),
                     decision: Decision::Respond(response),
                     counters,
@@ -522,7 +531,8 @@ impl Engine {
     /// Extracts, verifies (or finds the token in the cache) and applies the
     /// contract. On success: the release, the carrier of the token the
     /// contract forwards (kept by the sealer), and the
-    /// signed token's header when the provider has one.
+    /// signed token's header when the provider has one, and the token when
+    /// it is known to be a configured issuer's ([`Known`], for the sealer).
     #[allow(clippy::type_complexity)]
     fn admit(
         &self,
@@ -532,7 +542,15 @@ impl Engine {
         path: &str,
         ctx: Ctx<'_>,
         counted: &mut Vec<CounterId>,
-    ) -> Result<(Rc<Admitted>, Option<Carrier>, Option<(String, String)>), Halt> {
+    ) -> Result<
+        (
+            Rc<Admitted>,
+            Option<Carrier>,
+            Option<(String, String)>,
+            Option<Found>,
+        ),
+        Halt,
+    > {
         let cfg = &self.config;
         let all = cfg.locations.find_all(req.headers, path);
         let found = match all.and_then(|all| Self::find_token(&cfg.sealer, all)) {
@@ -551,22 +569,28 @@ impl Engine {
                 .signed_token(provider, &release, slot, now_s)
                 .map_err(|r| Halt::Refuse(r, who))?;
             let kept = provider.forward.then(|| found.carrier.clone());
-            Ok((release, kept, token))
+            Ok::<_, Halt>((release, kept, token))
         };
 
         let state = &mut *ctx.state;
-        if let Some(entry) = state.cache.get_mut(&key).filter(|e| *e.raw == *found.token) {
+        if let Some(entry) = state
+            .cache
+            .get_mut(&key)
+            .filter(|e| crate::seal::same_bytes(e.raw.as_bytes(), found.token.as_bytes()))
+        {
             let issuer = cfg.issuers.get(entry.issuer.index());
             match entry.revalidate(provider_index, issuer, &mut state.keys, ctx.now_ms) {
                 Hit::Valid => {
                     counted.push(state.counters.cache_hit);
                     let verdict = entry.verdict(provider_index, provider, &mut state.counters);
                     let who = entry.who.clone();
+                    let ours = entry.ours;
                     let slot = match provider.signed_token {
                         Some(_) if verdict.is_ok() => entry.slot(provider_index),
                         _ => None,
                     };
-                    return finish(verdict, who, slot);
+                    let (release, kept, token) = finish(verdict, who, slot)?;
+                    return Ok((release, kept, token, ours.then_some(found)));
                 }
                 Hit::Refused(refusal) => {
                     counted.push(state.counters.cache_hit);
@@ -600,8 +624,10 @@ impl Engine {
         if provider.signed_token.is_some() && verdict.is_ok() {
             minted.push((provider_index, Slot::new(verified.token.claims())));
         }
+        let ours = cfg.sealer.issuers.run_is_ours(found.token.as_bytes());
         let mut entry = Entry {
             raw: found.token.as_str().into(),
+            ours,
             who: who.clone(),
             hmac_provider: verified.key.is_none().then_some(provider_index),
             token: verified.token.into_retained(),
@@ -623,7 +649,8 @@ impl Engine {
             .saturating_add(entry.minted.iter().map(|(_, s)| s.size()).sum());
         let evicted = state.cache.insert(key, entry, bytes);
         counted.extend(std::iter::repeat_n(state.counters.cache_eviction, evicted));
-        result
+        let (release, kept, token) = result?;
+        Ok((release, kept, token, ours.then_some(found)))
     }
 
     /// Verifies issuer, algorithm, signature and times; the audience is the
