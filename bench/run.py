@@ -215,8 +215,13 @@ class Cell:
     group: str = ""
 
 
-def mpass(plugin=mpass_default):
-    return lambda: [wasm_filter(plugin(), harness.WASM, "mpass-guard")]
+# A previous build of the filter, for before/after cells in one run
+# (`BENCH_BASE_WASM=path/to/mpass_guard.wasm`): cells `base-*`.
+BASE_WASM = Path(os.environ["BENCH_BASE_WASM"]) if os.environ.get("BENCH_BASE_WASM") else None
+
+
+def mpass(plugin=mpass_default, wasm: Path | None = None):
+    return lambda: [wasm_filter(plugin(), wasm or harness.WASM, "mpass-guard")]
 
 
 def cells() -> list[Cell]:
@@ -268,6 +273,20 @@ def cells() -> list[Cell]:
         Cell("mpass-scale-10k", f"mpass-guard, {SCALE_PROVIDERS} providers, same token",
              mpass(lambda: mpass_scale(SCALE_PROVIDERS)), limit=1, path=scale_path,
              baseline="mpass-scale-1", target=1.05, kind="mpass", group="scale"),
+    ] + base_cells()
+
+
+def base_cells() -> list[Cell]:
+    """The same mpass-guard cells with the BENCH_BASE_WASM build."""
+    if BASE_WASM is None:
+        return []
+    return [
+        Cell("base-warm", "BENCH_BASE_WASM build, same token", mpass(wasm=BASE_WASM), limit=1,
+             baseline="empty", kind="mpass", group="warm"),
+        Cell("base-rs-cold", "BENCH_BASE_WASM build, RS256, new token each request",
+             mpass(wasm=BASE_WASM), baseline="native-rs-cold", kind="mpass", group="cold"),
+        Cell("base-mix", f"BENCH_BASE_WASM build, RS256, Zipf mix of {USERS} users",
+             mpass(wasm=BASE_WASM), seq=True, baseline="native-mix", kind="mpass", group="mix"),
     ]
 
 

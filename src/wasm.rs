@@ -7,11 +7,13 @@
 //! parked and decided again from the root context once the keys change or
 //! their wait ends.
 //!
-//! With `audit.flush_interval` set, audit lines and counter increments are
-//! gathered in the VM and handed to the host together, at most that long
-//! after the first of them (and when the VM stops): one log call per batch
-//! and one host call per counter that moved. Without it (the default) each
-//! decision logs its line and increments its counters at once.
+//! The engine's counters (decisions, releases, cache, ...) are added up in
+//! the VM and handed to the host on the root's tick, every 100 ms (and when
+//! the VM stops or its configuration is replaced): one host call per counter
+//! that moved instead of about a dozen per request. A scrape therefore lags
+//! by at most one tick. With `audit.flush_interval` set, audit lines are
+//! gathered the same way and logged together, at most that long after the
+//! first of them; without it (the default) each line is logged at once.
 //!
 //! Host calls go through `proxy_wasm::hostcalls` (which return `Result`)
 //! rather than the SDK's trait helpers (which unwrap), so a host error never
@@ -82,17 +84,13 @@ struct Metrics {
     ids: RefCell<HashMap<String, u32>>,
     /// Host metric ids of the engine's interned counters, by index.
     counters: RefCell<Vec<Option<u32>>>,
-    /// Increments not yet handed to the host (batching only), by index.
+    /// Increments not yet handed to the host, by index.
     pending: RefCell<Vec<u64>>,
 }
 
 impl Metrics {
-    /// Counts one for a counter: at once, or in the batch.
-    fn count(&self, state: &VmState, counter: CounterId, batch: bool) {
-        if !batch {
-            self.add(state, counter, 1);
-            return;
-        }
+    /// Counts one for a counter, handed to the host by the next [`Metrics::flush`].
+    fn count(&self, counter: CounterId) {
         let mut pending = self.pending.borrow_mut();
         if pending.len() <= counter.index() {
             pending.resize(counter.index() + 1, 0);
@@ -102,12 +100,14 @@ impl Metrics {
         }
     }
 
-    /// Hands the batched increments to the host.
+    /// Hands the gathered increments to the host. The buffer is kept (its
+    /// length is the number of counters ever counted), only zeroed.
     fn flush(&self, state: &VmState) {
-        let pending = std::mem::take(&mut *self.pending.borrow_mut());
-        for (index, n) in pending.into_iter().enumerate() {
-            if n > 0 {
-                self.add(state, CounterId::from_index(index), n);
+        let mut pending = self.pending.borrow_mut();
+        for (index, n) in pending.iter_mut().enumerate() {
+            if *n > 0 {
+                self.add(state, CounterId::from_index(index), *n);
+                *n = 0;
             }
         }
     }
@@ -281,12 +281,8 @@ impl Shared {
     }
 
     fn carry_out(&self, outcome: Outcome, now: u64) -> Action {
-        {
-            let state = self.state.borrow();
-            let batch = state.audit.is_batching();
-            for counter in outcome.counter_ids() {
-                self.metrics.count(&state, counter, batch);
-            }
+        for counter in outcome.counter_ids() {
+            self.metrics.count(counter);
         }
         // Before any local reply: the access log reads the record either way.
         self.publish(&outcome);
@@ -545,8 +541,6 @@ impl RootContext for Root {
                 let declared = declare_decision_property();
                 let decision_time = decision_time_name(engine.stat_prefix());
                 let state = engine.new_state();
-                let remote = state.keys.has_remote();
-                let batching = state.audit.is_batching();
                 // A new configuration replaces the state: write out what the
                 // previous one still holds.
                 if let Some(previous) = &self.shared {
@@ -560,9 +554,8 @@ impl RootContext for Root {
                     decision_time,
                 }));
                 self.calls.clear();
-                if remote || batching {
-                    let _ = hostcalls::set_tick_period(TICK);
-                }
+                // Always: the tick hands the counters to the host.
+                let _ = hostcalls::set_tick_period(TICK);
                 true
             }
             Err(e) => {
@@ -581,6 +574,7 @@ impl RootContext for Root {
         };
         let now = now_ms();
         shared.flush_audit_if_due(now);
+        shared.metrics.flush(&shared.state.borrow());
         self.start_due_fetches(&shared, now);
         {
             let state = shared.state.borrow();
@@ -656,9 +650,8 @@ impl HttpContext for Http {
         let remove = {
             let state = shared.state.borrow();
             let (remove, counters) = shared.engine.trailers(&trailers, &state);
-            let batch = state.audit.is_batching();
             for counter in counters {
-                shared.metrics.count(&state, counter, batch);
+                shared.metrics.count(counter);
             }
             remove
         };
