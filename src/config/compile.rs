@@ -393,7 +393,25 @@ fn providers(
                 env,
                 &mut report.warnings,
             )?;
-            let contract = shared_contract(&pc, &path, ctx, sanitiser, &mut contracts, report)?;
+            let contract = shared_contract(
+                pc.contract.as_deref(),
+                &join(&path, "contract"),
+                ctx,
+                sanitiser,
+                &mut contracts,
+                report,
+            )?;
+            let shadow = match pc.shadow_contract.as_deref() {
+                Some(raw) => Some(shared_contract(
+                    Some(raw),
+                    &join(&path, "shadow_contract"),
+                    ctx,
+                    sanitiser,
+                    &mut contracts,
+                    report,
+                )?),
+                None => None,
+            };
             let rule = MatchRule {
                 authorities: &pc.matching.authorities,
                 path_prefixes: &pc.matching.path_prefixes,
@@ -409,6 +427,7 @@ fn providers(
                 hs_secret,
                 forward: contract.forwards_token(),
                 contract,
+                shadow,
                 signed_token,
             })
         });
@@ -509,20 +528,20 @@ fn hs_secret(
 }
 
 /// The provider's contract, compiled or shared with an identical one.
+///
+/// Also compiles a `shadow_contract` (at its own path): a shadow is checked
+/// exactly as an enforced contract is, and its header names are sanitised
+/// too, so promoting it changes nothing a client could have pre-set.
 fn shared_contract(
-    pc: &ProviderConfig,
-    path: &str,
+    raw: Option<&serde_json::value::RawValue>,
+    contract_path: &str,
     ctx: &CompileContext<'_>,
     sanitiser: &mut Sanitiser,
     contracts: &mut HashMap<String, Shared>,
     report: &mut Report,
 ) -> Result<Rc<Contract>, ConfigError> {
-    let contract_path = join(path, "contract");
-    let key = pc
-        .contract
-        .as_ref()
-        .map(|c| c.get().to_owned())
-        .unwrap_or_default();
+    let contract_path = contract_path.to_owned();
+    let key = raw.map(|c| c.get().to_owned()).unwrap_or_default();
     if let Some(shared) = contracts.get(&key) {
         // Same text, same contract: its warnings apply here too.
         for w in &shared.warnings {
@@ -534,7 +553,7 @@ fn shared_contract(
         }
         return Ok(Rc::clone(&shared.contract));
     }
-    let wire_contract = match &pc.contract {
+    let wire_contract = match raw {
         Some(raw) => parse_at(raw.get(), &contract_path)?,
         // No contract: verification only, nothing released.
         None => release_nothing(),

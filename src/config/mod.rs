@@ -62,6 +62,9 @@ pub struct Provider {
     pub forward: bool,
     /// Shared between providers whose contracts are written identically.
     pub contract: Rc<Contract>,
+    /// The candidate contract (`shadow_contract`): evaluated on the same
+    /// claims as `contract`, compared, never enforced.
+    pub shadow: Option<Rc<Contract>>,
     /// The gateway-signed token this provider receives (`contract.signed_token`).
     pub signed_token: Option<SignedToken>,
 }

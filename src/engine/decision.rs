@@ -306,6 +306,7 @@ mod tests {
                 subject: None,
                 token: None,
                 rbac_values: Vec::new(),
+                shadow: None,
                 rendered: None,
                 encoded: RecordMemo::default(),
             }),

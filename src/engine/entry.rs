@@ -6,7 +6,7 @@
 use std::rc::Rc;
 
 use super::audit::{Audit, RecordMemo, Who};
-use super::counters::{Interner, Tally};
+use super::counters::{CounterId, Interner, Tally};
 use super::decision::{Admitted, Packed};
 use super::refusal::Refusal;
 use crate::config::Provider;
@@ -14,11 +14,22 @@ use crate::contract::Release;
 use crate::jwks::{Availability, Issuer, IssuerId, IssuerKeys, KeyStore};
 use crate::minted::Slot;
 use crate::routing::ProviderId;
+use crate::shadow::{self, ShadowDiff};
 use crate::verify::{audience_in, Retained};
 
 /// What a token means for one provider: the release, or a refusal
 /// (audience or contract) that does not depend on time.
 pub(crate) type Verdict = Result<Rc<Admitted>, Refusal>;
+
+/// A provider's shadow comparison for one token, cached with its verdict:
+/// a warm request replays it (record and counters) without evaluating the
+/// shadow contract again.
+#[derive(Debug)]
+pub(crate) struct Shadowed {
+    pub(crate) diff: Rc<ShadowDiff>,
+    /// `shadow_evaluations` and one `shadow_differences` per kind.
+    pub(crate) counters: Vec<CounterId>,
+}
 
 /// A verified token in the cache.
 pub(crate) struct Entry {
@@ -35,8 +46,9 @@ pub(crate) struct Entry {
     /// For HS* tokens: the provider whose secret verified it.
     pub(crate) hmac_provider: Option<ProviderId>,
     pub(crate) who: Who,
-    /// Per provider index, computed on first use.
-    pub(crate) verdicts: Vec<(ProviderId, Verdict)>,
+    /// Per provider index, computed on first use, with its shadow
+    /// comparison when the provider has a shadow contract.
+    pub(crate) verdicts: Vec<(ProviderId, Verdict, Option<Rc<Shadowed>>)>,
     /// Per provider with a signed token: the minted token, re-minted only
     /// near its end or under another contract version.
     pub(crate) minted: Vec<(ProviderId, Slot)>,
@@ -66,23 +78,24 @@ impl Entry {
             .map(|(_, slot)| slot)
     }
 
-    /// The verdict for a provider, computed once per provider.
+    /// The verdict for a provider (and its shadow comparison), computed
+    /// once per provider.
     pub(crate) fn verdict(
         &mut self,
         provider_index: ProviderId,
         provider: &Provider,
         names: &mut Interner,
-    ) -> Verdict {
-        if let Some((_, v)) = self.verdicts.iter().find(|(p, _)| *p == provider_index) {
-            return v.clone();
+    ) -> (Verdict, Option<Rc<Shadowed>>) {
+        if let Some((_, v, s)) = self.verdicts.iter().find(|(p, _, _)| *p == provider_index) {
+            return (v.clone(), s.clone());
         }
         // A provider this token has not met yet: parse its claims again.
-        let v = match self.token.claims() {
+        let (v, s) = match self.token.claims() {
             Ok(claims) => verdict_for(&claims, provider_index, provider, self.who.clone(), names),
-            Err(e) => Err(Refusal::Token(e.reason())),
+            Err(e) => (Err(Refusal::Token(e.reason())), None),
         };
-        self.verdicts.push((provider_index, v.clone()));
-        v
+        self.verdicts.push((provider_index, v.clone(), s.clone()));
+        (v, s)
     }
 
     /// Whether this entry may answer for this provider now. `issuer` is the
@@ -126,22 +139,40 @@ impl Entry {
     }
 }
 
-/// The verdict for one provider, computed from the token's claims.
+/// The verdict for one provider, computed from the token's claims, and,
+/// when the provider has a shadow contract, what that one would change.
+/// The shadow runs only where the contract does (a wrong audience is
+/// refused before either), on the same normalised claims, and its result
+/// is never enforced.
 pub(crate) fn verdict_for(
     claims: &serde_json::Map<String, serde_json::Value>,
     provider_index: ProviderId,
     provider: &Provider,
-    who: Who,
+    mut who: Who,
     names: &mut Interner,
-) -> Verdict {
-    match audience_in(claims, &provider.audiences) {
-        Err(e) => Err(Refusal::Forbidden(e.reason())),
-        Ok(_) => provider
-            .contract
-            .apply(claims)
-            .map(|release| Rc::new(admit(provider_index, provider, release, who, names)))
-            .map_err(|d| Refusal::Contract(d.reason)),
+) -> (Verdict, Option<Rc<Shadowed>>) {
+    if let Err(e) = audience_in(claims, &provider.audiences) {
+        return (Err(Refusal::Forbidden(e.reason())), None);
     }
+    let normalised = crate::claims::normalise(claims);
+    let enforced = provider.contract.apply_normalised(&normalised);
+    let shadowed = provider.shadow.as_ref().map(|candidate| {
+        let diff = shadow::compare(
+            &enforced,
+            &candidate.apply_normalised(&normalised),
+            candidate.version(),
+        );
+        let counters = names.shadow(provider, &diff.changes);
+        Rc::new(Shadowed {
+            diff: Rc::new(diff),
+            counters,
+        })
+    });
+    who.shadow.clone_from(&shadowed);
+    let verdict = enforced
+        .map(|release| Rc::new(admit(provider_index, provider, release, who, names)))
+        .map_err(|d| Refusal::Contract(d.reason));
+    (verdict, shadowed)
 }
 
 /// Renders a release: packed headers, counters and the audit record.
@@ -154,6 +185,32 @@ fn admit(
 ) -> Admitted {
     let mut counters = Vec::with_capacity(1 + release.released.len() + release.withheld.len());
     counters.push(names.attribute(index, provider, Tally::Allowed, ""));
+    if let Some(s) = &who.shadow {
+        counters.extend_from_slice(&s.counters);
+    }
+    // Per controller: an attribute counts for each controller of the
+    // user's permitted roles whose agreement releases it (every one without
+    // agreements); two unnamed controllers are one `other`.
+    let agreements = provider.contract.agreements();
+    let mut by_controller = Vec::new();
+    for name in &release.released {
+        let attr = crate::claims::lookup(name).map(|(a, _)| a);
+        for (controller, held) in &release.controllers {
+            let counted = match (agreements, attr) {
+                (Some(ag), Some(attr)) => ag
+                    .for_controller(controller)
+                    .is_some_and(|a| a.releases(attr, *held)),
+                _ => true,
+            };
+            if counted {
+                let id = names.released_by(index, provider, controller, name);
+                if !by_controller.contains(&id) {
+                    by_controller.push(id);
+                }
+            }
+        }
+    }
+    counters.extend(by_controller);
     for a in &release.released {
         counters.push(names.attribute(index, provider, Tally::Released, a));
     }
@@ -172,6 +229,7 @@ fn admit(
         subject: who.subject,
         token: who.token,
         rbac_values: release.rbac_values,
+        shadow: who.shadow.as_ref().map(|s| Rc::clone(&s.diff)),
         rendered: None,
         encoded: RecordMemo::default(),
     };

@@ -57,6 +57,7 @@ pub use parked::ParkedQueue;
 pub use refusal::Refusal;
 
 use counters::Interner;
+pub(crate) use entry::Shadowed;
 use entry::{verdict_for, Entry, Hit, Verdict};
 
 /// The parts of a request the decision needs. Header names are lowercase, as
@@ -219,6 +220,7 @@ impl Engine {
     pub fn new_state(&self) -> VmState {
         let mut counters = Interner::new(&self.config.stat_prefix);
         counters.unmatched_action(self.config.unmatched.name());
+        counters.set_controllers(self.controllers());
         VmState {
             keys: KeyStore::new(&self.config.issuers),
             parked: ParkedQueue::default(),
@@ -227,6 +229,30 @@ impl Engine {
             token_hasher: RandomState::new(),
             counters,
         }
+    }
+
+    /// Every controller (education-provider OID) a contract or shadow
+    /// contract of this configuration names, in its organisations or its
+    /// agreements: the bounded set of `controller=` labels.
+    pub fn controllers(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for p in &self.config.providers {
+            for c in std::iter::once(&p.contract).chain(p.shadow.as_ref()) {
+                if let Some(list) = c.organisations() {
+                    out.extend(
+                        list.into_iter()
+                            .filter(|o| crate::claims::is_organisation_oid(o))
+                            .map(str::to_owned),
+                    );
+                }
+                if let Some(a) = c.agreements() {
+                    out.extend(a.iter().map(|(oid, _)| oid.to_owned()));
+                }
+            }
+        }
+        out.sort_unstable();
+        out.dedup();
+        out
     }
 
     /// Whether some provider matches on Envoy's route name (the glue then
@@ -365,6 +391,9 @@ impl Engine {
                 let response = refusal.render(&cfg.realm);
                 let reason = refusal.reason();
                 counters.push(state.counters.denied(provider, reason));
+                if let Some(s) = &who.shadow {
+                    counters.extend_from_slice(&s.counters);
+                }
                 Outcome {
                     audit: Some(Rc::new(Audit {
                         provider: provider.id.clone(),
@@ -378,6 +407,7 @@ impl Engine {
                         subject: who.subject,
                         token: who.token,
                         rbac_values: Vec::new(),
+                        shadow: who.shadow.map(|s| Rc::clone(&s.diff)),
                         rendered: None,
                         encoded: RecordMemo::default(),
                     })),
@@ -563,7 +593,12 @@ impl Engine {
         }
         let key = ctx.state.cache_key(&found.token);
         let now_s = ctx.now_ms / 1000;
-        let finish = |verdict: Verdict, who: Who, slot: Option<&mut Slot>| {
+        let finish = |verdict: Verdict,
+                      shadowed: Option<Rc<Shadowed>>,
+                      mut who: Who,
+                      slot: Option<&mut Slot>| {
+            // A refusal's record carries the shadow comparison too.
+            who.shadow = shadowed;
             let release = verdict.map_err(|r| Halt::Refuse(r, who.clone()))?;
             let token = self
                 .signed_token(provider, &release, slot, now_s)
@@ -582,14 +617,15 @@ impl Engine {
             match entry.revalidate(provider_index, issuer, &mut state.keys, ctx.now_ms) {
                 Hit::Valid => {
                     counted.push(state.counters.cache_hit);
-                    let verdict = entry.verdict(provider_index, provider, &mut state.counters);
+                    let (verdict, shadowed) =
+                        entry.verdict(provider_index, provider, &mut state.counters);
                     let who = entry.who.clone();
                     let ours = entry.ours;
                     let slot = match provider.signed_token {
                         Some(_) if verdict.is_ok() => entry.slot(provider_index),
                         _ => None,
                     };
-                    let (release, kept, token) = finish(verdict, who, slot)?;
+                    let (release, kept, token) = finish(verdict, shadowed, who, slot)?;
                     return Ok((release, kept, token, ours.then_some(found)));
                 }
                 Hit::Refused(refusal) => {
@@ -612,8 +648,9 @@ impl Engine {
                 kid: verified.token.kid().map(str::to_owned),
                 alg: verified.token.alg().name(),
             })),
+            shadow: None,
         };
-        let verdict = verdict_for(
+        let (verdict, shadowed) = verdict_for(
             verified.token.claims(),
             provider_index,
             provider,
@@ -633,10 +670,15 @@ impl Engine {
             token: verified.token.into_retained(),
             issuer: verified.issuer,
             key: verified.key,
-            verdicts: vec![(provider_index, verdict.clone())],
+            verdicts: vec![(provider_index, verdict.clone(), shadowed.clone())],
             minted,
         };
-        let result = finish(verdict, who, entry.minted.first_mut().map(|(_, slot)| slot));
+        let result = finish(
+            verdict,
+            shadowed,
+            who,
+            entry.minted.first_mut().map(|(_, slot)| slot),
+        );
         // An entry holds the token, its decoded claims JSON (smaller than
         // the token) and, per provider, about 1 KiB of packed headers,
         // counters and audit record; BENCHMARKS.md has the VM memory this
