@@ -97,6 +97,8 @@ pub struct Config {
     pub cache_max_bytes: usize,
     /// The gateway's issuer, keys and published documents (`gateway`).
     pub gateway: Option<Gateway>,
+    /// The management service source (`registry`), if configured.
+    pub registry: Option<crate::registry_source::RegistrySettings>,
     /// Load-time warnings, logged by the glue.
     pub warnings: Vec<Warning>,
 }
@@ -116,6 +118,22 @@ impl Config {
     pub fn issuer(&self, iss: &str) -> Option<(IssuerId, &Issuer)> {
         let id = *self.issuer_index.get(iss)?;
         Some((id, self.issuers.get(id.index())?))
+    }
+
+    /// Per provider index, the keys the registry is asked about: the
+    /// provider's audiences when its contract takes organisations from the
+    /// registry, else none.
+    pub fn registry_watched(&self) -> Vec<Vec<String>> {
+        self.providers
+            .iter()
+            .map(|p| {
+                if p.contract.organisations_from().uses_registry() {
+                    p.audiences.clone()
+                } else {
+                    Vec::new()
+                }
+            })
+            .collect()
     }
 
     /// The provider with this id.

@@ -82,6 +82,18 @@ pub fn issuer_key_set_age_name(sp: &str, issuer: &str) -> String {
     format!("key_set_age_seconds.{}", issuer_dims(sp, issuer))
 }
 
+/// `registry_fetches.stat_prefix=<sp>.result=<ok|failed>`: one per
+/// registry refresh (both documents).
+pub fn registry_fetch_name(sp: &str, ok: bool) -> String {
+    let result = if ok { "ok" } else { "failed" };
+    format!("registry_fetches.stat_prefix={sp}.result={result}")
+}
+
+/// The gauge `registry_snapshot_age_seconds.stat_prefix=<sp>`.
+pub fn registry_snapshot_age_name(sp: &str) -> String {
+    format!("registry_snapshot_age_seconds.stat_prefix={sp}")
+}
+
 /// The histogram `decision_time_us.stat_prefix=<sp>`.
 pub fn decision_time_name(sp: &str) -> String {
     format!("decision_time_us.stat_prefix={sp}")
@@ -140,6 +152,9 @@ pub(crate) struct Interner {
     pub(crate) cache_eviction: CounterId,
     /// `invalid_authority.stat_prefix=<sp>`: a malformed `:authority`.
     pub(crate) invalid_authority: CounterId,
+    /// `registry_stale.stat_prefix=<sp>`: a request decided with the last
+    /// good registry snapshot while the latest refresh failed.
+    pub(crate) registry_stale: CounterId,
     /// Per [`crate::seal::Place`] (by its index),
     /// `tokens_stripped.stat_prefix=<sp>.carrier=<place>`.
     pub(crate) stripped: Vec<CounterId>,
@@ -167,6 +182,7 @@ impl Interner {
             cache_miss: CounterId(0),
             cache_eviction: CounterId(0),
             invalid_authority: CounterId(0),
+            registry_stale: CounterId(0),
             stripped: Vec::new(),
             stat_prefix: stat_prefix.to_owned(),
         };
@@ -178,6 +194,7 @@ impl Interner {
         names.cache_miss = names.id(&format!("token_cache.stat_prefix={sp}.result=miss"));
         names.cache_eviction = names.id(&format!("token_cache.stat_prefix={sp}.result=eviction"));
         names.invalid_authority = names.id(&format!("{INVALID_AUTHORITY}.stat_prefix={sp}"));
+        names.registry_stale = names.id(&format!("registry_stale.stat_prefix={sp}"));
         names.stripped = crate::seal::Place::ALL
             .iter()
             .map(|p| names.id(&stripped_name(sp, p.name())))
@@ -281,7 +298,11 @@ mod tests {
                 .as_deref(),
             Some("tokens_stripped.stat_prefix=edge.carrier=cookie")
         );
-        assert_eq!(names.name(CounterId::from_index(13)), None);
+        assert_eq!(
+            name(names.registry_stale).as_deref(),
+            Some("registry_stale.stat_prefix=edge")
+        );
+        assert_eq!(names.name(CounterId::from_index(14)), None);
     }
 
     #[test]

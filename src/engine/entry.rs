@@ -10,7 +10,7 @@ use super::counters::{Interner, Tally};
 use super::decision::{Admitted, Packed};
 use super::refusal::Refusal;
 use crate::config::Provider;
-use crate::contract::Release;
+use crate::contract::{Contract, Release};
 use crate::jwks::{Availability, Issuer, IssuerId, IssuerKeys, KeyStore};
 use crate::minted::Slot;
 use crate::routing::ProviderId;
@@ -32,8 +32,11 @@ pub(crate) struct Entry {
     /// For HS* tokens: the provider whose secret verified it.
     pub(crate) hmac_provider: Option<ProviderId>,
     pub(crate) who: Who,
-    /// Per provider index, computed on first use.
-    pub(crate) verdicts: Vec<(ProviderId, Verdict)>,
+    /// Per provider index, computed on first use, with the registry
+    /// generation it was computed under (0 for a static contract): a new
+    /// registry snapshot makes the verdicts of earlier ones stale, so a
+    /// permission withdrawn at run time applies to the next request.
+    pub(crate) verdicts: Vec<(ProviderId, u64, Verdict)>,
     /// Per provider with a signed token: the minted token, re-minted only
     /// near its end or under another contract version.
     pub(crate) minted: Vec<(ProviderId, Slot)>,
@@ -63,22 +66,38 @@ impl Entry {
             .map(|(_, slot)| slot)
     }
 
-    /// The verdict for a provider, computed once per provider.
+    /// The verdict for a provider, computed once per provider and registry
+    /// generation.
     pub(crate) fn verdict(
         &mut self,
         provider_index: ProviderId,
         provider: &Provider,
+        contract: &Contract,
+        generation: u64,
         names: &mut Interner,
     ) -> Verdict {
-        if let Some((_, v)) = self.verdicts.iter().find(|(p, _)| *p == provider_index) {
+        if let Some((_, _, v)) = self
+            .verdicts
+            .iter()
+            .find(|(p, g, _)| *p == provider_index && *g == generation)
+        {
             return v.clone();
         }
-        // A provider this token has not met yet: parse its claims again.
+        self.verdicts.retain(|(p, _, _)| *p != provider_index);
+        // A provider (or a registry snapshot) this token has not met yet:
+        // parse its claims again.
         let v = match self.token.claims() {
-            Ok(claims) => verdict_for(&claims, provider_index, provider, self.who.clone(), names),
+            Ok(claims) => verdict_for(
+                &claims,
+                provider_index,
+                provider,
+                contract,
+                self.who.clone(),
+                names,
+            ),
             Err(e) => Err(Refusal::Token(e.reason())),
         };
-        self.verdicts.push((provider_index, v.clone()));
+        self.verdicts.push((provider_index, generation, v.clone()));
         v
     }
 
@@ -128,15 +147,24 @@ pub(crate) fn verdict_for(
     claims: &serde_json::Map<String, serde_json::Value>,
     provider_index: ProviderId,
     provider: &Provider,
+    contract: &Contract,
     who: Who,
     names: &mut Interner,
 ) -> Verdict {
     match audience_in(claims, &provider.audiences) {
         Err(e) => Err(Refusal::Forbidden(e.reason())),
-        Ok(_) => provider
-            .contract
+        Ok(_) => contract
             .apply(claims)
-            .map(|release| Rc::new(admit(provider_index, provider, release, who, names)))
+            .map(|release| {
+                Rc::new(admit(
+                    provider_index,
+                    provider,
+                    contract,
+                    release,
+                    who,
+                    names,
+                ))
+            })
             .map_err(|d| Refusal::Contract(d.reason)),
     }
 }
@@ -145,6 +173,7 @@ pub(crate) fn verdict_for(
 fn admit(
     index: ProviderId,
     provider: &Provider,
+    contract: &Contract,
     release: Release,
     who: Who,
     names: &mut Interner,
@@ -165,7 +194,7 @@ fn admit(
         released: release.released,
         withheld: release.withheld,
         purposes: release.purposes,
-        contract_version: provider.contract.version().to_owned(),
+        contract_version: contract.version().to_owned(),
         subject: who.subject,
         token: who.token,
         rbac_values: release.rbac_values,

@@ -41,6 +41,9 @@ use ring::hmac;
 
 use crate::cache::Lru;
 use crate::config::{Config, Provider, Unmatched};
+use crate::contract::Contract;
+use crate::jwks::Fetched;
+use crate::registry_source::{Event as RegistryEvent, RegistrySource, Step as RegistryStep};
 use crate::extract::{Carrier, ExtractError, Found};
 use crate::jwks::{Availability, IssuerId, IssuerKeys, KeyStore};
 use crate::minted::{MintError, Slot};
@@ -110,6 +113,13 @@ impl std::fmt::Debug for Engine {
 pub struct VmState {
     /// Remote key state per issuer; the glue drives its fetches.
     pub keys: KeyStore,
+    /// The management service source (`registry`); the glue drives its
+    /// fetches and hands the results to [`Engine::registry_fetched`].
+    pub registry: Option<RegistrySource>,
+    /// Per provider index: its contract under the current registry
+    /// snapshot (registry-backed providers only), rebuilt when the
+    /// snapshot's generation changes.
+    registry_contracts: Vec<Option<Rc<Contract>>>,
     /// Requests waiting for something, decided again when it arrives.
     pub parked: ParkedQueue,
     /// Audit lines gathered for one log call.
@@ -156,6 +166,10 @@ impl VmState {
     pub fn park(&mut self, context_id: u32, wait: WaitFor, now_ms: u64) {
         let wait_ms = match &wait {
             WaitFor::Keys(issuer) => self.keys.policy(*issuer).map_or(0, |p| p.initial_wait_ms),
+            WaitFor::Registry => self
+                .registry
+                .as_ref()
+                .map_or(0, |r| r.settings.policy.initial_wait_ms),
         };
         self.parked
             .park(context_id, wait, now_ms.saturating_add(wait_ms));
@@ -219,14 +233,92 @@ impl Engine {
     pub fn new_state(&self) -> VmState {
         let mut counters = Interner::new(&self.config.stat_prefix);
         counters.unmatched_action(self.config.unmatched.name());
+        let registry = self
+            .config
+            .registry
+            .as_ref()
+            .map(|r| RegistrySource::new(r.clone(), self.config.registry_watched()));
         VmState {
             keys: KeyStore::new(&self.config.issuers),
+            registry,
+            registry_contracts: Vec::new(),
             parked: ParkedQueue::default(),
             audit: AuditBatch::new(self.config.audit_flush_ms),
             cache: Lru::new(self.config.cache_max_entries, self.config.cache_max_bytes),
             token_hasher: RandomState::new(),
             counters,
         }
+    }
+
+    /// Applies the result of one registry call (see
+    /// [`RegistrySource::on_fetched`]); when the permissions changed, the
+    /// contracts of registry-backed providers are rebuilt under the new
+    /// snapshot. Returns the event to log, if any.
+    pub fn registry_fetched(
+        &self,
+        state: &mut VmState,
+        now_ms: u64,
+        step: &RegistryStep,
+        result: Fetched,
+    ) -> Option<RegistryEvent> {
+        let source = state.registry.as_mut()?;
+        let event = source.on_fetched(now_ms, step, result)?;
+        if event.changed {
+            let source = &*source;
+            state.registry_contracts = self
+                .config
+                .providers
+                .iter()
+                .enumerate()
+                .map(|(i, p)| {
+                    if !p.contract.organisations_from().uses_registry() {
+                        return None;
+                    }
+                    let permitted = source.permitted(i, now_ms)?;
+                    Some(Rc::new(p.contract.under_registry(
+                        &permitted.organisations,
+                        permitted.allow_test_learner_id,
+                    )))
+                })
+                .collect();
+        }
+        Some(event)
+    }
+
+    /// The contract that applies to this provider now, with the registry
+    /// generation it belongs to (0 for a static contract). A
+    /// registry-backed provider without a usable snapshot waits for the
+    /// first one (once), then is refused with 503: never a release without
+    /// the controllers' permissions.
+    fn contract_now(
+        &self,
+        provider_index: ProviderId,
+        provider: &Provider,
+        state: &mut VmState,
+        now_ms: u64,
+        resumed: bool,
+        counted: &mut Vec<CounterId>,
+    ) -> Result<(Rc<Contract>, u64), Halt> {
+        if !provider.contract.organisations_from().uses_registry() {
+            return Ok((Rc::clone(&provider.contract), 0));
+        }
+        let Some(source) = state.registry.as_mut() else {
+            return Err(Refusal::RegistryUnavailable.into());
+        };
+        if source.permitted(provider_index.index(), now_ms).is_some() {
+            let Some(Some(contract)) = state.registry_contracts.get(provider_index.index()) else {
+                return Err(Refusal::RegistryUnavailable.into());
+            };
+            if source.failing() {
+                counted.push(state.counters.registry_stale);
+            }
+            return Ok((Rc::clone(contract), source.generation()));
+        }
+        if !resumed && !source.has_snapshot() {
+            source.wake(now_ms);
+            return Err(Halt::Wait(WaitFor::Registry));
+        }
+        Err(Refusal::RegistryUnavailable.into())
     }
 
     /// Whether some provider matches on Envoy's route name (the glue then
@@ -502,6 +594,7 @@ impl Engine {
     fn signed_token(
         &self,
         provider: &Provider,
+        contract: &Contract,
         admitted: &Admitted,
         slot: Option<&mut Slot>,
         now_s: u64,
@@ -512,7 +605,7 @@ impl Engine {
         let slot = slot.ok_or(Refusal::Signing)?;
         let empty = serde_json::Map::new();
         let released = admitted.claims.as_ref().unwrap_or(&empty);
-        match slot.token(st, gateway, released, provider.contract.version(), now_s) {
+        match slot.token(st, gateway, released, contract.version(), now_s) {
             Ok(token) => Ok(Some(st.header(token))),
             Err(MintError::SourceExpired) => Err(Refusal::Token(TokenError::Expired.reason())),
             Err(MintError::Signing) => Err(Refusal::Signing),
@@ -543,12 +636,20 @@ impl Engine {
         if found.token.len() > cfg.max_token_bytes {
             return Err(Refusal::Token(TokenError::TooLarge.reason()).into());
         }
+        let (contract, generation) = self.contract_now(
+            provider_index,
+            provider,
+            ctx.state,
+            ctx.now_ms,
+            ctx.resumed,
+            counted,
+        )?;
         let key = ctx.state.cache_key(&found.token);
         let now_s = ctx.now_ms / 1000;
         let finish = |verdict: Verdict, who: Who, slot: Option<&mut Slot>| {
             let release = verdict.map_err(|r| Halt::Refuse(r, who.clone()))?;
             let token = self
-                .signed_token(provider, &release, slot, now_s)
+                .signed_token(provider, &contract, &release, slot, now_s)
                 .map_err(|r| Halt::Refuse(r, who))?;
             let kept = provider.forward.then(|| found.carrier.clone());
             Ok((release, kept, token))
@@ -560,7 +661,13 @@ impl Engine {
             match entry.revalidate(provider_index, issuer, &mut state.keys, ctx.now_ms) {
                 Hit::Valid => {
                     counted.push(state.counters.cache_hit);
-                    let verdict = entry.verdict(provider_index, provider, &mut state.counters);
+                    let verdict = entry.verdict(
+                        provider_index,
+                        provider,
+                        &contract,
+                        generation,
+                        &mut state.counters,
+                    );
                     let who = entry.who.clone();
                     let slot = match provider.signed_token {
                         Some(_) if verdict.is_ok() => entry.slot(provider_index),
@@ -593,6 +700,7 @@ impl Engine {
             verified.token.claims(),
             provider_index,
             provider,
+            &contract,
             who.clone(),
             &mut state.counters,
         );
@@ -607,7 +715,7 @@ impl Engine {
             token: verified.token.into_retained(),
             issuer: verified.issuer,
             key: verified.key,
-            verdicts: vec![(provider_index, verdict.clone())],
+            verdicts: vec![(provider_index, generation, verdict.clone())],
             minted,
         };
         let result = finish(verdict, who, entry.minted.first_mut().map(|(_, slot)| slot));
