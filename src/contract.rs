@@ -707,7 +707,10 @@ impl Contract {
         if let (true, Value::Array(items)) =
             (self.organisations_from.uses_registry(), &mut canonical)
         {
-            items.push(serde_json::json!(["organisations_from", self.organisations_from.as_str()]));
+            items.push(serde_json::json!([
+                "organisations_from",
+                self.organisations_from.as_str()
+            ]));
         }
         let digest = ring::digest::digest(&ring::digest::SHA256, canonical.to_string().as_bytes());
         digest
@@ -767,7 +770,11 @@ impl Contract {
     /// the registry records what the controller permits, the contract what
     /// the operator agreed, and neither may widen the other). A static
     /// contract is returned unchanged.
-    pub fn under_registry(&self, organisations: &BTreeSet<String>, allow_test_learner_id: bool) -> Contract {
+    pub fn under_registry(
+        &self,
+        organisations: &BTreeSet<String>,
+        allow_test_learner_id: bool,
+    ) -> Contract {
         let mut c = self.clone();
         if !self.organisations_from.uses_registry() {
             return c;

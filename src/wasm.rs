@@ -490,7 +490,9 @@ impl Root {
         let fetched = fetched_response(body_size, max);
         let event = {
             let mut state = shared.state.borrow_mut();
-            shared.engine.registry_fetched(&mut state, now, step, fetched)
+            shared
+                .engine
+                .registry_fetched(&mut state, now, step, fetched)
         };
         let Some(event) = event else {
             return;
@@ -600,9 +602,7 @@ impl Root {
 /// organisation OIDs or client ids in warnings.
 fn registry_outcome(shared: &Shared, event: &RegistryEvent, suffix: &str) {
     let sp = shared.engine.stat_prefix();
-    shared
-        .metrics
-        .increment(&registry_fetch_name(sp, event.ok));
+    shared.metrics.increment(&registry_fetch_name(sp, event.ok));
     log(
         if event.ok {
             LogLevel::Info

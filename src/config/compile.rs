@@ -242,7 +242,10 @@ fn registry_users(providers: &[Provider], configured: bool, report: &mut Report)
         used = true;
         if !configured {
             report.errors.push(ConfigError::new(
-                join(&join(&join("providers", &p.id), "contract"), "organisations_from"),
+                join(
+                    &join(&join("providers", &p.id), "contract"),
+                    "organisations_from",
+                ),
                 format!(
                     "\"{}\" needs the top-level registry (the management service source)",
                     from.as_str()
