@@ -266,6 +266,11 @@ pub struct Release {
     /// the upstream receives them: all the decision metadata may carry for
     /// RBAC (see [`crate::metadata`]). Other attributes' values are not kept.
     pub rbac_values: Vec<(&'static str, Vec<String>)>,
+    /// The education providers (controllers) of the user's permitted roles,
+    /// each with the role codes held under it (bit `1 << code`; filled only
+    /// under agreements): whose users the release speaks of, for the
+    /// per-controller `released_attributes` counters. OIDs, no personal value.
+    pub controllers: Vec<(String, u8)>,
 }
 
 /// A read-only view of one compiled release rule.
@@ -831,6 +836,19 @@ impl Contract {
         self.check_agreed_learner_id(n, &scope)?;
 
         let mut release = Release::default();
+        if self.agreements.is_some() {
+            release.controllers = scope
+                .controllers
+                .iter()
+                .map(|(c, held)| ((*c).to_owned(), *held))
+                .collect();
+        } else {
+            for c in &scope.providers {
+                if !release.controllers.iter().any(|(x, _)| x == c) {
+                    release.controllers.push(((*c).to_owned(), 0));
+                }
+            }
+        }
         let wants_claims = self.payload_header.is_some() || self.signed_token.is_some();
         let mut payload = Map::new();
         for rule in &self.rules {

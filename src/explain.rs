@@ -130,6 +130,18 @@ fn contract_section(out: &mut String, p: &Provider) {
             c.payload_header().unwrap_or("none").to_owned(),
         ),
         ("signed token", signed_token_row(p)),
+        (
+            "shadow contract",
+            p.shadow.as_ref().map_or_else(
+                || "none".to_owned(),
+                |s| {
+                    format!(
+                        "version {} (evaluated on every request, never enforced)",
+                        s.version()
+                    )
+                },
+            ),
+        ),
     ];
     for (k, v) in rows {
         let _ = writeln!(out, "  {k:<17} {v}");
@@ -170,6 +182,51 @@ fn contract_section(out: &mut String, p: &Provider) {
             &rules,
         ));
     }
+    agreements_section(out, p);
+}
+
+/// The per-controller matrix of a contract with agreements: what each
+/// controller lets this provider have of its users.
+fn agreements_section(out: &mut String, p: &Provider) {
+    let Some(agreements) = p.contract.agreements() else {
+        return;
+    };
+    let default = match agreements.default() {
+        crate::agreement::DefaultAgreement::Deny => "deny (nothing is released)",
+        crate::agreement::DefaultAgreement::Contract => "the contract's release",
+    };
+    let _ = writeln!(
+        out,
+        "\n  per controller (agreements; controllers without one: {default}):"
+    );
+    let rows: Vec<Vec<String>> = crate::report::provider_rows(p, &p.contract)
+        .iter()
+        .map(|r| {
+            vec![
+                r.controller.label().to_owned(),
+                r.attribute.alias.to_owned(),
+                r.purpose.clone().unwrap_or_else(|| "-".to_owned()),
+                r.condition(),
+                if r.test_learner_ids {
+                    "accepted"
+                } else {
+                    "refused"
+                }
+                .to_owned(),
+            ]
+        })
+        .collect();
+    out.push_str(&crate::report::render(
+        &[
+            "controller",
+            "attribute",
+            "purpose",
+            "condition",
+            "test learner ids",
+        ],
+        &rows,
+        crate::report::Format::Text,
+    ));
 }
 
 /// Where the signed token goes and what its `aud`, `sub` and lifetime are.
@@ -284,7 +341,28 @@ fn release_section(out: &mut String, config: &Config, p: &Provider, claims: &Map
             "  note: aud is not one of this provider's audiences; the filter would answer 403 {{\"error\":\"forbidden\",\"reason\":\"audience_mismatch\"}} before the contract; the contract alone gives:"
         );
     }
-    match p.contract.apply(claims) {
+    let enforced = p.contract.apply(claims);
+    if let Some(candidate) = &p.shadow {
+        let d = crate::shadow::evaluate(&enforced, candidate, claims);
+        let names = |v: &[&str]| {
+            if v.is_empty() {
+                "-".to_owned()
+            } else {
+                v.join(", ")
+            }
+        };
+        let _ = writeln!(
+            out,
+            "  shadow contract {}: would {} ({}); added: {}; removed: {}; changed: {}",
+            d.contract_version,
+            if d.allowed { "allow" } else { "deny" },
+            d.reason,
+            names(&d.added),
+            names(&d.removed),
+            names(&d.changed)
+        );
+    }
+    match enforced {
         Err(denial) => {
             let _ = write!(
                 out,

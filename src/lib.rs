@@ -32,9 +32,12 @@ pub mod names;
 pub mod registry;
 pub mod registry_source;
 pub mod render;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod report;
 pub mod routing;
 pub mod rsa_fast;
 pub mod seal;
+pub mod shadow;
 pub mod signing;
 pub mod unique_map;
 pub mod verify;

@@ -99,6 +99,30 @@ pub struct DecisionRecord<'a> {
     /// infos are read, and only for names in `released` and not in
     /// `withheld` (see [`DecisionRecord::attributes`]).
     pub released_values: Vec<(&'a str, &'a [String])>,
+    /// What the provider's shadow contract would have done; `None` (written
+    /// as `null`) without one. Names only.
+    pub shadow: Option<ShadowRecord<'a>>,
+}
+
+/// The `shadow` part of the record: the candidate contract's decision and
+/// the attribute names it would release differently. Never a value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShadowRecord<'a> {
+    /// `allow` or `deny`.
+    pub decision: &'static str,
+    /// `ok` or the refusal reason the shadow would give.
+    pub reason: &'static str,
+    /// The shadow contract's version.
+    pub contract_version: &'a str,
+    /// Attributes it would release in addition.
+    pub added: Vec<&'static str>,
+    /// Attributes it would no longer release.
+    pub removed: Vec<&'static str>,
+    /// Attributes both release with a different value.
+    pub changed: Vec<&'static str>,
+    /// The kinds of difference (`would_allow`, `would_refuse`, `reason`,
+    /// `added`, `removed`, `values`); empty when the shadow agrees.
+    pub changes: Vec<&'static str>,
 }
 
 /// The values under `attributes`, derived from released roles and education
@@ -130,6 +154,7 @@ impl<'a> DecisionRecord<'a> {
             alg: None,
             stripped_tokens: 0,
             released_values: Vec::new(),
+            shadow: None,
         }
     }
 
@@ -215,6 +240,23 @@ impl<'a> DecisionRecord<'a> {
                     ("organisations", owned(a.organisations)),
                     ("org_roles", owned(a.org_roles)),
                 ]),
+            ),
+            (
+                "shadow",
+                self.shadow.as_ref().map_or(Value::Null, |s| {
+                    let names = |v: &[&'static str]| {
+                        Value::List(v.iter().map(|n| Value::from(*n)).collect())
+                    };
+                    Value::Struct(vec![
+                        ("decision", Value::from(s.decision)),
+                        ("reason", Value::from(s.reason)),
+                        ("contract_version", Value::from(s.contract_version)),
+                        ("added", names(&s.added)),
+                        ("removed", names(&s.removed)),
+                        ("changed", names(&s.changed)),
+                        ("changes", names(&s.changes)),
+                    ])
+                }),
             ),
         ]
     }
@@ -639,7 +681,8 @@ mod tests {
                 "kid",
                 "alg",
                 "stripped_tokens",
-                "attributes"
+                "attributes",
+                "shadow"
             ]
         );
         assert_eq!(r.encode(), r.clone().encode());

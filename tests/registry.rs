@@ -684,3 +684,35 @@ fn a_registry_no_contract_uses_is_a_warning() {
         .iter()
         .any(|w| w.path == "registry" && w.message.contains("for nothing")));
 }
+
+#[test]
+fn releases_are_counted_under_the_registrys_organisations_as_controllers() {
+    let engine = engine();
+    let mut vm = loaded(&engine);
+    let o = handle(
+        &engine,
+        &mut vm,
+        "/oppi/x",
+        &token(CLIENT, TESTIKUNTA, REAL_LEARNER),
+        T0,
+        false,
+    );
+    let names = vm.counter_names(&o);
+    let label = TESTIKUNTA.replace('.', "_");
+    assert!(
+        names.iter().any(|n| n.starts_with("released_attributes.")
+            && n.contains(&format!("controller={label}.attribute=uid"))),
+        "{names:?}"
+    );
+}
+
+#[test]
+fn a_shadow_contract_from_the_registry_needs_the_registry_too() {
+    let mut c = with_contract(json!({"organisations": [STATIC_ORG]}), false);
+    c["providers"]["p"]["shadow_contract"] = json!({"organisations_from": "registry"});
+    let e = load(&c).unwrap_err();
+    assert!(
+        e.contains("providers.p.shadow_contract.organisations_from"),
+        "{e}"
+    );
+}

@@ -26,6 +26,7 @@ use crate::drift;
 use crate::explain::{self, ClaimsSource};
 use crate::mint::{self, KeyFile, SigningKey};
 use crate::registry::{Phase, Snapshot};
+use crate::report;
 use crate::verify::{Untrusted, MAX_TIME};
 
 use check::EnvSource;
@@ -99,12 +100,17 @@ struct CheckArgs {
 
 #[derive(Debug, Args)]
 struct ExplainArgs {
-    /// The configuration file, as for `check`.
-    #[arg(value_name = "FILE")]
-    file: String,
+    /// The configuration file, as for `check` (not with --diff).
+    #[arg(
+        value_name = "FILE",
+        required_unless_present = "diff",
+        conflicts_with = "diff"
+    )]
+    file: Option<String>,
     /// Claims as a JSON object: the exact headers each upstream would get.
-    #[arg(long, value_name = "FILE", conflicts_with = "token")]
-    claims: Option<PathBuf>,
+    /// With --diff, repeat it: one user per file.
+    #[arg(long, value_name = "FILE", conflicts_with = "token", action = clap::ArgAction::Append)]
+    claims: Vec<PathBuf>,
     /// A token, decoded WITHOUT verification.
     #[arg(long, value_name = "TOKEN")]
     token: Option<String>,
@@ -114,6 +120,27 @@ struct ExplainArgs {
     /// Which configuration of FILE, counted from 1 as `check` lists them.
     #[arg(long, value_name = "N")]
     instance: Option<usize>,
+    /// Report format; anything but text prints the matrix provider x
+    /// controller x attribute (or the --diff) as a table in that format.
+    #[arg(long, value_name = "FORMAT", default_value = "text",
+          value_parser = ["text", "json", "csv", "markdown"])]
+    format: String,
+    /// The matrix provider x controller x attribute: who receives what of
+    /// whose users, for which purpose, under which condition.
+    #[arg(long)]
+    matrix: bool,
+    /// Which services receive this attribute (alias or claim name), for
+    /// which purpose, under which condition.
+    #[arg(long, value_name = "NAME", conflicts_with = "diff")]
+    attribute: Option<String>,
+    /// What each service receives of this education provider's users (OID).
+    #[arg(long, value_name = "OID", conflicts_with = "diff")]
+    controller: Option<String>,
+    /// What changes from configuration OLD to NEW, per provider x controller
+    /// x attribute; with --claims, per user what would be released or
+    /// refused differently.
+    #[arg(long, num_args = 2, value_names = ["OLD", "NEW"])]
+    diff: Option<Vec<String>>,
     #[command(flatten)]
     env: EnvArgs,
 }
@@ -267,20 +294,25 @@ fn read_registry(path: &std::path::Path, phase: &str) -> Result<Snapshot, String
     Snapshot::parse(&idps, &sps, phase).map_err(|e| format!("{}: {e}", path.display()))
 }
 
-fn cmd_explain(args: &ExplainArgs) -> Result<ExitCode, String> {
-    let env = env_source(&args.env, false)?;
-    let read = match check::read(&args.file)? {
+/// One configuration of a file for `explain`: `Err(code)` when it did not
+/// load (its errors are printed).
+fn explain_config(
+    file: &str,
+    wanted: Option<usize>,
+    env: &check::EnvSource,
+) -> Result<Result<crate::config::Config, ExitCode>, String> {
+    let read = match check::read(file)? {
         Ok(r) => r,
         Err(e) => {
-            println!("error: {}: {e}", args.file);
-            return Ok(ExitCode::FAILURE);
+            println!("error: {file}: {e}");
+            return Ok(Err(ExitCode::FAILURE));
         }
     };
     let instances = &read.found.instances;
-    let instance = match (args.instance, instances.len()) {
+    let instance = match (wanted, instances.len()) {
         (_, 0) => {
-            println!("error: {}: no mpass-guard configuration found", args.file);
-            return Ok(ExitCode::FAILURE);
+            println!("error: {file}: no mpass-guard configuration found");
+            return Ok(Err(ExitCode::FAILURE));
         }
         (None, 1) => instances.first(),
         (None, n) => {
@@ -290,37 +322,131 @@ fn cmd_explain(args: &ExplainArgs) -> Result<ExitCode, String> {
                 .map(|(i, inst)| format!("  {}: {}", i + 1, inst.place))
                 .collect();
             return Err(format!(
-                "{} holds {n} configurations: pick one with --instance N\n{}",
-                args.file,
+                "{file} holds {n} configurations: pick one with --instance N\n{}",
                 list.join("\n")
             ));
         }
         (Some(n), len) => n
             .checked_sub(1)
             .and_then(|i| instances.get(i))
-            .ok_or_else(|| format!("--instance {n}: {} holds {len} configuration(s)", args.file))
+            .ok_or_else(|| format!("--instance {n}: {file} holds {len} configuration(s)"))
             .map(Some)?,
     };
     let Some(instance) = instance else {
         return Err("no configuration".into());
     };
-    let loaded = check::load_instance(instance, &env);
+    let loaded = check::load_instance(instance, env);
     for line in loaded.lines.iter().filter(|l| !l.starts_with("ok: ")) {
         println!("{line}");
     }
-    let Some(config) = loaded.config else {
-        return Ok(ExitCode::FAILURE);
+    Ok(loaded.config.ok_or(ExitCode::FAILURE))
+}
+
+/// `explain --diff OLD NEW [--claims FILE ...]`.
+fn cmd_explain_diff(
+    args: &ExplainArgs,
+    files: &[String],
+    env: &check::EnvSource,
+    format: report::Format,
+) -> Result<ExitCode, String> {
+    let [old_file, new_file] = files else {
+        return Err("--diff takes OLD and NEW".into());
     };
-    let claims: Option<(Map<String, Value>, ClaimsSource)> = match (&args.claims, &args.token) {
-        (Some(file), _) => Some((read_claims(file)?, ClaimsSource::File)),
-        (None, Some(t)) => {
-            // Decoded by the filter's own strict parser, but NOT verified.
-            let untrusted = Untrusted::decode(t.trim(), config.max_token_bytes)
-                .map_err(|e| format!("--token: {}", e.reason()))?;
-            Some((untrusted.claims().clone(), ClaimsSource::UnverifiedToken))
+    let old = match explain_config(old_file, args.instance, env)? {
+        Ok(c) => c,
+        Err(code) => return Ok(code),
+    };
+    let new = match explain_config(new_file, args.instance, env)? {
+        Ok(c) => c,
+        Err(code) => return Ok(code),
+    };
+    let mut rows = report::diff(&old, &new);
+    if let Some(p) = &args.provider {
+        rows.retain(|r| r.first() == Some(p));
+    }
+    if format == report::Format::Text {
+        println!("changes from {old_file} to {new_file} (provider x controller x attribute):");
+    }
+    print!("{}", report::render(&report::DIFF_COLUMNS, &rows, format));
+    if !args.claims.is_empty() {
+        let mut users = Vec::new();
+        for file in &args.claims {
+            let claims = read_claims(file)?;
+            let user = file.display().to_string();
+            users.extend(report::user_diff(&old, &new, &user, &claims));
         }
-        (None, None) => None,
+        if let Some(p) = &args.provider {
+            users.retain(|r| r.get(1) == Some(p));
+        }
+        if format == report::Format::Text {
+            println!("\nper user (claims files; names only, nothing is verified):");
+        }
+        print!(
+            "{}",
+            report::render(&report::USER_DIFF_COLUMNS, &users, format)
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn cmd_explain(args: &ExplainArgs) -> Result<ExitCode, String> {
+    let env = env_source(&args.env, false)?;
+    let format = report::Format::from_name(&args.format)
+        .ok_or_else(|| format!("--format {}: unknown", args.format))?;
+    if let Some(files) = &args.diff {
+        return cmd_explain_diff(args, files, &env, format);
+    }
+    let Some(file) = &args.file else {
+        return Err("a configuration FILE is required".into());
     };
+    let config = match explain_config(file, args.instance, &env)? {
+        Ok(c) => c,
+        Err(code) => return Ok(code),
+    };
+    let reporting = format != report::Format::Text
+        || args.matrix
+        || args.attribute.is_some()
+        || args.controller.is_some();
+    if reporting {
+        if !args.claims.is_empty() || args.token.is_some() {
+            return Err(
+                "--claims and --token explain one user in text; a report (--format, --matrix, --attribute, --controller) takes none"
+                    .into(),
+            );
+        }
+        let view = report::View {
+            attribute: args.attribute.as_deref(),
+            controller: args.controller.as_deref(),
+            provider: args.provider.as_deref(),
+        };
+        let rows: Vec<Vec<String>> = report::view(&config, view)?
+            .iter()
+            .map(report::cells)
+            .collect();
+        if format == report::Format::Text {
+            match (&args.attribute, &args.controller) {
+                (Some(a), _) => println!("who receives {a}:"),
+                (None, Some(c)) => println!("what each service receives of the users of {c}:"),
+                (None, None) => println!("provider x controller x attribute:"),
+            }
+        }
+        print!("{}", report::render(&report::MATRIX_COLUMNS, &rows, format));
+        return Ok(ExitCode::SUCCESS);
+    }
+    if args.claims.len() > 1 {
+        return Err("--claims: one file (several only with --diff)".into());
+    }
+    let claims: Option<(Map<String, Value>, ClaimsSource)> =
+        match (args.claims.first(), &args.token) {
+            (Some(file), _) => Some((read_claims(file)?, ClaimsSource::File)),
+            (None, Some(t)) => {
+                // Decoded by the filter's own strict parser, but NOT verified.
+                let untrusted = Untrusted::decode(t.trim(), config.max_token_bytes)
+                    .map_err(|e| format!("--token: {}", e.reason()))?;
+                Some((untrusted.claims().clone(), ClaimsSource::UnverifiedToken))
+            }
+            (None, None) => None,
+        };
     let out = explain::explain(
         &config,
         args.provider.as_deref(),

@@ -235,22 +235,30 @@ fn registry(
 fn registry_users(providers: &[Provider], configured: bool, report: &mut Report) {
     let mut used = false;
     for p in providers {
-        let from = p.contract.organisations_from();
-        if !from.uses_registry() {
-            continue;
-        }
-        used = true;
-        if !configured {
-            report.errors.push(ConfigError::new(
-                join(
-                    &join(&join("providers", &p.id), "contract"),
-                    "organisations_from",
-                ),
-                format!(
-                    "\"{}\" needs the top-level registry (the management service source)",
-                    from.as_str()
-                ),
-            ));
+        let contracts = [
+            ("contract", Some(&p.contract)),
+            ("shadow_contract", p.shadow.as_ref()),
+        ];
+        for (field, c) in contracts {
+            let Some(from) = c.map(|c| c.organisations_from()) else {
+                continue;
+            };
+            if !from.uses_registry() {
+                continue;
+            }
+            used = true;
+            if !configured {
+                report.errors.push(ConfigError::new(
+                    join(
+                        &join(&join("providers", &p.id), field),
+                        "organisations_from",
+                    ),
+                    format!(
+                        "\"{}\" needs the top-level registry (the management service source)",
+                        from.as_str()
+                    ),
+                ));
+            }
         }
     }
     if configured && !used {
@@ -454,7 +462,25 @@ fn providers(
                 env,
                 &mut report.warnings,
             )?;
-            let contract = shared_contract(&pc, &path, ctx, sanitiser, &mut contracts, report)?;
+            let contract = shared_contract(
+                pc.contract.as_deref(),
+                &join(&path, "contract"),
+                ctx,
+                sanitiser,
+                &mut contracts,
+                report,
+            )?;
+            let shadow = match pc.shadow_contract.as_deref() {
+                Some(raw) => Some(shared_contract(
+                    Some(raw),
+                    &join(&path, "shadow_contract"),
+                    ctx,
+                    sanitiser,
+                    &mut contracts,
+                    report,
+                )?),
+                None => None,
+            };
             let rule = MatchRule {
                 authorities: &pc.matching.authorities,
                 path_prefixes: &pc.matching.path_prefixes,
@@ -470,6 +496,7 @@ fn providers(
                 hs_secret,
                 forward: contract.forwards_token(),
                 contract,
+                shadow,
                 signed_token,
             })
         });
@@ -570,20 +597,20 @@ fn hs_secret(
 }
 
 /// The provider's contract, compiled or shared with an identical one.
+///
+/// Also compiles a `shadow_contract` (at its own path): a shadow is checked
+/// exactly as an enforced contract is, and its header names are sanitised
+/// too, so promoting it changes nothing a client could have pre-set.
 fn shared_contract(
-    pc: &ProviderConfig,
-    path: &str,
+    raw: Option<&serde_json::value::RawValue>,
+    contract_path: &str,
     ctx: &CompileContext<'_>,
     sanitiser: &mut Sanitiser,
     contracts: &mut HashMap<String, Shared>,
     report: &mut Report,
 ) -> Result<Rc<Contract>, ConfigError> {
-    let contract_path = join(path, "contract");
-    let key = pc
-        .contract
-        .as_ref()
-        .map(|c| c.get().to_owned())
-        .unwrap_or_default();
+    let contract_path = contract_path.to_owned();
+    let key = raw.map(|c| c.get().to_owned()).unwrap_or_default();
     if let Some(shared) = contracts.get(&key) {
         // Same text, same contract: its warnings apply here too.
         for w in &shared.warnings {
@@ -595,7 +622,7 @@ fn shared_contract(
         }
         return Ok(Rc::clone(&shared.contract));
     }
-    let wire_contract = match &pc.contract {
+    let wire_contract = match raw {
         Some(raw) => parse_at(raw.get(), &contract_path)?,
         // No contract: verification only, nothing released.
         None => release_nothing(),

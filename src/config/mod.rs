@@ -62,8 +62,21 @@ pub struct Provider {
     pub forward: bool,
     /// Shared between providers whose contracts are written identically.
     pub contract: Rc<Contract>,
+    /// The candidate contract (`shadow_contract`): evaluated on the same
+    /// claims as `contract`, compared, never enforced.
+    pub shadow: Option<Rc<Contract>>,
     /// The gateway-signed token this provider receives (`contract.signed_token`).
     pub signed_token: Option<SignedToken>,
+}
+
+impl Provider {
+    /// Whether its contract or its shadow contract takes organisations
+    /// from the registry.
+    pub fn uses_registry(&self) -> bool {
+        std::iter::once(&self.contract)
+            .chain(self.shadow.as_ref())
+            .any(|c| c.organisations_from().uses_registry())
+    }
 }
 
 /// The whole compiled configuration.
@@ -127,7 +140,7 @@ impl Config {
         self.providers
             .iter()
             .map(|p| {
-                if p.contract.organisations_from().uses_registry() {
+                if p.uses_registry() {
                     p.audiences.clone()
                 } else {
                     Vec::new()

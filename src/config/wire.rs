@@ -250,6 +250,10 @@ pub struct ProviderConfig {
     /// Kept raw: identical contracts are compiled once.
     #[serde(default)]
     pub contract: Option<Box<RawValue>>,
+    /// A candidate contract, same shape, evaluated next to `contract` on
+    /// every request and never enforced (issue 14 item 5).
+    #[serde(default)]
+    pub shadow_contract: Option<Box<RawValue>>,
 }
 
 /// How requests are matched to a provider.

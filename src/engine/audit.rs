@@ -5,7 +5,8 @@
 use std::fmt::Write as _;
 use std::rc::Rc;
 
-use crate::metadata::{DecisionRecord, Outcome as RecordOutcome};
+use crate::metadata::{DecisionRecord, Outcome as RecordOutcome, ShadowRecord};
+use crate::shadow::ShadowDiff;
 
 /// Pending audit lines are written at once beyond this many bytes.
 pub const AUDIT_BUFFER_BYTES: usize = 32 * 1024;
@@ -29,6 +30,9 @@ pub struct Audit {
     /// Released role and education-provider values, for the RBAC attributes
     /// of the decision record only (`contract::Release::rbac_values`); never logged.
     pub rbac_values: Vec<(&'static str, Vec<String>)>,
+    /// What the provider's shadow contract would have changed (names
+    /// only); `None` without a shadow contract or before the contract ran.
+    pub shadow: Option<Rc<ShadowDiff>>,
     /// The JSON of everything above, rendered once when the record is made
     /// for a cached decision (the time is added per request).
     pub rendered: Option<Rc<str>>,
@@ -48,6 +52,8 @@ pub struct TokenFacts {
 pub(crate) struct Who {
     pub(crate) subject: Option<String>,
     pub(crate) token: Option<Rc<TokenFacts>>,
+    /// The shadow comparison of this provider's decision, when it has one.
+    pub(crate) shadow: Option<Rc<super::Shadowed>>,
 }
 
 impl Audit {
@@ -75,6 +81,15 @@ impl Audit {
             .iter()
             .map(|(n, v)| (*n, v.as_slice()))
             .collect();
+        r.shadow = self.shadow.as_deref().map(|s| ShadowRecord {
+            decision: if s.allowed { "allow" } else { "deny" },
+            reason: s.reason,
+            contract_version: &s.contract_version,
+            added: s.added.clone(),
+            removed: s.removed.clone(),
+            changed: s.changed.clone(),
+            changes: s.changes.iter().map(|c| c.name()).collect(),
+        });
         r
     }
 
@@ -116,9 +131,22 @@ impl Audit {
             purposes: std::collections::BTreeMap<&'static str, &'a str>,
             reason: &'static str,
             released: &'a [&'static str],
+            #[serde(skip_serializing_if = "Option::is_none")]
+            shadow: Option<ShadowBody<'a>>,
             status: u16,
             subject: Option<&'a str>,
             withheld: &'a [&'static str],
+        }
+        /// The shadow's part: names only.
+        #[derive(serde::Serialize)]
+        struct ShadowBody<'a> {
+            added: &'a [&'static str],
+            changed: &'a [&'static str],
+            changes: Vec<&'static str>,
+            contract_version: &'a str,
+            decision: &'static str,
+            reason: &'static str,
+            removed: &'a [&'static str],
         }
         let body = Body {
             contract_version: &self.contract_version,
@@ -127,6 +155,15 @@ impl Audit {
             purposes: self.purposes.iter().map(|(k, v)| (*k, &**v)).collect(),
             reason: self.reason,
             released: &self.released,
+            shadow: self.shadow.as_deref().map(|s| ShadowBody {
+                added: &s.added,
+                changed: &s.changed,
+                changes: s.changes.iter().map(|c| c.name()).collect(),
+                contract_version: &s.contract_version,
+                decision: if s.allowed { "allow" } else { "deny" },
+                reason: s.reason,
+                removed: &s.removed,
+            }),
             status: self.status,
             subject: self.subject.as_deref(),
             withheld: &self.withheld,
@@ -227,6 +264,7 @@ mod tests {
             subject: None,
             token: None,
             rbac_values: Vec::new(),
+            shadow: None,
             rendered: None,
         }
     }

@@ -66,6 +66,39 @@ pub fn denied_name(sp: &str, provider: &str, reason: &str) -> String {
     format!("decisions.stat_prefix={sp}.provider={provider}.outcome=deny.reason={reason}")
 }
 
+/// `released_attributes.stat_prefix=<sp>.provider=<id>.controller=<oid>.attribute=<alias>`:
+/// an attribute released to a provider of a user of this controller. The
+/// controller is an OID with `.` as `_` (`1_2_246_562_10_00000000001`),
+/// or `other` for one no contract of the configuration names.
+pub fn released_by_controller_name(
+    sp: &str,
+    provider: &str,
+    controller: &str,
+    attribute: &str,
+) -> String {
+    format!(
+        "released_attributes.stat_prefix={sp}.provider={provider}.controller={}.attribute={}",
+        controller.replace('.', "_"),
+        attribute_label(attribute)
+    )
+}
+
+/// The `controller=` label of a controller no contract names.
+pub const OTHER_CONTROLLER: &str = "other";
+
+/// `shadow_evaluations.stat_prefix=<sp>.provider=<id>`: a request whose
+/// provider's shadow contract was compared with the enforced one.
+pub fn shadow_evaluations_name(sp: &str, provider: &str) -> String {
+    format!("shadow_evaluations.stat_prefix={sp}.provider={provider}")
+}
+
+/// `shadow_differences.stat_prefix=<sp>.provider=<id>.change=<kind>`: a
+/// request on which the shadow contract would have decided differently, once
+/// per kind of difference ([`crate::shadow::Change`], a fixed set).
+pub fn shadow_differences_name(sp: &str, provider: &str, change: &str) -> String {
+    format!("shadow_differences.stat_prefix={sp}.provider={provider}.change={change}")
+}
+
 /// `key_fetch.stat_prefix=<sp>.issuer=<label>.result=<ok|failed>`.
 pub fn issuer_fetch_name(sp: &str, issuer: &str, ok: bool) -> String {
     let result = if ok { "ok" } else { "failed" };
@@ -144,6 +177,12 @@ pub(crate) struct Interner {
     /// Per provider index, outcome and attribute: skips formatting the name
     /// when a new token meets a known provider.
     per_attribute: HashMap<(ProviderId, Tally, &'static str), CounterId>,
+    /// The controllers the configuration names (sorted): each its own
+    /// `controller=` label, any other one `other` (the names stay bounded).
+    controllers: Vec<String>,
+    /// Per provider index, controller (index into `controllers`, or its
+    /// length for `other`) and attribute.
+    per_controller: HashMap<(ProviderId, usize, &'static str), CounterId>,
     pub(crate) spoofed: CounterId,
     pub(crate) unmatched: CounterId,
     pub(crate) ambiguous_path: CounterId,
@@ -175,6 +214,8 @@ impl Interner {
             names: Vec::new(),
             ids: HashMap::new(),
             per_attribute: HashMap::new(),
+            controllers: Vec::new(),
+            per_controller: HashMap::new(),
             spoofed: CounterId(0),
             unmatched: CounterId(0),
             ambiguous_path: CounterId(0),
@@ -237,6 +278,59 @@ impl Interner {
             attribute,
         ));
         self.per_attribute.insert((index, kind, attribute), id);
+        id
+    }
+
+    /// The counters of one shadow comparison: the evaluation, then one per
+    /// kind of difference.
+    pub(crate) fn shadow(
+        &mut self,
+        provider: &Provider,
+        changes: &[crate::shadow::Change],
+    ) -> Vec<CounterId> {
+        let sp = self.stat_prefix.clone();
+        let mut ids = vec![self.id(&shadow_evaluations_name(&sp, &provider.stat_id))];
+        for c in changes {
+            ids.push(self.id(&shadow_differences_name(&sp, &provider.stat_id, c.name())));
+        }
+        ids
+    }
+
+    /// Names the controllers that get a `controller=` label of their own.
+    pub(crate) fn set_controllers(&mut self, mut controllers: Vec<String>) {
+        controllers.sort_unstable();
+        controllers.dedup();
+        if controllers != self.controllers {
+            // Slots index the list: a new list makes them stale.
+            self.per_controller.clear();
+            self.controllers = controllers;
+        }
+    }
+
+    /// The `released_attributes` counter of one attribute released to a
+    /// provider for a user of `controller`.
+    pub(crate) fn released_by(
+        &mut self,
+        index: ProviderId,
+        provider: &Provider,
+        controller: &str,
+        attribute: &'static str,
+    ) -> CounterId {
+        let slot = self
+            .controllers
+            .binary_search_by(|c| c.as_str().cmp(controller))
+            .unwrap_or(self.controllers.len());
+        if let Some(id) = self.per_controller.get(&(index, slot, attribute)) {
+            return *id;
+        }
+        let label = self
+            .controllers
+            .get(slot)
+            .map_or(OTHER_CONTROLLER, String::as_str);
+        let name =
+            released_by_controller_name(&self.stat_prefix, &provider.stat_id, label, attribute);
+        let id = self.id(&name);
+        self.per_controller.insert((index, slot, attribute), id);
         id
     }
 
@@ -337,6 +431,30 @@ mod tests {
         assert_eq!(
             denied_name("main", "shop", "expired"),
             "decisions.stat_prefix=main.provider=shop.outcome=deny.reason=expired"
+        );
+    }
+
+    #[test]
+    fn released_attributes_are_labelled_by_controller_with_dots_as_underscores() {
+        assert_eq!(
+            released_by_controller_name("main", "shop", "1.2.246.562.10.00000000001", "email"),
+            "released_attributes.stat_prefix=main.provider=shop.controller=1_2_246_562_10_00000000001.attribute=email"
+        );
+        assert_eq!(
+            released_by_controller_name("main", "shop", OTHER_CONTROLLER, "urn:mpass.id:uid"),
+            "released_attributes.stat_prefix=main.provider=shop.controller=other.attribute=uid"
+        );
+    }
+
+    #[test]
+    fn shadow_counters_are_labelled_by_provider_and_change() {
+        assert_eq!(
+            shadow_evaluations_name("main", "shop"),
+            "shadow_evaluations.stat_prefix=main.provider=shop"
+        );
+        assert_eq!(
+            shadow_differences_name("main", "shop", "would_refuse"),
+            "shadow_differences.stat_prefix=main.provider=shop.change=would_refuse"
         );
     }
 

@@ -295,6 +295,7 @@ mod tests {
                 subject: None,
                 token: None,
                 rbac_values: Vec::new(),
+                shadow: None,
                 rendered: None,
             }),
             claims: None,

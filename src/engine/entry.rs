@@ -6,7 +6,7 @@
 use std::rc::Rc;
 
 use super::audit::{Audit, Who};
-use super::counters::{Interner, Tally};
+use super::counters::{CounterId, Interner, Tally};
 use super::decision::{Admitted, Packed};
 use super::refusal::Refusal;
 use crate::config::Provider;
@@ -14,11 +14,30 @@ use crate::contract::{Contract, Release};
 use crate::jwks::{Availability, Issuer, IssuerId, IssuerKeys, KeyStore};
 use crate::minted::Slot;
 use crate::routing::ProviderId;
+use crate::shadow::{self, ShadowDiff};
 use crate::verify::{audience_in, Retained};
+
+/// The contracts that apply to a provider now: its own (and its shadow), or
+/// both under the current registry snapshot.
+#[derive(Debug, Clone)]
+pub(crate) struct Contracts {
+    pub(crate) contract: Rc<Contract>,
+    pub(crate) shadow: Option<Rc<Contract>>,
+}
 
 /// What a token means for one provider: the release, or a refusal
 /// (audience or contract) that does not depend on time.
 pub(crate) type Verdict = Result<Rc<Admitted>, Refusal>;
+
+/// A provider's shadow comparison for one token, cached with its verdict:
+/// a warm request replays it (record and counters) without evaluating the
+/// shadow contract again.
+#[derive(Debug)]
+pub(crate) struct Shadowed {
+    pub(crate) diff: Rc<ShadowDiff>,
+    /// `shadow_evaluations` and one `shadow_differences` per kind.
+    pub(crate) counters: Vec<CounterId>,
+}
 
 /// A verified token in the cache.
 pub(crate) struct Entry {
@@ -33,10 +52,11 @@ pub(crate) struct Entry {
     pub(crate) hmac_provider: Option<ProviderId>,
     pub(crate) who: Who,
     /// Per provider index, computed on first use, with the registry
-    /// generation it was computed under (0 for a static contract): a new
+    /// generation it was computed under (0 for a static contract) and its
+    /// shadow comparison when the provider has a shadow contract. A new
     /// registry snapshot makes the verdicts of earlier ones stale, so a
     /// permission withdrawn at run time applies to the next request.
-    pub(crate) verdicts: Vec<(ProviderId, u64, Verdict)>,
+    pub(crate) verdicts: Vec<(ProviderId, u64, Verdict, Option<Rc<Shadowed>>)>,
     /// Per provider with a signed token: the minted token, re-minted only
     /// near its end or under another contract version.
     pub(crate) minted: Vec<(ProviderId, Slot)>,
@@ -66,39 +86,40 @@ impl Entry {
             .map(|(_, slot)| slot)
     }
 
-    /// The verdict for a provider, computed once per provider and registry
-    /// generation.
+    /// The verdict for a provider (and its shadow comparison), computed
+    /// once per provider and registry generation.
     pub(crate) fn verdict(
         &mut self,
         provider_index: ProviderId,
         provider: &Provider,
-        contract: &Contract,
+        contracts: &Contracts,
         generation: u64,
         names: &mut Interner,
-    ) -> Verdict {
-        if let Some((_, _, v)) = self
+    ) -> (Verdict, Option<Rc<Shadowed>>) {
+        if let Some((_, _, v, s)) = self
             .verdicts
             .iter()
-            .find(|(p, g, _)| *p == provider_index && *g == generation)
+            .find(|(p, g, _, _)| *p == provider_index && *g == generation)
         {
-            return v.clone();
+            return (v.clone(), s.clone());
         }
-        self.verdicts.retain(|(p, _, _)| *p != provider_index);
+        self.verdicts.retain(|(p, _, _, _)| *p != provider_index);
         // A provider (or a registry snapshot) this token has not met yet:
         // parse its claims again.
-        let v = match self.token.claims() {
+        let (v, s) = match self.token.claims() {
             Ok(claims) => verdict_for(
                 &claims,
                 provider_index,
                 provider,
-                contract,
+                contracts,
                 self.who.clone(),
                 names,
             ),
-            Err(e) => Err(Refusal::Token(e.reason())),
+            Err(e) => (Err(Refusal::Token(e.reason())), None),
         };
-        self.verdicts.push((provider_index, generation, v.clone()));
-        v
+        self.verdicts
+            .push((provider_index, generation, v.clone(), s.clone()));
+        (v, s)
     }
 
     /// Whether this entry may answer for this provider now. `issuer` is the
@@ -142,31 +163,50 @@ impl Entry {
     }
 }
 
-/// The verdict for one provider, computed from the token's claims.
+/// The verdict for one provider, computed from the token's claims, and,
+/// when the provider has a shadow contract, what that one would change.
+/// The shadow runs only where the contract does (a wrong audience is
+/// refused before either), on the same normalised claims, and its result
+/// is never enforced.
 pub(crate) fn verdict_for(
     claims: &serde_json::Map<String, serde_json::Value>,
     provider_index: ProviderId,
     provider: &Provider,
-    contract: &Contract,
-    who: Who,
+    contracts: &Contracts,
+    mut who: Who,
     names: &mut Interner,
-) -> Verdict {
-    match audience_in(claims, &provider.audiences) {
-        Err(e) => Err(Refusal::Forbidden(e.reason())),
-        Ok(_) => contract
-            .apply(claims)
-            .map(|release| {
-                Rc::new(admit(
-                    provider_index,
-                    provider,
-                    contract,
-                    release,
-                    who,
-                    names,
-                ))
-            })
-            .map_err(|d| Refusal::Contract(d.reason)),
+) -> (Verdict, Option<Rc<Shadowed>>) {
+    if let Err(e) = audience_in(claims, &provider.audiences) {
+        return (Err(Refusal::Forbidden(e.reason())), None);
     }
+    let normalised = crate::claims::normalise(claims);
+    let enforced = contracts.contract.apply_normalised(&normalised);
+    let shadowed = contracts.shadow.as_ref().map(|candidate| {
+        let diff = shadow::compare(
+            &enforced,
+            &candidate.apply_normalised(&normalised),
+            candidate.version(),
+        );
+        let counters = names.shadow(provider, &diff.changes);
+        Rc::new(Shadowed {
+            diff: Rc::new(diff),
+            counters,
+        })
+    });
+    who.shadow.clone_from(&shadowed);
+    let verdict = enforced
+        .map(|release| {
+            Rc::new(admit(
+                provider_index,
+                provider,
+                &contracts.contract,
+                release,
+                who,
+                names,
+            ))
+        })
+        .map_err(|d| Refusal::Contract(d.reason));
+    (verdict, shadowed)
 }
 
 /// Renders a release: packed headers, counters and the audit record.
@@ -180,6 +220,32 @@ fn admit(
 ) -> Admitted {
     let mut counters = Vec::with_capacity(1 + release.released.len() + release.withheld.len());
     counters.push(names.attribute(index, provider, Tally::Allowed, ""));
+    if let Some(s) = &who.shadow {
+        counters.extend_from_slice(&s.counters);
+    }
+    // Per controller: an attribute counts for each controller of the
+    // user's permitted roles whose agreement releases it (every one without
+    // agreements); two unnamed controllers are one `other`.
+    let agreements = contract.agreements();
+    let mut by_controller = Vec::new();
+    for name in &release.released {
+        let attr = crate::claims::lookup(name).map(|(a, _)| a);
+        for (controller, held) in &release.controllers {
+            let counted = match (agreements, attr) {
+                (Some(ag), Some(attr)) => ag
+                    .for_controller(controller)
+                    .is_some_and(|a| a.releases(attr, *held)),
+                _ => true,
+            };
+            if counted {
+                let id = names.released_by(index, provider, controller, name);
+                if !by_controller.contains(&id) {
+                    by_controller.push(id);
+                }
+            }
+        }
+    }
+    counters.extend(by_controller);
     for a in &release.released {
         counters.push(names.attribute(index, provider, Tally::Released, a));
     }
@@ -198,6 +264,7 @@ fn admit(
         subject: who.subject,
         token: who.token,
         rbac_values: release.rbac_values,
+        shadow: who.shadow.as_ref().map(|s| Rc::clone(&s.diff)),
         rendered: None,
     };
     audit.rendered = Some(audit.render_body());

@@ -60,7 +60,8 @@ pub use parked::ParkedQueue;
 pub use refusal::Refusal;
 
 use counters::Interner;
-use entry::{verdict_for, Entry, Hit, Verdict};
+pub(crate) use entry::Shadowed;
+use entry::{verdict_for, Contracts, Entry, Hit, Verdict};
 
 /// The parts of a request the decision needs. Header names are lowercase, as
 /// Envoy passes them; pseudo-headers (`:authority`, `:path`) are included.
@@ -119,7 +120,7 @@ pub struct VmState {
     /// Per provider index: its contract under the current registry
     /// snapshot (registry-backed providers only), rebuilt when the
     /// snapshot's generation changes.
-    registry_contracts: Vec<Option<Rc<Contract>>>,
+    registry_contracts: Vec<Option<Contracts>>,
     /// Requests waiting for something, decided again when it arrives.
     pub parked: ParkedQueue,
     /// Audit lines gathered for one log call.
@@ -233,6 +234,7 @@ impl Engine {
     pub fn new_state(&self) -> VmState {
         let mut counters = Interner::new(&self.config.stat_prefix);
         counters.unmatched_action(self.config.unmatched.name());
+        counters.set_controllers(self.controllers());
         let registry = self
             .config
             .registry
@@ -265,27 +267,38 @@ impl Engine {
         let event = source.on_fetched(now_ms, step, result)?;
         if event.changed {
             let source = &*source;
+            let mut controllers = self.controllers();
             state.registry_contracts = self
                 .config
                 .providers
                 .iter()
                 .enumerate()
                 .map(|(i, p)| {
-                    if !p.contract.organisations_from().uses_registry() {
+                    if !p.uses_registry() {
                         return None;
                     }
                     let permitted = source.permitted(i, now_ms)?;
-                    Some(Rc::new(p.contract.under_registry(
-                        &permitted.organisations,
-                        permitted.allow_test_learner_id,
-                    )))
+                    // The registry's organisations get controller labels of
+                    // their own too: bounded by the registry, not by users.
+                    controllers.extend(permitted.organisations.iter().cloned());
+                    let under = |c: &Contract| {
+                        Rc::new(c.under_registry(
+                            &permitted.organisations,
+                            permitted.allow_test_learner_id,
+                        ))
+                    };
+                    Some(Contracts {
+                        contract: under(&p.contract),
+                        shadow: p.shadow.as_deref().map(under),
+                    })
                 })
                 .collect();
+            state.counters.set_controllers(controllers);
         }
         Some(event)
     }
 
-    /// The contract that applies to this provider now, with the registry
+    /// The contracts (enforced, shadow) that apply to this provider now, with the registry
     /// generation it belongs to (0 for a static contract). A
     /// registry-backed provider without a usable snapshot waits for the
     /// first one (once), then is refused with 503: never a release without
@@ -298,9 +311,13 @@ impl Engine {
         now_ms: u64,
         resumed: bool,
         counted: &mut Vec<CounterId>,
-    ) -> Result<(Rc<Contract>, u64), Halt> {
-        if !provider.contract.organisations_from().uses_registry() {
-            return Ok((Rc::clone(&provider.contract), 0));
+    ) -> Result<(Contracts, u64), Halt> {
+        if !provider.uses_registry() {
+            let own = Contracts {
+                contract: Rc::clone(&provider.contract),
+                shadow: provider.shadow.clone(),
+            };
+            return Ok((own, 0));
         }
         let Some(source) = state.registry.as_mut() else {
             return Err(Refusal::RegistryUnavailable.into());
@@ -312,13 +329,37 @@ impl Engine {
             if source.failing() {
                 counted.push(state.counters.registry_stale);
             }
-            return Ok((Rc::clone(contract), source.generation()));
+            return Ok((contract.clone(), source.generation()));
         }
         if !resumed && !source.has_snapshot() {
             source.wake(now_ms);
             return Err(Halt::Wait(WaitFor::Registry));
         }
         Err(Refusal::RegistryUnavailable.into())
+    }
+
+    /// Every controller (education-provider OID) a contract or shadow
+    /// contract of this configuration names, in its organisations or its
+    /// agreements: the bounded set of `controller=` labels.
+    pub fn controllers(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for p in &self.config.providers {
+            for c in std::iter::once(&p.contract).chain(p.shadow.as_ref()) {
+                if let Some(list) = c.organisations() {
+                    out.extend(
+                        list.into_iter()
+                            .filter(|o| crate::claims::is_organisation_oid(o))
+                            .map(str::to_owned),
+                    );
+                }
+                if let Some(a) = c.agreements() {
+                    out.extend(a.iter().map(|(oid, _)| oid.to_owned()));
+                }
+            }
+        }
+        out.sort_unstable();
+        out.dedup();
+        out
     }
 
     /// Whether some provider matches on Envoy's route name (the glue then
@@ -449,6 +490,9 @@ impl Engine {
                 let response = refusal.render(&cfg.realm);
                 let reason = refusal.reason();
                 counters.push(state.counters.denied(provider, reason));
+                if let Some(s) = &who.shadow {
+                    counters.extend_from_slice(&s.counters);
+                }
                 Outcome {
                     audit: Some(Rc::new(Audit {
                         provider: provider.id.clone(),
@@ -462,6 +506,7 @@ impl Engine {
                         subject: who.subject,
                         token: who.token,
                         rbac_values: Vec::new(),
+                        shadow: who.shadow.map(|s| Rc::clone(&s.diff)),
                         rendered: None,
                     })),
                     decision: Decision::Respond(response),
@@ -646,10 +691,15 @@ impl Engine {
         )?;
         let key = ctx.state.cache_key(&found.token);
         let now_s = ctx.now_ms / 1000;
-        let finish = |verdict: Verdict, who: Who, slot: Option<&mut Slot>| {
+        let finish = |verdict: Verdict,
+                      shadowed: Option<Rc<Shadowed>>,
+                      mut who: Who,
+                      slot: Option<&mut Slot>| {
+            // A refusal's record carries the shadow comparison too.
+            who.shadow = shadowed;
             let release = verdict.map_err(|r| Halt::Refuse(r, who.clone()))?;
             let token = self
-                .signed_token(provider, &contract, &release, slot, now_s)
+                .signed_token(provider, &contract.contract, &release, slot, now_s)
                 .map_err(|r| Halt::Refuse(r, who))?;
             let kept = provider.forward.then(|| found.carrier.clone());
             Ok((release, kept, token))
@@ -661,7 +711,7 @@ impl Engine {
             match entry.revalidate(provider_index, issuer, &mut state.keys, ctx.now_ms) {
                 Hit::Valid => {
                     counted.push(state.counters.cache_hit);
-                    let verdict = entry.verdict(
+                    let (verdict, shadowed) = entry.verdict(
                         provider_index,
                         provider,
                         &contract,
@@ -673,7 +723,7 @@ impl Engine {
                         Some(_) if verdict.is_ok() => entry.slot(provider_index),
                         _ => None,
                     };
-                    return finish(verdict, who, slot);
+                    return finish(verdict, shadowed, who, slot);
                 }
                 Hit::Refused(refusal) => {
                     counted.push(state.counters.cache_hit);
@@ -695,8 +745,9 @@ impl Engine {
                 kid: verified.token.kid().map(str::to_owned),
                 alg: verified.token.alg().name(),
             })),
+            shadow: None,
         };
-        let verdict = verdict_for(
+        let (verdict, shadowed) = verdict_for(
             verified.token.claims(),
             provider_index,
             provider,
@@ -715,10 +766,20 @@ impl Engine {
             token: verified.token.into_retained(),
             issuer: verified.issuer,
             key: verified.key,
-            verdicts: vec![(provider_index, generation, verdict.clone())],
+            verdicts: vec![(
+                provider_index,
+                generation,
+                verdict.clone(),
+                shadowed.clone(),
+            )],
             minted,
         };
-        let result = finish(verdict, who, entry.minted.first_mut().map(|(_, slot)| slot));
+        let result = finish(
+            verdict,
+            shadowed,
+            who,
+            entry.minted.first_mut().map(|(_, slot)| slot),
+        );
         // An entry holds the token, its decoded claims JSON (smaller than
         // the token) and, per provider, about 1 KiB of packed headers,
         // counters and audit record; BENCHMARKS.md has the VM memory this

@@ -57,7 +57,7 @@ def decode_struct(raw: bytes) -> dict:
 
 RECORD_KEYS = {
     "provider", "decision", "reason", "status", "released", "withheld", "contract_version",
-    "subject", "issuer", "kid", "alg", "stripped_tokens", "attributes",
+    "subject", "issuer", "kid", "alg", "stripped_tokens", "attributes", "shadow",
 }
 
 
@@ -107,7 +107,7 @@ def test_an_unmatched_request_has_every_key_with_nulls_and_empty_lists(encodings
     record = decode_struct(encodings["unmatched"])
     assert set(record) == RECORD_KEYS
     assert record["decision"] == "unmatched"
-    for key in ("provider", "status", "contract_version", "subject", "issuer", "kid", "alg"):
+    for key in ("provider", "status", "contract_version", "subject", "issuer", "kid", "alg", "shadow"):
         assert record[key] is None, key
     assert record["released"] == [] and record["withheld"] == []
     assert record["stripped_tokens"] == 0
