@@ -199,7 +199,7 @@ def test_after_a_good_fetch_an_outage_serves_the_last_good_snapshot_until_max_st
     assert until(lambda: guard.send(OPPI, bearer(tok)).status == 503, 8), guard.log_tail()
     upstream.clear()
     assert_unavailable(upstream, guard.send(OPPI, bearer(tok)))
-    assert "past max_stale" in guard.log()
+    assert until(lambda: "past max_stale" in guard.log(), 3), guard.log_tail()
     assert f"{STAT}registry_snapshot_age_seconds.stat_prefix=main" in guard.stats()
 
 
@@ -237,9 +237,8 @@ def test_a_permission_withdrawn_at_run_time_refuses_the_next_request_without_res
     assert_released(upstream, guard.send(OPPI, bearer(tok)), tok)
     assert_released(upstream, guard.send(OPPI, bearer(tok)), tok)  # now from the token cache
     service.withdraw(1000123, ms.SET_OPPIMATERIAALI)
-    changes = guard.log().count("registry loaded, permissions changed")
-    assert until(lambda: guard.log().count("registry loaded, permissions changed") > changes), \
-        guard.log_tail()
+    # Each VM (main thread, worker) refreshes on its own, within 1 s; no restart.
+    assert until(lambda: guard.send(OPPI, bearer(tok)).status == 403), guard.log_tail()
     upstream.clear()
     assert_refused(upstream, guard.send(OPPI, bearer(tok)), 403, "organisation_not_permitted")
     service.permit(1000123, ms.SET_OPPIMATERIAALI)
