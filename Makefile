@@ -6,7 +6,10 @@
 #   make build   the Wasm filter and the native CLI
 #   make test    setup + build + cargo test + clippy + fmt + real-Envoy end-to-end tests + fuzz smoke
 #   make fuzz    every fuzz target for FUZZ_SECONDS (default 60) each
-#   make run     setup + build + demo (Envoy on 127.0.0.1:10000, upstream on :8080)
+#   make run     setup + build + demo (Envoy on 127.0.0.1:10000, upstream on :8080);
+#                DEMO=login (or `make run-login`): the legacy-app login demo in a browser
+#                (http://127.0.0.1:10080/; ports LOGIN_DEMO_PORT, LOGIN_DEMO_OP_PORT,
+#                LOGIN_DEMO_APP_PORT, LOGIN_DEMO_ADMIN_PORT)
 #   make soak    load with faults (SOAK_SECONDS, default 180) against a flapping key server
 #   make sweep   the leak sweep of issue 11 (SWEEP_REQUESTS, default 20000, or SWEEP_SECONDS)
 #   make bench   setup + build + benchmark (BENCHMARKS.md, bench/cpu_per_request.png);
@@ -58,10 +61,10 @@ SOAK_SECONDS ?= 180
 SWEEP_REQUESTS ?= 20000
 SWEEP_SECONDS ?=
 
-.PHONY: soak sweep setup toolchain clang cargo-fuzz venv interop istio-schemas build wasm wasm-test-trap cli test cargo-test clippy fmt e2e fuzz fuzz-smoke run clean \
+.PHONY: soak sweep setup toolchain clang cargo-fuzz venv interop istio-schemas browser run-login build wasm wasm-test-trap cli test cargo-test clippy fmt e2e fuzz fuzz-smoke run clean \
 	bench bench-tools bench-build release release-tools publish promtool rules-test
 
-setup: toolchain clang cargo-fuzz venv interop istio-schemas release-tools promtool
+setup: toolchain clang cargo-fuzz venv interop istio-schemas release-tools promtool browser
 
 toolchain:
 	@rustup target list --installed | grep -qx wasm32-wasip1 || rustup target add wasm32-wasip1
@@ -113,6 +116,19 @@ istio-schemas: $(ISTIO_SCHEMAS_STAMP)
 $(ISTIO_SCHEMAS_STAMP): tests/istio-schemas/package.json tests/istio-schemas/package-lock.json $(INTEROP_STAMP)
 	cd tests/istio-schemas && npm ci --no-audit --no-fund
 	@touch $@
+
+# Debian's chromium and its chromium-driver: the browser the login tests
+# (tests/e2e/test_login_browser.py, Selenium from requirements.txt) drive
+# headless. Installed only when missing.
+browser:
+	@missing=""; \
+	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
+	command -v chromedriver >/dev/null 2>&1 || missing="$$missing chromium-driver"; \
+	if [ -n "$$missing" ]; then \
+		echo "installing$$missing with apt-get"; \
+		$(SUDO) apt-get update; \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y $$missing; \
+	fi
 
 # buildah builds the compat image, skopeo copies images to registries, and
 # docker-registry is the loopback registry of the release test. Installed only when missing.
@@ -197,8 +213,13 @@ fuzz: cargo-fuzz
 fuzz-smoke: cargo-fuzz
 	FUZZ_SECONDS=$(FUZZ_SMOKE_SECONDS) scripts/fuzz.sh
 
+DEMO ?=
+
 run: setup build
-	$(VENV_PY) scripts/demo.py
+	$(VENV_PY) scripts/$(if $(filter login,$(DEMO)),demo_login.py,demo.py)
+
+run-login: setup build
+	$(VENV_PY) scripts/demo_login.py
 
 # ---------------------------------------------------------------- benchmark
 

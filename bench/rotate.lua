@@ -1,6 +1,6 @@
 -- wrk script: every request carries the next token of a pre-minted pool.
 --
---   wrk -t1 -c16 -d10s --latency -s bench/rotate.lua URL -- POOL [SEQ|-] [PATH] [OFFSET] [LIMIT]
+--   wrk -t1 -c16 -d10s --latency -s bench/rotate.lua URL -- POOL [SEQ|-] [PATH] [OFFSET] [LIMIT] [CARRIER]
 --
 -- POOL   file with one compact JWS per line, read once at init
 -- SEQ    optional file of 0-based pool indices, one per line (e.g. a Zipf
@@ -9,6 +9,10 @@
 -- OFFSET where in the pool/sequence to start (the warm-up uses another one)
 -- LIMIT  use only the first LIMIT tokens of the pool (1 = the same token again
 --        and again: the warm case)
+-- CARRIER bearer (default): `Authorization: Bearer TOKEN`; session: the
+--        cookies of Envoy's oauth2 filter after a login (IdToken=TOKEN, an
+--        opaque access token `at<line>` in BearerToken, OauthHMAC,
+--        OauthExpires) plus an app cookie
 --
 -- Requests are formatted once at init, so the script costs wrk almost nothing
 -- per request. Run with one wrk thread (-t1): one Lua state, one counter.
@@ -23,9 +27,17 @@ function init(args)
   local path = args[3] or "/bench/"
   i = tonumber(args[4] or "0")
   local limit = tonumber(args[5] or "0")
+  local carrier = args[6] or "bearer"
   for line in io.lines(pool) do
     if #line > 0 then
-      reqs[#reqs + 1] = wrk.format("GET", path, { ["Authorization"] = "Bearer " .. line })
+      local headers
+      if carrier == "session" then
+        headers = { ["Cookie"] = "lang=fi; OauthHMAC=bench-hmac-0123456789abcdef; OauthExpires=4102444800; "
+          .. "BearerToken=at" .. #reqs .. "; IdToken=" .. line }
+      else
+        headers = { ["Authorization"] = "Bearer " .. line }
+      end
+      reqs[#reqs + 1] = wrk.format("GET", path, headers)
       if limit > 0 and #reqs >= limit then break end
     end
   end

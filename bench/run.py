@@ -36,8 +36,10 @@ import resource
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -123,7 +125,9 @@ def mpass_config(providers: dict[str, Any]) -> dict[str, Any]:
 
 
 def sp(audience: str, prefix: str) -> dict[str, Any]:
-    return {"audiences": [audience], "match": {"path_prefixes": [prefix]}, "forward": False,
+    # No `forward` key: the filter refuses it now (contract.forward_token is the
+    # one setting that forwards the raw token; off by default).
+    return {"audiences": [audience], "match": {"path_prefixes": [prefix]},
             "contract": CONTRACT}
 
 
@@ -137,6 +141,65 @@ def mpass_batched() -> dict[str, Any]:
     cfg = mpass_default()
     cfg.setdefault("audit", {})["flush_interval"] = "100ms"
     return cfg
+
+
+USERINFO_CLUSTER = "userinfo"
+
+
+def mpass_session() -> dict[str, Any]:
+    """The legacy-app set-up (envoy/legacy-app.yaml): the ID token in the
+    oauth2 filter's IdToken cookie, attributes from userinfo (the access token
+    in BearerToken), one call per session and then cached with the token."""
+    cfg = mpass_default()
+    cfg.pop("from_headers", None)
+    cfg["from_cookies"] = ["IdToken"]
+    rs = next(i for i in cfg["issuers"] if i["issuer"] == ISSUERS["RS256"][0])
+    rs["userinfo"] = {"endpoint": "http://127.0.0.1/userinfo", "cluster": USERINFO_CLUSTER,
+                      "timeout": "2s", "access_token": {"cookie": "BearerToken"}}
+    return cfg
+
+
+class _UserinfoHandler(BaseHTTPRequestHandler):
+    """A loopback userinfo endpoint. The access token is opaque, as MPASSid's
+    is: `at<N>` for the pool's token N (rotate.lua's session carrier), so the
+    answer is about that token's subject; it adds one attribute the ID token
+    lacks, as MPASSid's userinfo adds attributes. The answer goes out in one
+    write: headers and body in two segments would meet Envoy's delayed ACK
+    (Nagle) and add 40 ms that are the test server's, not the filter's."""
+
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's name
+        token = (self.headers.get("authorization") or "").removeprefix("Bearer ")
+        if not (token.startswith("at") and token[2:].isdigit()):
+            self.wfile.write(b"HTTP/1.1 401 Unauthorized\r\ncontent-length: 0\r\n\r\n")
+            return
+        self.server.calls += 1  # type: ignore[attr-defined]
+        body = json.dumps({"sub": f"BENCHUSER{int(token[2:]):08d}",
+                           "urn:mpass.id:nickname": "Penkki"}).encode()
+        self.wfile.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
+                         b"content-length: %d\r\n\r\n%s" % (len(body), body))
+
+    def log_message(self, fmt: str, *args: Any) -> None:
+        pass
+
+
+_USERINFO: list[ThreadingHTTPServer] = []
+
+
+def userinfo_server() -> ThreadingHTTPServer:
+    """One userinfo server for the whole run (started on first use)."""
+    if not _USERINFO:
+        srv = ThreadingHTTPServer((harness.LOOPBACK, 0), _UserinfoHandler)
+        srv.daemon_threads = True
+        srv.calls = 0  # type: ignore[attr-defined]
+        threading.Thread(target=srv.serve_forever, daemon=True).start()
+        _USERINFO.append(srv)
+    return _USERINFO[0]
+
+
+def userinfo_clusters() -> list[dict]:
+    return [harness.static_cluster(USERINFO_CLUSTER, userinfo_server().server_address[1])]
 
 
 def mpass_scale(n: int) -> dict[str, Any]:
@@ -213,6 +276,8 @@ class Cell:
     kind: str = "none"        # none | mpass | native | native-claims: what sanity checks expect
     log_args: list[str] = field(default_factory=list)
     group: str = ""
+    carrier: str = "bearer"   # bearer | session (rotate.lua): where the token rides
+    clusters: Any = None      # () -> extra clusters (the userinfo server)
 
 
 def mpass(plugin=mpass_default):
@@ -242,6 +307,9 @@ def cells() -> list[Cell]:
         Cell("mpass-warm-quiet", "mpass-guard, same token, wasm log level warn (no audit line)",
              mpass(), limit=1, baseline="mpass-warm", kind="mpass", group="warm",
              log_args=["--component-log-level", "wasm:warn"]),
+        Cell("mpass-session-warm", "mpass-guard, logged-in session: oauth2 cookies, userinfo cached",
+             mpass(mpass_session), limit=1, baseline="mpass-warm", target=1.10, kind="mpass-session",
+             group="warm", carrier="session", clusters=userinfo_clusters),
         Cell("native-rs-cold", "jwt_authn RS256, no cache, new token each request", nat("RS256"),
              kind="native", group="cold"),
         Cell("native-rs-cache-cold", "jwt_authn RS256, cache+claims, new token each request",
@@ -372,11 +440,11 @@ def parse_wrk(text: str) -> dict[str, Any]:
 
 
 def wrk(port: int, seconds: float, pool: Path, seq: Path | None, path: str, offset: int,
-        limit: int) -> tuple[str, float]:
+        limit: int, carrier: str = "bearer") -> tuple[str, float]:
     """Runs wrk; returns its output and its own CPU seconds."""
     args = ["wrk", "-t1", f"-c{CONNECTIONS}", f"-d{max(1, round(seconds))}s", "--latency", "-s", str(ROTATE),
             f"http://{harness.LOOPBACK}:{port}", "--", str(pool), str(seq or "-"), path,
-            str(offset), str(limit)]
+            str(offset), str(limit), carrier]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     r = subprocess.run(args, capture_output=True, text=True, timeout=seconds + 60)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -390,13 +458,15 @@ class BenchEnvoy(harness.Envoy):
     """An Envoy whose HTTP filters are given; routes answer directly."""
 
     def __init__(self, upstream_port: int, filters: list[dict], workdir: Path,
-                 log_args: list[str]) -> None:
+                 log_args: list[str], clusters: list[dict] | None = None) -> None:
         super().__init__(upstream_port, None, workdir=workdir, concurrency=1)
         self.filters = filters
         self.log_args = log_args
+        self.extra_clusters = clusters or []
 
     def render(self) -> dict:
-        return harness.bootstrap(self.upstream_port, self.port, self.admin_port, self.filters, routes())
+        return harness.bootstrap(self.upstream_port, self.port, self.admin_port, self.filters, routes(),
+                                 self.extra_clusters)
 
     def launch(self) -> None:
         harness.require_envoy()
@@ -422,14 +492,23 @@ def tamper(token: str) -> str:
     return f"{h}.{p}.{s[:mid]}{'A' if s[mid] != 'A' else 'B'}{s[mid + 1:]}"
 
 
+def carry(cell: Cell, tok: str, index: int = 0) -> list[tuple[str, str]]:
+    """The token (pool line ``index``) as rotate.lua sends it for this cell."""
+    if cell.carrier == "session":
+        return [("Cookie", f"lang=fi; OauthHMAC=bench-hmac-0123456789abcdef; OauthExpires=4102444800; "
+                           f"BearerToken=at{index}; IdToken={tok}")]
+    return [("Authorization", f"Bearer {tok}")]
+
+
 def sanity(cell: Cell, env: BenchEnvoy, upstream: harness.Upstream, pool: list[str]) -> list[str]:
     """Problems found (empty list: all good)."""
     problems = []
     span = pool[: cell.limit] if cell.limit else pool[:USERS] if cell.seq else pool
-    samples = [span[0], span[len(span) // 2], span[-1]]
-    for tok in samples:
+    at = [0, len(span) // 2, len(span) - 1]
+    samples = [span[i] for i in at]
+    for i, tok in zip(at, samples):
         upstream.clear()
-        r = env.send(cell.path, [(ECHO, "1"), ("Authorization", f"Bearer {tok}")])
+        r = env.send(cell.path, [(ECHO, "1"), *carry(cell, tok, i)])
         if r.status != 200:
             problems.append(f"valid token answered {r.status}: {r.body[:200]!r}")
             continue
@@ -439,16 +518,20 @@ def sanity(cell: Cell, env: BenchEnvoy, upstream: harness.Upstream, pool: list[s
             continue
         if "authorization" in names:
             problems.append("token was forwarded upstream")
-        if cell.kind == "mpass":
+        if cell.kind in ("mpass", "mpass-session"):
             released = [n for n in names if n.startswith("x-mpass-")]
             if len(released) < 5:
                 problems.append(f"only {released} released")
+        if cell.kind == "mpass-session":
+            left = [k for k, _ in got.cookies()]
+            if left != ["lang"]:
+                problems.append(f"session cookies reached the upstream: {left}")
         if cell.kind == "native-claims":
             sub = json.loads(harness.b64url_decode(tok.split(".")[1]))["sub"]
             if got.value("x-jwt-sub") != sub:
                 problems.append("claim_to_headers did not set x-jwt-sub")
     if cell.kind != "none":
-        r = env.send(cell.path, [("Authorization", f"Bearer {tamper(samples[0])}")])
+        r = env.send(cell.path, carry(cell, tamper(samples[0])))
         if r.status != 401:
             problems.append(f"tampered token answered {r.status}, expected 401")
     return problems
@@ -497,7 +580,8 @@ def pool_path(alg: str) -> Path:
 
 def run_cell(cell: Cell, rnd: int, args, upstream: harness.Upstream, pools, zipf: Path) -> dict:
     workdir = BUILD / "envoy" / f"{cell.name}-r{rnd}"
-    env = BenchEnvoy(upstream.port, cell.filters(), workdir, cell.log_args)
+    env = BenchEnvoy(upstream.port, cell.filters(), workdir, cell.log_args,
+                     cell.clusters() if cell.clusters else None)
     t0 = time.monotonic()
     env.start(timeout=180)
     res: dict[str, Any] = {"cell": cell.name, "round": rnd, "start_s": round(time.monotonic() - t0, 3)}
@@ -513,14 +597,18 @@ def run_cell(cell: Cell, rnd: int, args, upstream: harness.Upstream, pools, zipf
         if cell.seq:
             wrk(env.port, args.warmup, pool_path(cell.alg), seq, cell.path, 0, 0)
         else:
-            wrk(env.port, args.warmup, pool_path(cell.alg), None, cell.path, 0, 1)
+            wrk(env.port, args.warmup, pool_path(cell.alg), None, cell.path, 0, 1, cell.carrier)
         offset = ZIPF_LEN // 2 if cell.seq else (0 if cell.limit else 1)
         s0, c0, b0, l0 = rq_stats(env), proc_cpu(pid), machine_busy(), loadavg()
-        out, wrk_cpu = wrk(env.port, args.duration, pool_path(cell.alg), seq, cell.path, offset, cell.limit)
+        out, wrk_cpu = wrk(env.port, args.duration, pool_path(cell.alg), seq, cell.path, offset, cell.limit,
+                           cell.carrier)
         c1, b1, s1 = proc_cpu(pid), machine_busy(), rq_stats(env)
         res["mem_after"] = memory(pid)
         if cell.kind == "mpass" or cell.name == "empty":
             res["admin_memory"] = admin_memory(env)
+        if cell.kind == "mpass-session":
+            res["userinfo_calls"] = sum(int(v) for k, v in env.stats().items()
+                                        if "userinfo_calls" in k and v.isdigit())
         w = parse_wrk(out)
         d = {k: s1[k] - s0[k] for k in s0}
         envoy_cpu = c1["ticks_s"] - c0["ticks_s"]
@@ -545,6 +633,44 @@ def run_cell(cell: Cell, rnd: int, args, upstream: harness.Upstream, pools, zipf
     finally:
         env.stop()
     return res
+
+
+def session_first_request(quick: bool, upstream: harness.Upstream, pool: list[str]) -> dict[str, Any]:
+    """The first request of a logged-in session: a token the VM has not seen,
+    so verification plus one userinfo round trip on loopback, against the same
+    fresh tokens in cookies without userinfo. Sequential single requests
+    (latency as the client sees it, perf_counter), medians over N sessions."""
+    n = 30 if quick else 200
+    first = 1000  # never the warm token, each one once
+    out: dict[str, Any] = {"sessions": n}
+    for name, plugin, clusters in (("with_userinfo", mpass_session, userinfo_clusters),
+                                   ("without_userinfo", lambda: {**mpass_session(), "issuers": [
+                                       {k: v for k, v in i.items() if k != "userinfo"}
+                                       for i in mpass_session()["issuers"]]}, lambda: [])):
+        env = BenchEnvoy(upstream.port, [wasm_filter(plugin(), harness.WASM, "mpass-guard")],
+                         BUILD / "envoy" / f"session-first-{name}", [], clusters())
+        env.start(timeout=180)
+        try:
+            warm = Cell("x", "", None, carrier="session")
+            env.send("/bench/", carry(warm, pool[0]))  # VM, keys and connections warm
+            start = first if name == "with_userinfo" else first + n
+            lat, statuses, second = [], set(), []
+            for i in range(start, start + n):
+                t0 = time.perf_counter()
+                r = env.send("/bench/", carry(warm, pool[i], i))
+                lat.append(time.perf_counter() - t0)
+                statuses.add(r.status)
+                t0 = time.perf_counter()
+                env.send("/bench/", carry(warm, pool[i], i))  # the same session again: cached
+                second.append(time.perf_counter() - t0)
+            calls = sum(int(v) for k, v in env.stats().items() if "userinfo_calls" in k and v.isdigit())
+        finally:
+            env.stop()
+        out[name] = {"first_ms": 1e3 * statistics.median(lat), "first_p90_ms": 1e3 * sorted(lat)[int(0.9 * n)],
+                     "second_ms": 1e3 * statistics.median(second), "statuses": sorted(statuses),
+                     "userinfo_calls": calls}
+    out["userinfo_round_trip_ms"] = out["with_userinfo"]["first_ms"] - out["without_userinfo"]["first_ms"]
+    return out
 
 
 TS = re.compile(r"^\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3})\]")
@@ -832,6 +958,11 @@ def targets(rows: list[dict], results: list[dict]) -> list[str]:
         if r and r["ratio"]:
             L.append(f"| {what} | {r['ratio']:.2f}x ({fmt(r['cpu_us'])} vs {fmt(by[r['baseline']]['cpu_us'])} µs)"
                      f"{'' if r['valid'] else ' INVALID cell'} | {_verdict(r['meets'] if r['valid'] else None)} |")
+    r = by.get("mpass-session-warm")
+    if r and r["ratio"]:
+        L.append(f"| logged-in session (oauth2 cookies, userinfo cached) <= 1.10x warm (issue 12) | {r['ratio']:.2f}x "
+                 f"({fmt(r['cpu_us'])} vs {fmt(by['mpass-warm']['cpu_us'])} µs)"
+                 f"{'' if r['valid'] else ' INVALID cell'} | {_verdict(r['meets'] if r['valid'] else None)} |")
     r, e = by.get("mpass-warm-batched"), by.get("empty")
     if r and e and e["cpu_us"]:
         ratio = r["cpu_us"] / e["cpu_us"]
@@ -902,6 +1033,15 @@ def render_results(meta: dict, rows: list[dict], results: list[dict], native: di
         L.append("; ".join(parts) + ".")
     L.append("")
     L.extend(targets(rows, results))
+    sf = meta.get("session_first") or {}
+    if "with_userinfo" in sf:
+        w, wo = sf["with_userinfo"], sf["without_userinfo"]
+        L += ["", f"First request of a logged-in session (issue 12; {sf['sessions']} fresh sessions, one request "
+                  f"at a time, client-side latency): {w['first_ms']:.2f} ms median (p90 {w['first_p90_ms']:.2f}) "
+                  f"with the userinfo call, {wo['first_ms']:.2f} ms for the same fresh-token verification without "
+                  f"userinfo: one loopback userinfo round trip costs {sf['userinfo_round_trip_ms']:.2f} ms. "
+                  f"The session's second request: {w['second_ms']:.2f} ms. Userinfo calls: {w['userinfo_calls']} "
+                  f"for {sf['sessions']} sessions (+1 warm-up)."]
     L.append("")
     L.append("### Configuration load, 10,000 providers")
     L.append("")
@@ -1086,10 +1226,14 @@ def main() -> None:
         write_report(saved["meta"], summarise(saved["results"], cells()), saved["results"], saved["native"],
                      saved["callgrind"])
         return
-    for p, hint in ((harness.WASM, "make build"), (EMPTY_WASM, "make bench builds it"),
-                    (FLOOR_WASM, "make bench builds it"),
-                    (harness.CLI, "make build")):
-        harness.require_file(p, p.name, hint)
+    names = set(args.cells.split(",")) if args.cells else None
+    for p, hint, used_by in ((harness.WASM, "make build", None),
+                             (EMPTY_WASM, "make bench builds it", "empty"),
+                             (FLOOR_WASM, "make bench builds it", "floor-"),
+                             (harness.CLI, "make build", None)):
+        # --cells runs need only the modules of the chosen cells.
+        if names is None or used_by is None or any(n.startswith(used_by) for n in names):
+            harness.require_file(p, p.name, hint)
     harness.require_envoy()
     BUILD.mkdir(parents=True, exist_ok=True)
     pools = ensure_pools(max(args.pool, USERS))  # the mix needs one token per user
@@ -1119,6 +1263,13 @@ def main() -> None:
                           f"not-ok {r['not_ok']}  others {r['others_cores']:.2f}  "
                           f"sanity {r.get('sanity', '-')}", flush=True)
                 results.append(r)
+        if any(c.kind == "mpass-session" for c in chosen):
+            try:
+                meta["session_first"] = session_first_request(args.quick, upstream, pools["RS256"])
+                print(f"  session first request: {json.dumps(meta['session_first'])}", flush=True)
+            except Exception as e:  # noqa: BLE001 - reported, the run goes on
+                meta["session_first"] = {"error": f"{type(e).__name__}: {e}"[:1000]}
+                print(f"  session first request: ERROR {meta['session_first']['error'][:300]}", flush=True)
         pf = {} if args.no_profile else perf_envoy(upstream, 3 if args.quick else 8)
     finally:
         upstream.stop()

@@ -139,6 +139,8 @@ pub struct RemoteKeys {
     next_fetch_at: u64,
     failures: u32,
     last_kid_refetch: Option<u64>,
+    /// The discovery document's `userinfo_endpoint`, as written there.
+    userinfo_endpoint: Option<String>,
     /// Fetch counters, for the glue's metrics.
     pub successes: u64,
     pub errors: u64,
@@ -160,6 +162,8 @@ pub struct Event {
 struct Discovery {
     issuer: String,
     jwks_uri: String,
+    #[serde(default)]
+    userinfo_endpoint: Option<String>,
 }
 
 impl RemoteKeys {
@@ -188,6 +192,7 @@ impl RemoteKeys {
             next_fetch_at: 0,
             failures: 0,
             last_kid_refetch: None,
+            userinfo_endpoint: None,
             successes: 0,
             errors: 0,
         }
@@ -339,6 +344,11 @@ impl RemoteKeys {
         match Target::parse(&doc.jwks_uri) {
             Some(t) => {
                 self.jwks_target = Some(t);
+                // Kept across failures, as the key set is: a later failed
+                // discovery does not make userinfo unreachable.
+                if doc.userinfo_endpoint.is_some() {
+                    self.userinfo_endpoint = doc.userinfo_endpoint;
+                }
                 self.next_fetch_at = now;
                 Event {
                     ok: true,
@@ -396,6 +406,11 @@ impl RemoteKeys {
         }
     }
 
+    /// The discovery document's `userinfo_endpoint`, once discovered.
+    pub fn userinfo_endpoint(&self) -> Option<&str> {
+        self.userinfo_endpoint.as_deref()
+    }
+
     /// Number of keys in use (0 when none).
     pub fn key_count(&self) -> usize {
         self.current.as_ref().map_or(0, |k| k.len())
@@ -439,6 +454,8 @@ pub struct Issuer {
     pub allowed: Vec<Alg>,
     pub time: TimePolicy,
     pub keys: IssuerKeys,
+    /// The userinfo call made after an ID token of this issuer verifies.
+    pub userinfo: Option<crate::userinfo::Userinfo>,
 }
 
 /// The remote key state of every issuer of a configuration, by issuer id
@@ -690,6 +707,20 @@ mod tests {
             }
         }
         assert!(early <= 1, "{early} fetches brought forward");
+    }
+
+    #[test]
+    fn discovery_keeps_its_userinfo_endpoint_across_a_failed_rediscovery() {
+        let mut r = discovering();
+        assert_eq!(r.userinfo_endpoint(), None);
+        let step = r.due(T0).unwrap();
+        let doc = json!({ "issuer": ISS, "jwks_uri": KEYSET,
+                          "userinfo_endpoint": "https://op.example/userinfo" });
+        r.on_fetched(T0, &step, ok(serde_json::to_vec(&doc).unwrap()));
+        assert_eq!(r.userinfo_endpoint(), Some("https://op.example/userinfo"));
+        let step = r.due(T0).unwrap();
+        r.on_fetched(T0, &step, Fetched::Failed);
+        assert_eq!(r.userinfo_endpoint(), Some("https://op.example/userinfo"));
     }
 
     #[test]

@@ -24,6 +24,7 @@ pub mod forward;
 pub mod http;
 pub mod jwks;
 pub mod keys;
+pub mod login;
 pub mod metadata;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod mint;
@@ -40,6 +41,7 @@ pub mod seal;
 pub mod shadow;
 pub mod signing;
 pub mod unique_map;
+pub mod userinfo;
 pub mod verify;
 
 /// The crate version (`Cargo.toml`), as released and tagged `vX.Y.Z`.

@@ -730,6 +730,13 @@ enum StrictError {
     Duplicate,
 }
 
+/// A JSON object parsed as strictly as a token's claims (duplicate member
+/// names refused at any depth): for other signed or fetched claim sets,
+/// such as a userinfo response.
+pub fn parse_claims_json(bytes: &[u8]) -> Option<Map<String, Value>> {
+    parse_strict_object(bytes).ok()
+}
+
 /// Parses a JSON object, refusing duplicate member names at any depth.
 /// serde_json alone keeps the last duplicate silently; another verifier in
 /// the chain might keep the first, and then the two would disagree on, say,

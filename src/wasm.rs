@@ -184,6 +184,9 @@ struct Shared {
     declared: bool,
     /// `decision_time_us.stat_prefix=<sp>`.
     decision_time: String,
+    /// Userinfo calls in flight: call token -> (session key, size cap,
+    /// the HTTP context that made it and receives its response).
+    userinfo_calls: RefCell<HashMap<u32, (u64, usize, u32)>>,
 }
 
 impl Shared {
@@ -258,7 +261,15 @@ impl Shared {
             );
             if let Decision::Wait(wait) = &outcome.decision {
                 state.park(context_id, wait.clone(), now);
-                return None;
+                let calls = state.take_userinfo_calls();
+                drop(state);
+                if self.dispatch_userinfo(calls, context_id, now) {
+                    return None;
+                }
+                // The call could not be made: decide again now, as a
+                // request whose wait ended (503 userinfo_unavailable).
+                self.state.borrow_mut().parked.forget(context_id);
+                return self.run(context_id, true);
             }
             outcome
         };
@@ -266,6 +277,109 @@ impl Shared {
         let took = now_us().saturating_sub(started_us);
         self.metrics.histogram(&self.decision_time, took);
         Some(action)
+    }
+
+    /// Makes the userinfo calls the engine queued, from the current HTTP
+    /// context (its `on_http_call_response` receives the answer). A call
+    /// that cannot be dispatched settles its session as failed; returns
+    /// false when one did.
+    fn dispatch_userinfo(
+        &self,
+        calls: Vec<crate::engine::Call>,
+        context_id: u32,
+        now: u64,
+    ) -> bool {
+        let mut all_made = true;
+        for call in calls {
+            {
+                let state = self.state.borrow();
+                let batch = state.audit.is_batching();
+                self.metrics.count(&state, call.counter, batch);
+            }
+            match hostcalls::dispatch_http_call(
+                &call.cluster,
+                call.headers(),
+                None,
+                vec![],
+                Duration::from_millis(call.timeout_ms),
+            ) {
+                Ok(token) => {
+                    self.userinfo_calls
+                        .borrow_mut()
+                        .insert(token, (call.key, call.max_response_bytes, context_id));
+                }
+                Err(_) => {
+                    log(
+                        LogLevel::Warn,
+                        &format!(
+                            "mpass-guard: userinfo call not dispatched (cluster {})",
+                            call.cluster
+                        ),
+                    );
+                    self.settle_userinfo(call.key, &crate::userinfo::Response::Failed, now);
+                    all_made = false;
+                }
+            }
+        }
+        all_made
+    }
+
+    /// Hands a userinfo response to the engine; counts and logs a failure
+    /// (its reason only).
+    fn settle_userinfo(&self, key: u64, response: &crate::userinfo::Response, now: u64) {
+        let Ok(mut state) = self.state.try_borrow_mut() else {
+            return;
+        };
+        let (counters, failure) = self
+            .engine
+            .userinfo_response(key, response, now, &mut state);
+        let batch = state.audit.is_batching();
+        for c in counters {
+            self.metrics.count(&state, c, batch);
+        }
+        if let Some(f) = failure {
+            log(
+                LogLevel::Warn,
+                &format!("mpass-guard: userinfo call failed: {}", f.reason()),
+            );
+        }
+    }
+
+    /// A userinfo call's answer arrived (at the HTTP context that made the
+    /// call, or at the root context when the call was made while it was
+    /// deciding parked requests): settles the session and resumes the
+    /// requests waiting for it; `current` is made effective again. Returns
+    /// false when `token` is not a userinfo call.
+    fn userinfo_answered(&self, token: u32, body_size: usize, current: u32) -> bool {
+        let Some((key, max, _)) = self.userinfo_calls.borrow_mut().remove(&token) else {
+            return false;
+        };
+        let now = now_ms();
+        let header = |name: &str| {
+            hostcalls::get_map_value(MapType::HttpCallResponseHeaders, name)
+                .ok()
+                .flatten()
+        };
+        let status = header(":status").and_then(|s| s.parse::<u16>().ok());
+        let response = match status {
+            None => crate::userinfo::Response::Failed,
+            Some(_) if body_size > max => crate::userinfo::Response::TooLarge,
+            Some(status) => crate::userinfo::Response::Answer {
+                status,
+                content_type: header("content-type"),
+                body: if body_size == 0 {
+                    Vec::new()
+                } else {
+                    hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size)
+                        .ok()
+                        .flatten()
+                        .unwrap_or_default()
+                },
+            },
+        };
+        self.settle_userinfo(key, &response, now);
+        self.release_parked(current, Some(WaitFor::Userinfo(key)), now);
+        true
     }
 
     /// Writes the decision record to filter state, once per decision. A
@@ -336,7 +450,8 @@ impl Shared {
     }
 
     /// Decides again for the parked requests the queue releases: those
-    /// waiting for `ready`, and every one whose deadline has passed.
+    /// waiting for `ready`, and every one whose deadline has passed; then
+    /// makes `root_id` (the calling context) effective again.
     fn release_parked(&self, root_id: u32, ready: Option<WaitFor>, now: u64) {
         let go = self.state.borrow_mut().parked.release(ready.as_ref(), now);
         for context_id in go {
@@ -385,6 +500,9 @@ impl Context for Root {
             return;
         }
         let Some((issuer, step)) = self.calls.remove(&token) else {
+            // A userinfo call made while the root context was resuming
+            // parked requests: its answer is routed here.
+            shared.userinfo_answered(token, body_size, self.context_id);
             return;
         };
         let now = now_ms();
@@ -673,6 +791,7 @@ impl RootContext for Root {
                 let state = engine.new_state();
                 let remote = state.keys.has_remote() || state.registry.is_some();
                 let batching = state.audit.is_batching();
+                let userinfo = engine.uses_userinfo();
                 // A new configuration replaces the state: write out what the
                 // previous one still holds.
                 if let Some(previous) = &self.shared {
@@ -684,10 +803,11 @@ impl RootContext for Root {
                     metrics: Metrics::default(),
                     declared,
                     decision_time,
+                    userinfo_calls: RefCell::new(HashMap::new()),
                 }));
                 self.calls.clear();
                 self.registry_calls.clear();
-                if remote || batching {
+                if remote || batching || userinfo {
                     let _ = hostcalls::set_tick_period(TICK);
                 }
                 true
@@ -760,8 +880,41 @@ impl Context for Http {
             if let Ok(mut state) = shared.state.try_borrow_mut() {
                 state.parked.forget(self.context_id);
             }
+            // A call this stream made ends with it (Envoy cancels it): its
+            // session fails, and requests waiting for it get a 503 at their
+            // deadline rather than never.
+            let lost: Vec<u64> = {
+                let Ok(mut calls) = shared.userinfo_calls.try_borrow_mut() else {
+                    return true;
+                };
+                let tokens: Vec<u32> = calls
+                    .iter()
+                    .filter(|(_, (_, _, ctx))| *ctx == self.context_id)
+                    .map(|(t, _)| *t)
+                    .collect();
+                tokens
+                    .into_iter()
+                    .filter_map(|t| calls.remove(&t).map(|(key, _, _)| key))
+                    .collect()
+            };
+            for key in lost {
+                shared.settle_userinfo(key, &crate::userinfo::Response::Failed, now_ms());
+            }
         }
         true
+    }
+
+    fn on_http_call_response(
+        &mut self,
+        token: u32,
+        _headers: usize,
+        body_size: usize,
+        _trailers: usize,
+    ) {
+        let Some(shared) = self.shared.clone() else {
+            return;
+        };
+        shared.userinfo_answered(token, body_size, self.context_id);
     }
 }
 

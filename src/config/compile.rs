@@ -18,6 +18,7 @@ use crate::minted::SignedToken;
 use crate::routing::{MatchRule, MatcherBuilder, ProviderId};
 use crate::seal::{Issuers, Sealer, DEFAULT_SESSION_COOKIES};
 use crate::signing::Gateway;
+use crate::userinfo::Userinfo;
 use crate::verify::TimePolicy;
 
 use super::wire::{
@@ -183,12 +184,56 @@ pub(crate) fn compile(
     if !report.errors.is_empty() {
         return Err(report.errors);
     }
+    // A login restart clears the oauth2 filter's cookies and the configured
+    // ones; the sealer also removes the access token's cookie (when another
+    // is configured) and the loop marker from every upstream request.
+    let mut login_cookies: Vec<String> = crate::seal::DEFAULT_SESSION_COOKIES
+        .iter()
+        .map(|c| (*c).to_owned())
+        .collect();
+    let carriers: Vec<String> = issuers
+        .iter()
+        .filter_map(|i| match &i.userinfo {
+            Some(crate::userinfo::Userinfo {
+                access_token: crate::userinfo::AccessToken::Cookie(name),
+                ..
+            }) => Some(name.clone()),
+            _ => None,
+        })
+        .collect();
+    let mut sealed_cookies = session_cookies;
+    for name in sealed_cookies.iter().chain(&carriers) {
+        if !login_cookies.contains(name) {
+            login_cookies.push(name.clone());
+        }
+    }
+    let login = providers.iter().any(|p| p.login.is_some());
+    let marker = login.then(|| crate::login::MARKER_COOKIE.to_owned());
+    for name in carriers.into_iter().chain(marker) {
+        if !sealed_cookies.contains(&name) {
+            sealed_cookies.push(name);
+        }
+    }
     let sealer = Sealer::new(
         Issuers::new(issuers.iter().map(|i| i.issuer.clone())),
         locations.clone(),
-        session_cookies,
+        sealed_cookies,
     );
+    let mut access_token_headers: Vec<String> = Vec::new();
+    for i in &issuers {
+        if let Some(crate::userinfo::Userinfo {
+            access_token: crate::userinfo::AccessToken::Header(name),
+            ..
+        }) = &i.userinfo
+        {
+            if !access_token_headers.contains(name) {
+                access_token_headers.push(name.clone());
+            }
+        }
+    }
     Ok(Config {
+        login_cookies,
+        access_token_headers,
         sealer,
         unmatched: wire.unmatched,
         bypass_cors_preflight: wire.bypass_cors_preflight,
@@ -489,7 +534,12 @@ fn providers(
             };
             matcher.add(&rule, ProviderId(providers.len()), &join(&path, "match"))?;
             let signed_token = signed_token(&id, &pc, &contract, &path, gateway, report)?;
+            let login = match &pc.login {
+                Some(l) => Some(crate::login::Login::compile(l, &join(&path, "login"))?),
+                None => None,
+            };
             Ok(Provider {
+                login,
                 id,
                 stat_id: sid,
                 audiences: pc.audiences,
@@ -794,18 +844,49 @@ fn issuer(
         ));
     }
     let keys = issuer_keys(ic, &allowed, path, warnings)?;
+    let userinfo = match &ic.userinfo {
+        Some(u) => Some(Userinfo::compile(u, ic, &join(path, "userinfo"), warnings)?),
+        None => None,
+    };
     Ok(Issuer {
         issuer: ic.issuer.clone(),
         allowed,
         time,
         keys,
+        userinfo,
     })
+}
+
+/// Whether the authority at the start of `rest` (a URL after its
+/// `scheme://`) is a loopback host.
+fn loopback(rest: &str) -> bool {
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host = crate::authority::Authority::parse(authority)
+        .map(|a| a.host)
+        .unwrap_or_default();
+    host == "localhost"
+        || host.ends_with(".localhost")
+        || host.starts_with("127.")
+        || host == "[::1]"
+}
+
+/// Whether a URL fetched at run time (from a discovery document) may be
+/// used: https, or http to loopback, or any http with `allow_insecure_http`
+/// - the load-time rule of [`insecure_http`], applied later.
+pub(crate) fn secure_enough(url: &str, allow_insecure_http: bool) -> bool {
+    if url.starts_with("https://") {
+        return true;
+    }
+    match url.strip_prefix("http://") {
+        Some(rest) => allow_insecure_http || loopback(rest),
+        None => false,
+    }
 }
 
 /// An `http://` URL outside loopback is refused unless the issuer says
 /// `allow_insecure_http` (then it warns): keys fetched in clear text can be
 /// replaced on the way, and anyone who can forge keys can forge tokens.
-fn insecure_http(
+pub(crate) fn insecure_http(
     url: &str,
     allowed: bool,
     path: &str,
@@ -814,15 +895,7 @@ fn insecure_http(
     let Some(rest) = url.strip_prefix("http://") else {
         return Ok(());
     };
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
-    let host = crate::authority::Authority::parse(authority)
-        .map(|a| a.host)
-        .unwrap_or_default();
-    let loopback = host == "localhost"
-        || host.ends_with(".localhost")
-        || host.starts_with("127.")
-        || host == "[::1]";
-    if loopback {
+    if loopback(rest) {
         return Ok(());
     }
     if !allowed {

@@ -67,6 +67,8 @@ pub struct Provider {
     pub shadow: Option<Rc<Contract>>,
     /// The gateway-signed token this provider receives (`contract.signed_token`).
     pub signed_token: Option<SignedToken>,
+    /// Login-protected: browsers are sent back to login (`login`).
+    pub login: Option<crate::login::Login>,
 }
 
 impl Provider {
@@ -90,6 +92,12 @@ pub struct Config {
     pub sanitiser: Sanitiser,
     /// Removes tokens and session cookies from every request.
     pub sealer: Sealer,
+    /// The session cookies a login restart clears (the oauth2 filter's
+    /// defaults and `session.cookie_names`).
+    pub login_cookies: Vec<String>,
+    /// Headers that carry a userinfo access token (`access_token.header`):
+    /// removed from every request on a provider's paths.
+    pub access_token_headers: Vec<String>,
     /// The `unmatched` policy.
     pub unmatched: Unmatched,
     /// Whether a CORS preflight to a protected path passes without a token.

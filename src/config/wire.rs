@@ -132,6 +132,9 @@ pub struct IssuerConfig {
     /// Accept an `http://` issuer or key URL outside loopback.
     #[serde(default)]
     pub allow_insecure_http: bool,
+    /// Call the issuer's userinfo endpoint after the ID token verifies.
+    #[serde(default)]
+    pub userinfo: Option<crate::userinfo::UserinfoConfig>,
 }
 
 /// Envoy's `DataSource`, inline forms only (a Wasm VM cannot read files).
@@ -250,6 +253,9 @@ pub struct ProviderConfig {
     /// Kept raw: identical contracts are compiled once.
     #[serde(default)]
     pub contract: Option<Box<RawValue>>,
+    /// Marks the provider as login-protected (behind Envoy's oauth2 filter).
+    #[serde(default)]
+    pub login: Option<crate::login::LoginConfig>,
     /// A candidate contract, same shape, evaluated next to `contract` on
     /// every request and never enforced (issue 14 item 5).
     #[serde(default)]

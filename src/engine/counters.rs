@@ -127,6 +127,24 @@ pub fn registry_snapshot_age_name(sp: &str) -> String {
     format!("registry_snapshot_age_seconds.stat_prefix={sp}")
 }
 
+/// `userinfo_calls.stat_prefix=<sp>.issuer=<label>`: one userinfo call.
+pub fn userinfo_calls_name(sp: &str, issuer: &str) -> String {
+    format!("userinfo_calls.{}", issuer_dims(sp, issuer))
+}
+
+/// `userinfo_failures.stat_prefix=<sp>.issuer=<label>.reason=<reason>`.
+pub fn userinfo_failures_name(sp: &str, issuer: &str, reason: &str) -> String {
+    format!(
+        "userinfo_failures.{}.reason={reason}",
+        issuer_dims(sp, issuer)
+    )
+}
+
+/// `login_restarts.stat_prefix=<sp>.provider=<id>`: a browser sent back to login.
+pub fn login_restarts_name(sp: &str, provider: &str) -> String {
+    format!("login_restarts.stat_prefix={sp}.provider={provider}")
+}
+
 /// The histogram `decision_time_us.stat_prefix=<sp>`.
 pub fn decision_time_name(sp: &str) -> String {
     format!("decision_time_us.stat_prefix={sp}")
@@ -340,6 +358,24 @@ impl Interner {
         self.id(&name)
     }
 
+    /// One userinfo call for an issuer.
+    pub(crate) fn userinfo_call(&mut self, issuer: &str) -> CounterId {
+        let name = userinfo_calls_name(&self.stat_prefix, issuer);
+        self.id(&name)
+    }
+
+    /// One failed userinfo result for an issuer, by reason.
+    pub(crate) fn userinfo_failure(&mut self, issuer: &str, reason: &str) -> CounterId {
+        let name = userinfo_failures_name(&self.stat_prefix, issuer, reason);
+        self.id(&name)
+    }
+
+    /// One browser sent back to login by a provider.
+    pub(crate) fn login_restart(&mut self, provider: &Provider) -> CounterId {
+        let name = login_restarts_name(&self.stat_prefix, &provider.stat_id);
+        self.id(&name)
+    }
+
     fn id(&mut self, name: &str) -> CounterId {
         if let Some(id) = self.ids.get(name) {
             return *id;
@@ -431,6 +467,23 @@ mod tests {
         assert_eq!(
             denied_name("main", "shop", "expired"),
             "decisions.stat_prefix=main.provider=shop.outcome=deny.reason=expired"
+        );
+    }
+
+    #[test]
+    fn userinfo_and_login_counters_carry_issuer_reason_and_provider_labels() {
+        let iss = "https://op.example:8443";
+        assert_eq!(
+            userinfo_calls_name("main", iss),
+            "userinfo_calls.stat_prefix=main.issuer=op_example_8443"
+        );
+        assert_eq!(
+            userinfo_failures_name("main", iss, "userinfo_refused"),
+            "userinfo_failures.stat_prefix=main.issuer=op_example_8443.reason=userinfo_refused"
+        );
+        assert_eq!(
+            login_restarts_name("main", "legacy_app"),
+            "login_restarts.stat_prefix=main.provider=legacy_app"
         );
     }
 

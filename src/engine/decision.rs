@@ -26,6 +26,8 @@ pub enum WaitFor {
     Keys(IssuerId),
     /// The first good snapshot of the management service (`registry`).
     Registry,
+    /// A session's userinfo call (by the session key the call carries).
+    Userinfo(u64),
 }
 
 /// What happens to the request.

@@ -60,6 +60,9 @@ pub(crate) struct Entry {
     /// Per provider with a signed token: the minted token, re-minted only
     /// near its end or under another contract version.
     pub(crate) minted: Vec<(ProviderId, Slot)>,
+    /// Userinfo's claims for an issuer with `userinfo`: the contract sees
+    /// the ID token's claims plus these ([`crate::userinfo::merge`]).
+    pub(crate) userinfo: Option<Rc<serde_json::Map<String, serde_json::Value>>>,
 }
 
 /// What a cache lookup found.
@@ -77,7 +80,7 @@ impl Entry {
     /// The minted-token slot of this provider, made on first use.
     pub(crate) fn slot(&mut self, provider_index: ProviderId) -> Option<&mut Slot> {
         if !self.minted.iter().any(|(p, _)| *p == provider_index) {
-            let claims = self.token.claims().unwrap_or_default();
+            let claims = self.claims().unwrap_or_default();
             self.minted.push((provider_index, Slot::new(&claims)));
         }
         self.minted
@@ -106,7 +109,7 @@ impl Entry {
         self.verdicts.retain(|(p, _, _, _)| *p != provider_index);
         // A provider (or a registry snapshot) this token has not met yet:
         // parse its claims again.
-        let (v, s) = match self.token.claims() {
+        let (v, s) = match self.claims() {
             Ok(claims) => verdict_for(
                 &claims,
                 provider_index,
@@ -120,6 +123,17 @@ impl Entry {
         self.verdicts
             .push((provider_index, generation, v.clone(), s.clone()));
         (v, s)
+    }
+
+    /// The claims the contract sees: the token's, with userinfo's added.
+    fn claims(
+        &self,
+    ) -> Result<serde_json::Map<String, serde_json::Value>, crate::verify::TokenError> {
+        let claims = self.token.claims()?;
+        Ok(match &self.userinfo {
+            Some(extra) => crate::userinfo::merge(&claims, extra),
+            None => claims,
+        })
     }
 
     /// Whether this entry may answer for this provider now. `issuer` is the

@@ -31,6 +31,7 @@ pub mod decision;
 mod entry;
 pub mod parked;
 pub mod refusal;
+mod session;
 
 use std::collections::hash_map::RandomState;
 use std::fmt::Write as _;
@@ -50,6 +51,7 @@ use crate::registry_source::{Event as RegistryEvent, RegistrySource, Step as Reg
 use crate::routing::{Lookup, ProviderId};
 use crate::seal::{Sealed, Sealer, Strip};
 use crate::signing::CACHE_CONTROL;
+use crate::userinfo::{Failure, Userinfo};
 use crate::verify::{TokenError, Untrusted, Verified};
 
 use audit::Who;
@@ -58,10 +60,12 @@ pub use counters::CounterId;
 pub use decision::{Admitted, Decision, Outcome, Response, StrippedAudit, WaitFor};
 pub use parked::ParkedQueue;
 pub use refusal::Refusal;
+pub use session::Call;
 
 use counters::Interner;
 pub(crate) use entry::Shadowed;
 use entry::{verdict_for, Contracts, Entry, Hit, Verdict};
+use session::{Sessions, Slot as Session};
 
 /// The parts of a request the decision needs. Header names are lowercase, as
 /// Envoy passes them; pseudo-headers (`:authority`, `:path`) are included.
@@ -130,6 +134,8 @@ pub struct VmState {
     /// The cache's keyed hash (SipHash with a random key per VM).
     token_hasher: RandomState,
     counters: Interner,
+    /// Userinfo per session, and the calls to make.
+    sessions: Sessions,
 }
 
 impl std::fmt::Debug for VmState {
@@ -171,9 +177,26 @@ impl VmState {
                 .registry
                 .as_ref()
                 .map_or(0, |r| r.settings.policy.initial_wait_ms),
+            // Envoy ends the call at its timeout; the margin lets that
+            // answer arrive before the deadline resumes the request.
+            WaitFor::Userinfo(key) => self
+                .sessions
+                .timeout_ms(*key)
+                .saturating_add(USERINFO_MARGIN_MS),
         };
         self.parked
             .park(context_id, wait, now_ms.saturating_add(wait_ms));
+    }
+
+    /// The userinfo calls to make, queued since the last take (the glue
+    /// makes each and hands its response to [`Engine::userinfo_response`]).
+    pub fn take_userinfo_calls(&mut self) -> Vec<Call> {
+        self.sessions.take_calls()
+    }
+
+    /// Number of sessions with a userinfo result or call.
+    pub fn userinfo_sessions(&self) -> usize {
+        self.sessions.len()
     }
 
     /// The token cache's key: a SipHash, keyed at random per VM, of the
@@ -187,6 +210,9 @@ impl VmState {
         self.token_hasher.hash_one(tail)
     }
 }
+
+/// How long past its call's timeout a request waits for userinfo.
+const USERINFO_MARGIN_MS: u64 = 1_000;
 
 /// The result of a full verification.
 struct Checked {
@@ -249,6 +275,62 @@ impl Engine {
             cache: Lru::new(self.config.cache_max_entries, self.config.cache_max_bytes),
             token_hasher: RandomState::new(),
             counters,
+            sessions: Sessions::new(self.config.cache_max_entries, self.config.cache_max_bytes),
+        }
+    }
+
+    /// Whether some issuer calls userinfo (the glue then keeps a timer for
+    /// the deadlines of requests waiting for it).
+    pub fn uses_userinfo(&self) -> bool {
+        self.config.issuers.iter().any(|i| i.userinfo.is_some())
+    }
+
+    /// Applies a userinfo call's response to its session (a session no
+    /// longer waiting is left alone). Returns the counters to increment and
+    /// the failure, if any (for the glue's log line: a reason, no value).
+    pub fn userinfo_response(
+        &self,
+        key: u64,
+        response: &crate::userinfo::Response,
+        now_ms: u64,
+        state: &mut VmState,
+    ) -> (Vec<CounterId>, Option<Failure>) {
+        let Some((id, sub, audiences, max_bytes)) = state.sessions.pending(key) else {
+            return (Vec::new(), None);
+        };
+        let Some(issuer) = self.config.issuers.get(id.index()) else {
+            return (Vec::new(), None);
+        };
+        let keys = match &issuer.keys {
+            IssuerKeys::Local(keys) => Some(Rc::clone(keys)),
+            IssuerKeys::Remote { .. } => {
+                match state.keys.get_mut(id).map(|r| r.availability(now_ms)) {
+                    Some(Availability::Ready(keys)) => Some(keys),
+                    _ => None,
+                }
+            }
+        };
+        let expect = crate::userinfo::Expect {
+            issuer,
+            keys: keys.as_deref(),
+            sub: &sub,
+            audiences: &audiences,
+            max_bytes,
+        };
+        match crate::userinfo::check(response, &expect) {
+            Ok(claims) => {
+                let extra = crate::userinfo::additions(&serde_json::Map::new(), claims);
+                let bytes = serde_json::to_vec(&extra).map_or(0, |v| v.len());
+                state
+                    .sessions
+                    .settle(key, Session::Done(Rc::new(extra)), bytes);
+                (Vec::new(), None)
+            }
+            Err(f) => {
+                state.sessions.settle(key, Session::Failed(f), 0);
+                let c = state.counters.userinfo_failure(&issuer.issuer, f.reason());
+                (vec![c], Some(f))
+            }
         }
     }
 
@@ -439,6 +521,14 @@ impl Engine {
             };
         // A public prefix or a CORS preflight: passes with nothing released,
         // every token stripped.
+        let mut remove = remove;
+        for name in &cfg.access_token_headers {
+            // The access token returns every attribute at userinfo: it
+            // never reaches an upstream, on any provider path.
+            if header(req.headers, name).is_some() && !remove.contains(name) {
+                remove.push(name.clone());
+            }
+        }
         if public || (cfg.bypass_cors_preflight && is_preflight(req.headers)) {
             let sealed = cfg
                 .sealer
@@ -487,8 +577,24 @@ impl Engine {
                 refused: None,
             },
             Err(Halt::Refuse(refusal, who)) => {
-                let response = refusal.render(&cfg.realm);
-                let reason = refusal.reason();
+                // A login-protected provider answers a browser with a
+                // restart or a page (the `refusal` rendering choice).
+                let browser = provider.login.as_ref().and_then(|login| {
+                    login.reply(
+                        crate::login::Browser::of(req.headers),
+                        &refusal,
+                        &provider.id,
+                        &cfg.login_cookies,
+                    )
+                });
+                let (response, reason) = match browser {
+                    Some((response, true)) => {
+                        counters.push(state.counters.login_restart(provider));
+                        (response, crate::login::LOGIN_REQUIRED)
+                    }
+                    Some((response, false)) => (response, refusal.reason()),
+                    None => (refusal.render(&cfg.realm), refusal.reason()),
+                };
                 counters.push(state.counters.denied(provider, reason));
                 if let Some(s) = &who.shadow {
                     counters.extend_from_slice(&s.counters);
@@ -747,8 +853,41 @@ impl Engine {
             })),
             shadow: None,
         };
+        // An issuer with userinfo: its attributes join the claims before
+        // the contract sees them, and nothing is released until they have.
+        let userinfo = match cfg.issuers.get(verified.issuer.index()) {
+            Some(issuer) => match &issuer.userinfo {
+                Some(ui) => {
+                    let step = self.userinfo(
+                        key,
+                        &found.token,
+                        &verified,
+                        issuer,
+                        ui,
+                        req,
+                        state,
+                        (now_ms, ctx.resumed),
+                        counted,
+                    );
+                    Some(step.map_err(|h| match h {
+                        Halt::Refuse(r, _) => Halt::Refuse(r, who.clone()),
+                        wait => wait,
+                    })?)
+                }
+                None => None,
+            },
+            None => None,
+        };
+        let merged;
+        let claims = match &userinfo {
+            Some(extra) => {
+                merged = crate::userinfo::merge(verified.token.claims(), extra);
+                &merged
+            }
+            None => verified.token.claims(),
+        };
         let (verdict, shadowed) = verdict_for(
-            verified.token.claims(),
+            claims,
             provider_index,
             provider,
             &contract,
@@ -757,7 +896,7 @@ impl Engine {
         );
         let mut minted = Vec::new();
         if provider.signed_token.is_some() && verdict.is_ok() {
-            minted.push((provider_index, Slot::new(verified.token.claims())));
+            minted.push((provider_index, Slot::new(claims)));
         }
         let mut entry = Entry {
             raw: found.token.as_str().into(),
@@ -773,6 +912,7 @@ impl Engine {
                 shadowed.clone(),
             )],
             minted,
+            userinfo: userinfo.clone(),
         };
         let result = finish(
             verdict,
@@ -789,10 +929,106 @@ impl Engine {
             .len()
             .saturating_add(entry.token.size())
             .saturating_add(1024)
-            .saturating_add(entry.minted.iter().map(|(_, s)| s.size()).sum());
+            .saturating_add(entry.minted.iter().map(|(_, s)| s.size()).sum())
+            .saturating_add(userinfo.as_ref().map_or(0, |u| u.len().saturating_mul(128)));
         let evicted = state.cache.insert(key, entry, bytes);
         counted.extend(std::iter::repeat_n(state.counters.cache_eviction, evicted));
         result
+    }
+
+    /// The userinfo step of a verified token whose issuer has `userinfo`:
+    /// the session's attributes when its call succeeded; a wait for the
+    /// session's one call (started here if there is none); or the refusal
+    /// the call ended in. Never a release without them.
+    #[allow(clippy::too_many_arguments)]
+    fn userinfo(
+        &self,
+        key: u64,
+        raw: &str,
+        verified: &Checked,
+        issuer: &crate::jwks::Issuer,
+        ui: &Userinfo,
+        req: &Request<'_>,
+        state: &mut VmState,
+        (now_ms, resumed): (u64, bool),
+        counted: &mut Vec<CounterId>,
+    ) -> Result<Rc<serde_json::Map<String, serde_json::Value>>, Halt> {
+        match state.sessions.get(key, raw) {
+            Some(Session::Done(extra)) => return Ok(Rc::clone(extra)),
+            // A lost call (past its deadline, never answered): a new
+            // request of the session starts another.
+            Some(Session::Pending {
+                started_ms,
+                timeout_ms,
+                ..
+            }) if !resumed
+                && now_ms
+                    > started_ms
+                        .saturating_add(*timeout_ms)
+                        .saturating_add(USERINFO_MARGIN_MS) => {}
+            // Another request of the session started the call: wait for it
+            // (coalesced). Resumed and still pending: its deadline passed.
+            Some(Session::Pending { .. }) if resumed => {
+                return Err(Refusal::Userinfo(Failure::Unavailable).into())
+            }
+            Some(Session::Pending { .. }) => return Err(Halt::Wait(WaitFor::Userinfo(key))),
+            // The requests that waited share the call's failure; a new
+            // request of the session tries again.
+            Some(Session::Failed(f)) if resumed => return Err(Refusal::Userinfo(*f).into()),
+            _ => {}
+        }
+        let mut fail = |f: Failure, state: &mut VmState| {
+            counted.push(state.counters.userinfo_failure(&issuer.issuer, f.reason()));
+            Err(Halt::from(Refusal::Userinfo(f)))
+        };
+        // No access token: the session cannot show its attributes. The ID
+        // token itself (an API client's `Authorization` when that is also
+        // the access token's carrier) is not one.
+        let Some(access_token) = ui.access_token.find(req.headers).filter(|t| *t != raw) else {
+            return fail(Failure::Refused, state);
+        };
+        let discovered = state
+            .keys
+            .get(verified.issuer)
+            .and_then(|r| r.userinfo_endpoint());
+        let Some(target) = ui.target(discovered) else {
+            return fail(Failure::Unavailable, state);
+        };
+        let claims = verified.token.claims();
+        let Some(sub) = claims.get("sub").and_then(serde_json::Value::as_str) else {
+            return fail(Failure::Invalid, state);
+        };
+        let audiences = match claims.get("aud") {
+            Some(serde_json::Value::String(a)) => vec![a.clone()],
+            Some(serde_json::Value::Array(list)) => list
+                .iter()
+                .filter_map(|a| a.as_str().map(str::to_owned))
+                .collect(),
+            _ => Vec::new(),
+        };
+        let pending = Session::Pending {
+            issuer: verified.issuer,
+            sub: sub.to_owned(),
+            audiences,
+            max_bytes: ui.max_response_bytes,
+            timeout_ms: ui.timeout_ms,
+            started_ms: now_ms,
+        };
+        // Counted by the glue as it makes the call (a waiting request's
+        // own counters are counted only once it is decided).
+        let counter = state.counters.userinfo_call(&issuer.issuer);
+        state.sessions.start(
+            key,
+            raw,
+            pending,
+            (&target.authority, &target.path),
+            &ui.cluster,
+            ui.timeout_ms,
+            ui.max_response_bytes,
+            access_token,
+            counter,
+        );
+        Err(Halt::Wait(WaitFor::Userinfo(key)))
     }
 
     /// Verifies issuer, algorithm, signature and times; the audience is the

@@ -3,6 +3,7 @@
 //! local reply the client receives.
 
 use super::decision::Response;
+use crate::userinfo::Failure;
 
 /// A refusal, before it is rendered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,6 +28,8 @@ pub enum Refusal {
     /// The gateway token (`contract.signed_token`) could not be signed:
     /// refused, never forwarded without the token the contract promises.
     Signing,
+    /// The userinfo call failed: unavailable (503), refused (401), invalid (502).
+    Userinfo(crate::userinfo::Failure),
 }
 
 impl Refusal {
@@ -38,6 +41,12 @@ impl Refusal {
             Refusal::KeysUnavailable | Refusal::RegistryUnavailable => 503,
             Refusal::AmbiguousPath => 400,
             Refusal::Signing => 500,
+            Refusal::Userinfo(f) => match f {
+                Failure::Unavailable => 503,
+                Failure::Refused => 401,
+                // The OP's answer is unusable: a bad gateway, not the user.
+                Failure::Invalid => 502,
+            },
         }
     }
 
@@ -49,6 +58,7 @@ impl Refusal {
             Refusal::RegistryUnavailable => "registry_unavailable",
             Refusal::AmbiguousPath => "ambiguous_path",
             Refusal::Signing => "signing_failed",
+            Refusal::Userinfo(f) => f.reason(),
             Refusal::Token(r) | Refusal::Forbidden(r) | Refusal::Contract(r) => r,
         }
     }
@@ -91,6 +101,20 @@ impl Refusal {
             Refusal::Signing => (
                 None,
                 r#"{"error":"server_error","reason":"signing_failed"}"#.to_owned(),
+            ),
+            Refusal::Userinfo(Failure::Unavailable) => (
+                None,
+                r#"{"error":"temporarily_unavailable","reason":"userinfo_unavailable"}"#.to_owned(),
+            ),
+            Refusal::Userinfo(Failure::Refused) => (
+                Some(format!(
+                    "Bearer realm=\"{realm}\", error=\"invalid_token\", error_description=\"userinfo_refused\""
+                )),
+                r#"{"error":"invalid_token","reason":"userinfo_refused"}"#.to_owned(),
+            ),
+            Refusal::Userinfo(Failure::Invalid) => (
+                None,
+                r#"{"error":"bad_gateway","reason":"userinfo_invalid"}"#.to_owned(),
             ),
         };
         let status = self.status();
@@ -189,6 +213,27 @@ mod tests {
         assert_eq!(
             Refusal::RegistryUnavailable.reason(),
             "registry_unavailable"
+        );
+    }
+
+    #[test]
+    fn userinfo_failures_are_503_401_and_502() {
+        let u = Refusal::Userinfo(Failure::Unavailable).render("m");
+        assert_eq!(u.status, 503);
+        assert_eq!(header(&u, "retry-after"), Some("5"));
+        let r = Refusal::Userinfo(Failure::Refused).render("m");
+        assert_eq!(r.status, 401);
+        assert_eq!(
+            header(&r, "www-authenticate"),
+            Some(
+                r#"Bearer realm="m", error="invalid_token", error_description="userinfo_refused""#
+            )
+        );
+        let i = Refusal::Userinfo(Failure::Invalid).render("m");
+        assert_eq!(i.status, 502);
+        assert_eq!(
+            i.body,
+            r#"{"error":"bad_gateway","reason":"userinfo_invalid"}"#
         );
     }
 

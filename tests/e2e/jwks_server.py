@@ -9,6 +9,7 @@ tests switch its behaviour at run time and read how often each path was asked:
   the same port;
 - ``slow(seconds)``: sleep before answering (beyond the filter's timeout);
 - ``status(500)``, ``garbage()``, ``oversized(n)``: a broken answer;
+- ``userinfo_endpoint(url)``: a ``userinfo_endpoint`` in the discovery document;
 - ``discovery_issuer(iss)``: the ``issuer`` the discovery document names
   (by default the server's own base URL, which is what an issuer at
   ``http://127.0.0.1:<port>`` expects);
@@ -76,6 +77,7 @@ class KeyServer:
         self._jwks = jwks
         self._mode: tuple[str, Any] = ("ok", None)
         self._issuer: str | None = None
+        self._userinfo: str | None = None
         self._server: ThreadingHTTPServer | None = None
         self._port = 0
         self.up()
@@ -161,6 +163,12 @@ class KeyServer:
             self._mode = ("close", None)
         return self.up()
 
+    def userinfo_endpoint(self, url: str | None) -> "KeyServer":
+        """The ``userinfo_endpoint`` the discovery document names (None: none)."""
+        with self._lock:
+            self._userinfo = url
+        return self
+
     def discovery_issuer(self, issuer: str | None) -> "KeyServer":
         """The ``issuer`` the discovery document names (None: the server's own URL)."""
         with self._lock:
@@ -194,11 +202,14 @@ class KeyServer:
             if path == JWKS_PATH:
                 body = self._jwks.encode() if self._jwks is not None else None
             elif path == DISCOVERY_PATH:
-                body = json.dumps({
+                doc = {
                     "issuer": self._issuer or self.base_url,
                     "jwks_uri": self.jwks_uri,
                     "id_token_signing_alg_values_supported": ["RS256"],
-                }).encode()
+                }
+                if self._userinfo:
+                    doc["userinfo_endpoint"] = self._userinfo
+                body = json.dumps(doc).encode()
             else:
                 body = None
         return mode, arg, body

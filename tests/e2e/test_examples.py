@@ -80,7 +80,9 @@ def env_without_secrets() -> dict[str, str]:
 
 def test_there_are_envoy_and_istio_examples_to_check():
     assert ENVOY_DIR / "envoy.yaml" in ENVOY_FILES
-    assert {p.name for p in ISTIO_FILES} >= {"istio-wasmplugin.yaml", "istio-gateway.yaml"}
+    assert {p.name for p in ISTIO_FILES} >= {"istio-wasmplugin.yaml", "istio-gateway.yaml",
+                                             "istio-legacy-app.yaml"}
+    assert "legacy-app.yaml" in {p.name for p in ENVOY_FILES}
 
 
 @pytest.mark.parametrize("config", ENVOY_FILES, ids=lambda p: p.name)
@@ -297,7 +299,8 @@ def test_the_gateway_plugin_selects_the_ingress_gateway():
     assert labels.items() <= pod_labels.items()
 
 
-@pytest.mark.parametrize("path", ISTIO_FILES, ids=lambda p: p.name)
+@pytest.mark.parametrize("path", [p for p in ISTIO_FILES if p.name != "istio-legacy-app.yaml"],
+                         ids=lambda p: p.name)
 def test_every_host_env_variable_comes_from_a_secret_into_the_proxy_container(path: Path):
     docs = documents(path)
     plugin = the_one(docs, "WasmPlugin")
@@ -374,3 +377,65 @@ def test_every_istio_plugin_config_passes_the_filters_own_check(path: Path, tmp_
         config.write_text(json.dumps(plugin["spec"]["pluginConfig"]))
         r = harness.check(config)
         assert r.returncode == 0, r.stdout + r.stderr
+
+
+# --------------------------------------------------------------------------
+# The legacy app (issue 12): oauth2 filter, then mpass-guard
+# --------------------------------------------------------------------------
+
+
+def oauth2_of_envoy() -> dict[str, Any]:
+    filters = hcm(yaml.safe_load((ENVOY_DIR / "legacy-app.yaml").read_text()))["http_filters"]
+    return filters
+
+
+def test_the_legacy_app_runs_the_oauth2_filter_then_mpass_guard_then_the_router():
+    filters = oauth2_of_envoy()
+    assert [f["name"] for f in filters] == [
+        "envoy.filters.http.oauth2", "envoy.filters.http.wasm", "envoy.filters.http.router"]
+    oauth2 = filters[0]["typed_config"]["config"]
+    # Secrets only through SDS files, never inline in the bootstrap.
+    for key in ("token_secret", "hmac_secret"):
+        source = oauth2["credentials"][key]["sds_config"]["path_config_source"]
+        path = harness.REPO / source["path"]
+        assert path.is_file() and path.parent.name == "legacy-app-secrets", source
+        assert "placeholder" in path.read_text()
+    assert "openid" in oauth2["auth_scopes"] and "profile" in oauth2["auth_scopes"]
+    assert oauth2["signout_path"]["path"]["exact"] == "/signout"
+    assert oauth2["redirect_path_matcher"]["path"]["exact"] in oauth2["redirect_uri"]
+    assert all(c["same_site"] == "LAX" for c in oauth2["cookie_configs"].values())
+    plugin = json.loads(filters[1]["typed_config"]["config"]["configuration"]["value"])
+    assert plugin["from_cookies"] == ["IdToken"]
+    assert plugin["issuers"][0]["userinfo"]["access_token"] == {"cookie": "BearerToken"}
+    assert all("login" in p for p in plugin["providers"].values())
+
+
+def test_the_istio_legacy_app_inserts_the_oauth2_filter_first_before_the_authn_wasmplugin():
+    docs = documents(ENVOY_DIR / "istio-legacy-app.yaml")
+    patch = the_one(docs, "EnvoyFilter")["spec"]["configPatches"]
+    assert len(patch) == 1 and patch[0]["applyTo"] == "HTTP_FILTER"
+    assert patch[0]["patch"]["operation"] == "INSERT_FIRST"
+    plugin = the_one(docs, "WasmPlugin")
+    assert plugin["spec"]["phase"] == "AUTHN"
+    assert patch[0]["match"]["context"] == "SIDECAR_INBOUND"
+    assert plugin["spec"]["match"] == [{"mode": "SERVER"}]
+    selector = the_one(docs, "EnvoyFilter")["spec"]["workloadSelector"]["labels"]
+    assert selector == plugin["spec"]["selector"]["matchLabels"]
+    # The same login settings as the plain-Envoy file, apart from where things live.
+    istio = patch[0]["patch"]["value"]["typed_config"]["config"]
+    envoy = oauth2_of_envoy()[0]["typed_config"]["config"]
+    same = ("auth_type", "auth_scopes", "forward_bearer_token", "use_refresh_token",
+            "cookie_configs", "signout_path", "redirect_path_matcher", "authorization_endpoint")
+    assert {k: istio[k] for k in same} == {k: envoy[k] for k in same}
+    # The SDS files are the mounted Secret's keys.
+    deployment = the_one(docs, "Deployment")
+    mount = json.loads(deployment["spec"]["template"]["metadata"]["annotations"][
+        "sidecar.istio.io/userVolumeMount"])
+    secret = the_one(docs, "Secret")
+    (volume, where), = mount.items()
+    for key in ("token_secret", "hmac_secret"):
+        path = Path(istio["credentials"][key]["sds_config"]["path_config_source"]["path"])
+        assert str(path.parent) == where["mountPath"]
+        assert path.name in secret["stringData"]
+    assert istio["token_endpoint"]["cluster"] == plugin["spec"]["pluginConfig"]["issuers"][0][
+        "discovery"]["cluster"]
