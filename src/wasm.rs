@@ -32,9 +32,11 @@ use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, Metr
 use crate::config::Config;
 use crate::engine::counters::{
     decision_time_name, issuer_fetch_name, issuer_key_set_age_name, issuer_keys_in_use_name,
+    registry_fetch_name, registry_snapshot_age_name,
 };
 use crate::engine::{CounterId, Decision, Engine, Outcome, Pushed, Request, VmState, WaitFor};
 use crate::jwks::{Fetched, IssuerId, Step};
+use crate::registry_source::{Event as RegistryEvent, Step as RegistryStep};
 use crate::wasm_record::{declare_decision_property, publish_decision};
 
 const METRIC_PREFIX: &str = "mpass_guard.";
@@ -461,6 +463,8 @@ struct Root {
     shared: Option<Rc<Shared>>,
     /// In-flight key fetches: call token -> (issuer index, step).
     calls: HashMap<u32, (IssuerId, Step)>,
+    /// In-flight registry calls: call token -> step.
+    registry_calls: HashMap<u32, RegistryStep>,
 }
 
 impl Context for Root {
@@ -482,6 +486,10 @@ impl Context for Root {
         let Some(shared) = self.shared.clone() else {
             return;
         };
+        if let Some(step) = self.registry_calls.remove(&token) {
+            self.on_registry_response(&shared, &step, body_size);
+            return;
+        }
         let Some((issuer, step)) = self.calls.remove(&token) else {
             // A userinfo call made while the root context was resuming
             // parked requests: its answer is routed here.
@@ -552,8 +560,107 @@ impl Context for Root {
     }
 }
 
+/// Reads the response of an HTTP call that just completed, within `max`
+/// bytes.
+fn fetched_response(body_size: usize, max: usize) -> Fetched {
+    let status = hostcalls::get_map_value(MapType::HttpCallResponseHeaders, ":status")
+        .ok()
+        .flatten()
+        .and_then(|s| s.parse::<u16>().ok());
+    match status {
+        None => Fetched::Failed,
+        Some(_) if body_size > max => Fetched::TooLarge,
+        Some(status) => {
+            let body = if body_size == 0 {
+                Vec::new()
+            } else {
+                hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size)
+                    .ok()
+                    .flatten()
+                    .unwrap_or_default()
+            };
+            Fetched::Response { status, body }
+        }
+    }
+}
+
 impl Root {
+    /// One registry document arrived (or failed): the engine takes it; a
+    /// refresh that ends is counted and logged, and requests waiting for a
+    /// first snapshot resume once there is one.
+    fn on_registry_response(&mut self, shared: &Shared, step: &RegistryStep, body_size: usize) {
+        let now = now_ms();
+        let max = shared
+            .state
+            .borrow()
+            .registry
+            .as_ref()
+            .map_or(0, |r| r.settings.policy.max_response_bytes);
+        let fetched = fetched_response(body_size, max);
+        let event = {
+            let mut state = shared.state.borrow_mut();
+            shared
+                .engine
+                .registry_fetched(&mut state, now, step, fetched)
+        };
+        let Some(event) = event else {
+            return;
+        };
+        registry_outcome(shared, &event, "");
+        if event.ok {
+            shared.release_parked(self.context_id, Some(WaitFor::Registry), now);
+        }
+    }
+
+    fn start_registry_fetch(&mut self, shared: &Shared, now: u64) {
+        let failed = {
+            let mut state = shared.state.borrow_mut();
+            let Some(source) = state.registry.as_mut() else {
+                return;
+            };
+            let Some(steps) = source.due(now) else {
+                return;
+            };
+            let cluster = source.settings.cluster.clone();
+            let timeout = Duration::from_millis(source.settings.policy.timeout_ms);
+            let mut failed = None;
+            for step in steps {
+                // The credentials travel in this call only; never logged.
+                let mut headers: Vec<(&str, &str)> = source.headers(&step).to_vec();
+                headers.push(("user-agent", "mpass-guard"));
+                match hostcalls::dispatch_http_call(&cluster, headers, None, vec![], timeout) {
+                    Ok(token) => {
+                        self.registry_calls.insert(token, step);
+                    }
+                    Err(_) => {
+                        // This refresh has ended; a result of the other
+                        // document is then ignored.
+                        failed = Some((step, cluster));
+                        break;
+                    }
+                }
+            }
+            failed
+        };
+        if let Some((step, cluster)) = failed {
+            let event = {
+                let mut state = shared.state.borrow_mut();
+                shared
+                    .engine
+                    .registry_fetched(&mut state, now, &step, Fetched::Failed)
+            };
+            if let Some(event) = event {
+                registry_outcome(
+                    shared,
+                    &event,
+                    &format!(" (could not dispatch to cluster {cluster})"),
+                );
+            }
+        }
+    }
+
     fn start_due_fetches(&mut self, shared: &Shared, now: u64) {
+        self.start_registry_fetch(shared, now);
         let mut state = shared.state.borrow_mut();
         for (i, remote) in state.keys.remote_mut() {
             let Some(step) = remote.due(now) else {
@@ -596,6 +703,25 @@ impl Root {
                 }
             }
         }
+    }
+}
+
+/// Counts and logs the end of one registry refresh: the message never
+/// holds a credential or a document's content, only counts, statuses and
+/// organisation OIDs or client ids in warnings.
+fn registry_outcome(shared: &Shared, event: &RegistryEvent, suffix: &str) {
+    let sp = shared.engine.stat_prefix();
+    shared.metrics.increment(&registry_fetch_name(sp, event.ok));
+    log(
+        if event.ok {
+            LogLevel::Info
+        } else {
+            LogLevel::Warn
+        },
+        &format!("mpass-guard: {}{suffix}", event.message),
+    );
+    for w in &event.warnings {
+        log(LogLevel::Warn, &format!("mpass-guard: {w}"));
     }
 }
 
@@ -668,6 +794,7 @@ impl RootContext for Root {
                     userinfo_calls: RefCell::new(HashMap::new()),
                 }));
                 self.calls.clear();
+                self.registry_calls.clear();
                 // Always: the tick hands the counters to the host.
                 let _ = hostcalls::set_tick_period(TICK);
                 true
@@ -692,6 +819,12 @@ impl RootContext for Root {
         self.start_due_fetches(&shared, now);
         {
             let state = shared.state.borrow();
+            if let Some(age) = state.registry.as_ref().and_then(|r| r.age_secs(now)) {
+                shared.metrics.gauge(
+                    &registry_snapshot_age_name(shared.engine.stat_prefix()),
+                    age,
+                );
+            }
             for (_, remote) in state.keys.remote() {
                 if let Some(age) = remote.age_secs(now) {
                     shared.metrics.gauge(

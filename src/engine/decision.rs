@@ -24,6 +24,8 @@ pub struct Response {
 pub enum WaitFor {
     /// The issuer's key set (first fetch, or a refetch for an unknown `kid`).
     Keys(IssuerId),
+    /// The first good snapshot of the management service (`registry`).
+    Registry,
     /// A session's userinfo call (by the session key the call carries).
     Userinfo(u64),
 }
