@@ -280,8 +280,13 @@ class Cell:
     clusters: Any = None      # () -> extra clusters (the userinfo server)
 
 
-def mpass(plugin=mpass_default):
-    return lambda: [wasm_filter(plugin(), harness.WASM, "mpass-guard")]
+# A previous build of the filter, for before/after cells in one run
+# (`BENCH_BASE_WASM=path/to/mpass_guard.wasm`): cells `base-*`.
+BASE_WASM = Path(os.environ["BENCH_BASE_WASM"]) if os.environ.get("BENCH_BASE_WASM") else None
+
+
+def mpass(plugin=mpass_default, wasm: Path | None = None):
+    return lambda: [wasm_filter(plugin(), wasm or harness.WASM, "mpass-guard")]
 
 
 def cells() -> list[Cell]:
@@ -296,6 +301,8 @@ def cells() -> list[Cell]:
              baseline="empty", group="baseline"),
         Cell("floor-release", "host-call floor: read, remove the token, set 9 headers", floor("release"),
              limit=1, baseline="empty", group="baseline"),
+        Cell("floor-pairs", "host-call floor: read, then replace the map (token out, 9 headers in)",
+             floor("pairs"), limit=1, baseline="empty", group="baseline"),
         Cell("native-warm", "jwt_authn RS256, no cache, same token", nat("RS256"), limit=1,
              kind="native", group="warm"),
         Cell("native-cache-warm", "jwt_authn RS256, cache+claim_to_headers, same token",
@@ -334,6 +341,20 @@ def cells() -> list[Cell]:
         Cell("mpass-scale-10k", f"mpass-guard, {SCALE_PROVIDERS} providers, same token",
              mpass(lambda: mpass_scale(SCALE_PROVIDERS)), limit=1, path=scale_path,
              baseline="mpass-scale-1", target=1.05, kind="mpass", group="scale"),
+    ] + base_cells()
+
+
+def base_cells() -> list[Cell]:
+    """The same mpass-guard cells with the BENCH_BASE_WASM build."""
+    if BASE_WASM is None:
+        return []
+    return [
+        Cell("base-warm", "BENCH_BASE_WASM build, same token", mpass(wasm=BASE_WASM), limit=1,
+             baseline="empty", kind="mpass", group="warm"),
+        Cell("base-rs-cold", "BENCH_BASE_WASM build, RS256, new token each request",
+             mpass(wasm=BASE_WASM), baseline="native-rs-cold", kind="mpass", group="cold"),
+        Cell("base-mix", f"BENCH_BASE_WASM build, RS256, Zipf mix of {USERS} users",
+             mpass(wasm=BASE_WASM), seq=True, baseline="native-mix", kind="mpass", group="mix"),
     ]
 
 

@@ -75,7 +75,7 @@ use crate::render;
 use crate::unique_map::{Keys, UniqueMap};
 use serde::Deserialize;
 use serde_json::{Map, Value};
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 /// Which form of school identifier a service receives.
@@ -135,8 +135,14 @@ impl Keys for ReleaseNames {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ContractConfig {
-    /// Permitted organisations, or exactly `["*"]`.
+    /// Permitted organisations, or exactly `["*"]`. Required unless
+    /// `organisations_from` is `registry`.
+    #[serde(default)]
     pub organisations: Vec<String>,
+    /// Where the permitted organisations come from: the static list
+    /// (default), the management service's registry, or both.
+    #[serde(default)]
+    pub organisations_from: OrganisationsFrom,
     /// Which school id form the service receives (default `oid`).
     #[serde(default)]
     pub identifier_form: IdentifierForm,
@@ -167,6 +173,35 @@ pub struct ContractConfig {
     /// with `agreements`.
     #[serde(default)]
     pub default_agreement: Option<DefaultAgreement>,
+}
+
+/// Where a contract's permitted organisations come from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OrganisationsFrom {
+    /// Only the contract's `organisations` list.
+    #[default]
+    Static,
+    /// Only the organisations the registry (top-level `registry`) permits.
+    Registry,
+    /// The static list and the registry's organisations together.
+    Both,
+}
+
+impl OrganisationsFrom {
+    /// The configuration name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OrganisationsFrom::Static => "static",
+            OrganisationsFrom::Registry => "registry",
+            OrganisationsFrom::Both => "both",
+        }
+    }
+
+    /// Whether the registry supplies organisations.
+    pub fn uses_registry(self) -> bool {
+        self != OrganisationsFrom::Static
+    }
 }
 
 /// What compilation needs from the surrounding configuration.
@@ -267,6 +302,7 @@ struct Rule {
 pub struct Contract {
     any_organisation: bool,
     organisations: HashSet<String>,
+    organisations_from: OrganisationsFrom,
     identifier_form: IdentifierForm,
     allow_test_learner_id: bool,
     required: Vec<&'static Attribute>,
@@ -319,13 +355,35 @@ impl Contract {
 
         // Organisations.
         let org_path = join(path, "organisations");
-        if wire.organisations.is_empty() {
-            return Err(ConfigError::new(
-                org_path,
-                "must list at least one organisation, or \"*\" for every organisation",
-            ));
+        let from = wire.organisations_from;
+        match from {
+            OrganisationsFrom::Registry if !wire.organisations.is_empty() => {
+                return Err(ConfigError::new(
+                    org_path,
+                    "must be empty with organisations_from \"registry\" (use \"both\" to add a static list)",
+                ));
+            }
+            OrganisationsFrom::Registry => {}
+            _ if wire.organisations.is_empty() => {
+                return Err(ConfigError::new(
+                    org_path,
+                    format!(
+                        "must list at least one organisation, or \"*\" for every organisation (organisations_from \"{}\")",
+                        from.as_str()
+                    ),
+                ));
+            }
+            _ => {}
         }
         let any_organisation = wire.organisations.iter().any(|o| o == "*");
+        if any_organisation && from.uses_registry() {
+            // "*" already permits everyone: the registry could only narrow
+            // it, and an operator writing both means something else.
+            return Err(ConfigError::new(
+                join(path, "organisations_from"),
+                "\"*\" permits every organisation: it cannot be combined with the registry",
+            ));
+        }
         let mut organisations = HashSet::new();
         for (i, o) in wire.organisations.iter().enumerate() {
             let p = index(&org_path, i);
@@ -573,7 +631,8 @@ impl Contract {
             path,
         )?;
         if let Some(a) = &agreements {
-            if !any_organisation {
+            // With the registry, the organisations are known only at run time.
+            if !any_organisation && from == OrganisationsFrom::Static {
                 for (oid, _) in a.iter() {
                     if !organisations.contains(oid) {
                         warnings.push(format!(
@@ -587,6 +646,7 @@ impl Contract {
         let mut contract = Contract {
             any_organisation,
             organisations,
+            organisations_from: from,
             identifier_form: wire.identifier_form,
             allow_test_learner_id: wire.allow_test_learner_id,
             required,
@@ -645,6 +705,18 @@ impl Contract {
         if let (Some(a), Value::Array(items)) = (&self.agreements, &mut canonical) {
             items.push(a.canonical());
         }
+        // Appended only for registry-backed contracts: static ones keep
+        // their versions. The organisations above are then the effective
+        // ones (static and registry), so a new registry snapshot that
+        // changes them changes the version too.
+        if let (true, Value::Array(items)) =
+            (self.organisations_from.uses_registry(), &mut canonical)
+        {
+            items.push(serde_json::json!([
+                "organisations_from",
+                self.organisations_from.as_str()
+            ]));
+        }
         let digest = ring::digest::digest(&ring::digest::SHA256, canonical.to_string().as_bytes());
         digest
             .as_ref()
@@ -689,6 +761,36 @@ impl Contract {
         let mut orgs: Vec<&str> = self.organisations.iter().map(String::as_str).collect();
         orgs.sort_unstable();
         Some(orgs)
+    }
+
+    /// Where the permitted organisations come from.
+    pub fn organisations_from(&self) -> OrganisationsFrom {
+        self.organisations_from
+    }
+
+    /// The contract as enforced under a registry snapshot: the permitted
+    /// organisations are the registry's (`registry`) or the static list and
+    /// the registry's (`both`); test learner numbers are accepted only when
+    /// both the contract and the registry allow them (the stricter wins:
+    /// the registry records what the controller permits, the contract what
+    /// the operator agreed, and neither may widen the other). A static
+    /// contract is returned unchanged.
+    pub fn under_registry(
+        &self,
+        organisations: &BTreeSet<String>,
+        allow_test_learner_id: bool,
+    ) -> Contract {
+        let mut c = self.clone();
+        if !self.organisations_from.uses_registry() {
+            return c;
+        }
+        if self.organisations_from == OrganisationsFrom::Registry {
+            c.organisations.clear();
+        }
+        c.organisations.extend(organisations.iter().cloned());
+        c.allow_test_learner_id = self.allow_test_learner_id && allow_test_learner_id;
+        c.version = c.compute_version();
+        c
     }
 
     /// Which school id form the service receives.

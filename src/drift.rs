@@ -169,12 +169,16 @@ fn compare_one(
                 listed.into_iter().partition(|o| is_organisation_oid(o));
             let contract: BTreeSet<&str> = oids.into_iter().collect();
             out.not_comparable = codes.into_iter().map(str::to_owned).collect();
-            out.only_in_registry = permitted
-                .organisations
-                .iter()
-                .filter(|o| !contract.contains(o.as_str()))
-                .cloned()
-                .collect();
+            // A contract that takes organisations from the registry has no
+            // drift there: what the registry permits is what it enforces.
+            if !p.contract.organisations_from().uses_registry() {
+                out.only_in_registry = permitted
+                    .organisations
+                    .iter()
+                    .filter(|o| !contract.contains(o.as_str()))
+                    .cloned()
+                    .collect();
+            }
             out.only_in_contract = contract
                 .iter()
                 .filter(|o| !permitted.organisations.contains(**o))

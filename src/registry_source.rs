@@ -686,6 +686,17 @@ impl RegistrySource {
         }
     }
 
+    /// Whether a good snapshot was ever loaded (it may be stale now).
+    pub fn has_snapshot(&self) -> bool {
+        self.current.is_some()
+    }
+
+    /// Whether the latest refresh failed (the last good snapshot, if any,
+    /// is being served).
+    pub fn failing(&self) -> bool {
+        self.failures > 0
+    }
+
     /// Age of the snapshot in seconds, if there is one.
     pub fn age_secs(&self, now: u64) -> Option<u64> {
         self.fetched_at.map(|at| now.saturating_sub(at) / 1000)

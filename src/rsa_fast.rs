@@ -94,6 +94,19 @@ impl Hash {
         }
     }
 
+    /// The digest of the signed message, with the `sha2` crate (already
+    /// linked for jwt-compact): ring has no assembly on wasm32, and its
+    /// portable SHA-256 measured ~1.5 µs slower per RS256 token in V8
+    /// (BENCHMARKS.md). Checked against ring by `tests/rsa_fast.rs`.
+    fn digest(self, message: &[u8]) -> Vec<u8> {
+        use sha2::Digest as _;
+        match self {
+            Hash::Sha256 => sha2::Sha256::digest(message).to_vec(),
+            Hash::Sha384 => sha2::Sha384::digest(message).to_vec(),
+            Hash::Sha512 => sha2::Sha512::digest(message).to_vec(),
+        }
+    }
+
     /// DER of the PKCS#1 v1.5 `DigestInfo` up to the digest bytes (with the
     /// explicit NULL parameters, RFC 8017 section 9.2 note 1).
     fn digest_info_prefix(self) -> &'static [u8] {
@@ -179,10 +192,10 @@ impl RsaPublicKey {
         let Some(em) = self.public_op(sig) else {
             return false;
         };
-        let m_hash = digest::digest(hash.algorithm(), message);
+        let m_hash = hash.digest(message);
         match padding {
-            Padding::Pkcs1v15 => pkcs1v15_matches(&em, hash, m_hash.as_ref()),
-            Padding::Pss => pss_matches(&em, self.bits - 1, hash, m_hash.as_ref()),
+            Padding::Pkcs1v15 => pkcs1v15_matches(&em, hash, &m_hash),
+            Padding::Pss => pss_matches(&em, self.bits - 1, hash, &m_hash),
         }
     }
 

@@ -7,11 +7,13 @@
 //! parked and decided again from the root context once the keys change or
 //! their wait ends.
 //!
-//! With `audit.flush_interval` set, audit lines and counter increments are
-//! gathered in the VM and handed to the host together, at most that long
-//! after the first of them (and when the VM stops): one log call per batch
-//! and one host call per counter that moved. Without it (the default) each
-//! decision logs its line and increments its counters at once.
+//! The engine's counters (decisions, releases, cache, ...) are added up in
+//! the VM and handed to the host on the root's tick, every 100 ms (and when
+//! the VM stops or its configuration is replaced): one host call per counter
+//! that moved instead of about a dozen per request. A scrape therefore lags
+//! by at most one tick. With `audit.flush_interval` set, audit lines are
+//! gathered the same way and logged together, at most that long after the
+//! first of them; without it (the default) each line is logged at once.
 //!
 //! Host calls go through `proxy_wasm::hostcalls` (which return `Result`)
 //! rather than the SDK's trait helpers (which unwrap), so a host error never
@@ -30,9 +32,11 @@ use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, Metr
 use crate::config::Config;
 use crate::engine::counters::{
     decision_time_name, issuer_fetch_name, issuer_key_set_age_name, issuer_keys_in_use_name,
+    registry_fetch_name, registry_snapshot_age_name,
 };
 use crate::engine::{CounterId, Decision, Engine, Outcome, Pushed, Request, VmState, WaitFor};
 use crate::jwks::{Fetched, IssuerId, Step};
+use crate::registry_source::{Event as RegistryEvent, Step as RegistryStep};
 use crate::wasm_record::{declare_decision_property, publish_decision};
 
 const METRIC_PREFIX: &str = "mpass_guard.";
@@ -82,17 +86,13 @@ struct Metrics {
     ids: RefCell<HashMap<String, u32>>,
     /// Host metric ids of the engine's interned counters, by index.
     counters: RefCell<Vec<Option<u32>>>,
-    /// Increments not yet handed to the host (batching only), by index.
+    /// Increments not yet handed to the host, by index.
     pending: RefCell<Vec<u64>>,
 }
 
 impl Metrics {
-    /// Counts one for a counter: at once, or in the batch.
-    fn count(&self, state: &VmState, counter: CounterId, batch: bool) {
-        if !batch {
-            self.add(state, counter, 1);
-            return;
-        }
+    /// Counts one for a counter, handed to the host by the next [`Metrics::flush`].
+    fn count(&self, counter: CounterId) {
         let mut pending = self.pending.borrow_mut();
         if pending.len() <= counter.index() {
             pending.resize(counter.index() + 1, 0);
@@ -102,12 +102,14 @@ impl Metrics {
         }
     }
 
-    /// Hands the batched increments to the host.
+    /// Hands the gathered increments to the host. The buffer is kept (its
+    /// length is the number of counters ever counted), only zeroed.
     fn flush(&self, state: &VmState) {
-        let pending = std::mem::take(&mut *self.pending.borrow_mut());
-        for (index, n) in pending.into_iter().enumerate() {
-            if n > 0 {
-                self.add(state, CounterId::from_index(index), n);
+        let mut pending = self.pending.borrow_mut();
+        for (index, n) in pending.iter_mut().enumerate() {
+            if *n > 0 {
+                self.add(state, CounterId::from_index(index), *n);
+                *n = 0;
             }
         }
     }
@@ -289,11 +291,7 @@ impl Shared {
     ) -> bool {
         let mut all_made = true;
         for call in calls {
-            {
-                let state = self.state.borrow();
-                let batch = state.audit.is_batching();
-                self.metrics.count(&state, call.counter, batch);
-            }
+            self.metrics.count(call.counter);
             match hostcalls::dispatch_http_call(
                 &call.cluster,
                 call.headers(),
@@ -331,9 +329,8 @@ impl Shared {
         let (counters, failure) = self
             .engine
             .userinfo_response(key, response, now, &mut state);
-        let batch = state.audit.is_batching();
         for c in counters {
-            self.metrics.count(&state, c, batch);
+            self.metrics.count(c);
         }
         if let Some(f) = failure {
             log(
@@ -386,7 +383,7 @@ impl Shared {
         if !self.declared {
             return;
         }
-        if let Err(status) = publish_decision(&outcome.record()) {
+        if let Err(status) = publish_decision(&outcome.record_bytes()) {
             log(
                 LogLevel::Warn,
                 &format!("mpass-guard: decision record not written (host status {status})"),
@@ -395,12 +392,8 @@ impl Shared {
     }
 
     fn carry_out(&self, outcome: Outcome, now: u64) -> Action {
-        {
-            let state = self.state.borrow();
-            let batch = state.audit.is_batching();
-            for counter in outcome.counter_ids() {
-                self.metrics.count(&state, counter, batch);
-            }
+        for counter in outcome.counter_ids() {
+            self.metrics.count(counter);
         }
         // Before any local reply: the access log reads the record either way.
         self.publish(&outcome);
@@ -470,6 +463,8 @@ struct Root {
     shared: Option<Rc<Shared>>,
     /// In-flight key fetches: call token -> (issuer index, step).
     calls: HashMap<u32, (IssuerId, Step)>,
+    /// In-flight registry calls: call token -> step.
+    registry_calls: HashMap<u32, RegistryStep>,
 }
 
 impl Context for Root {
@@ -491,6 +486,10 @@ impl Context for Root {
         let Some(shared) = self.shared.clone() else {
             return;
         };
+        if let Some(step) = self.registry_calls.remove(&token) {
+            self.on_registry_response(&shared, &step, body_size);
+            return;
+        }
         let Some((issuer, step)) = self.calls.remove(&token) else {
             // A userinfo call made while the root context was resuming
             // parked requests: its answer is routed here.
@@ -561,8 +560,107 @@ impl Context for Root {
     }
 }
 
+/// Reads the response of an HTTP call that just completed, within `max`
+/// bytes.
+fn fetched_response(body_size: usize, max: usize) -> Fetched {
+    let status = hostcalls::get_map_value(MapType::HttpCallResponseHeaders, ":status")
+        .ok()
+        .flatten()
+        .and_then(|s| s.parse::<u16>().ok());
+    match status {
+        None => Fetched::Failed,
+        Some(_) if body_size > max => Fetched::TooLarge,
+        Some(status) => {
+            let body = if body_size == 0 {
+                Vec::new()
+            } else {
+                hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size)
+                    .ok()
+                    .flatten()
+                    .unwrap_or_default()
+            };
+            Fetched::Response { status, body }
+        }
+    }
+}
+
 impl Root {
+    /// One registry document arrived (or failed): the engine takes it; a
+    /// refresh that ends is counted and logged, and requests waiting for a
+    /// first snapshot resume once there is one.
+    fn on_registry_response(&mut self, shared: &Shared, step: &RegistryStep, body_size: usize) {
+        let now = now_ms();
+        let max = shared
+            .state
+            .borrow()
+            .registry
+            .as_ref()
+            .map_or(0, |r| r.settings.policy.max_response_bytes);
+        let fetched = fetched_response(body_size, max);
+        let event = {
+            let mut state = shared.state.borrow_mut();
+            shared
+                .engine
+                .registry_fetched(&mut state, now, step, fetched)
+        };
+        let Some(event) = event else {
+            return;
+        };
+        registry_outcome(shared, &event, "");
+        if event.ok {
+            shared.release_parked(self.context_id, Some(WaitFor::Registry), now);
+        }
+    }
+
+    fn start_registry_fetch(&mut self, shared: &Shared, now: u64) {
+        let failed = {
+            let mut state = shared.state.borrow_mut();
+            let Some(source) = state.registry.as_mut() else {
+                return;
+            };
+            let Some(steps) = source.due(now) else {
+                return;
+            };
+            let cluster = source.settings.cluster.clone();
+            let timeout = Duration::from_millis(source.settings.policy.timeout_ms);
+            let mut failed = None;
+            for step in steps {
+                // The credentials travel in this call only; never logged.
+                let mut headers: Vec<(&str, &str)> = source.headers(&step).to_vec();
+                headers.push(("user-agent", "mpass-guard"));
+                match hostcalls::dispatch_http_call(&cluster, headers, None, vec![], timeout) {
+                    Ok(token) => {
+                        self.registry_calls.insert(token, step);
+                    }
+                    Err(_) => {
+                        // This refresh has ended; a result of the other
+                        // document is then ignored.
+                        failed = Some((step, cluster));
+                        break;
+                    }
+                }
+            }
+            failed
+        };
+        if let Some((step, cluster)) = failed {
+            let event = {
+                let mut state = shared.state.borrow_mut();
+                shared
+                    .engine
+                    .registry_fetched(&mut state, now, &step, Fetched::Failed)
+            };
+            if let Some(event) = event {
+                registry_outcome(
+                    shared,
+                    &event,
+                    &format!(" (could not dispatch to cluster {cluster})"),
+                );
+            }
+        }
+    }
+
     fn start_due_fetches(&mut self, shared: &Shared, now: u64) {
+        self.start_registry_fetch(shared, now);
         let mut state = shared.state.borrow_mut();
         for (i, remote) in state.keys.remote_mut() {
             let Some(step) = remote.due(now) else {
@@ -605,6 +703,25 @@ impl Root {
                 }
             }
         }
+    }
+}
+
+/// Counts and logs the end of one registry refresh: the message never
+/// holds a credential or a document's content, only counts, statuses and
+/// organisation OIDs or client ids in warnings.
+fn registry_outcome(shared: &Shared, event: &RegistryEvent, suffix: &str) {
+    let sp = shared.engine.stat_prefix();
+    shared.metrics.increment(&registry_fetch_name(sp, event.ok));
+    log(
+        if event.ok {
+            LogLevel::Info
+        } else {
+            LogLevel::Warn
+        },
+        &format!("mpass-guard: {}{suffix}", event.message),
+    );
+    for w in &event.warnings {
+        log(LogLevel::Warn, &format!("mpass-guard: {w}"));
     }
 }
 
@@ -663,9 +780,6 @@ impl RootContext for Root {
                 let declared = declare_decision_property();
                 let decision_time = decision_time_name(engine.stat_prefix());
                 let state = engine.new_state();
-                let remote = state.keys.has_remote();
-                let batching = state.audit.is_batching();
-                let userinfo = engine.uses_userinfo();
                 // A new configuration replaces the state: write out what the
                 // previous one still holds.
                 if let Some(previous) = &self.shared {
@@ -680,9 +794,9 @@ impl RootContext for Root {
                     userinfo_calls: RefCell::new(HashMap::new()),
                 }));
                 self.calls.clear();
-                if remote || batching || userinfo {
-                    let _ = hostcalls::set_tick_period(TICK);
-                }
+                self.registry_calls.clear();
+                // Always: the tick hands the counters to the host.
+                let _ = hostcalls::set_tick_period(TICK);
                 true
             }
             Err(e) => {
@@ -701,9 +815,16 @@ impl RootContext for Root {
         };
         let now = now_ms();
         shared.flush_audit_if_due(now);
+        shared.metrics.flush(&shared.state.borrow());
         self.start_due_fetches(&shared, now);
         {
             let state = shared.state.borrow();
+            if let Some(age) = state.registry.as_ref().and_then(|r| r.age_secs(now)) {
+                shared.metrics.gauge(
+                    &registry_snapshot_age_name(shared.engine.stat_prefix()),
+                    age,
+                );
+            }
             for (_, remote) in state.keys.remote() {
                 if let Some(age) = remote.age_secs(now) {
                     shared.metrics.gauge(
@@ -809,9 +930,8 @@ impl HttpContext for Http {
         let remove = {
             let state = shared.state.borrow();
             let (remove, counters) = shared.engine.trailers(&trailers, &state);
-            let batch = state.audit.is_batching();
             for counter in counters {
-                shared.metrics.count(&state, counter, batch);
+                shared.metrics.count(counter);
             }
             remove
         };

@@ -6,7 +6,7 @@
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{LogLevel, Status};
 
-use crate::metadata::{self, DecisionRecord};
+use crate::metadata;
 
 /// Declares [`metadata::PROPERTY`] as a read-only `Struct` on this root.
 /// Returns false when the host refused it for another reason than that it
@@ -37,10 +37,10 @@ extern "C" {
     ) -> u32;
 }
 
-/// Writes the serialized record to the property; the host status on failure.
-pub(crate) fn publish_decision(record: &DecisionRecord) -> Result<(), u32> {
+/// Writes the serialized record ([`metadata::DecisionRecord::encode`]) to the
+/// property; the host status on failure.
+pub(crate) fn publish_decision(value: &[u8]) -> Result<(), u32> {
     let path = metadata::PROPERTY.as_bytes();
-    let value = record.encode();
     // SAFETY: both buffers outlive the call; the host only reads them.
     let status =
         unsafe { host_set_property(path.as_ptr(), path.len(), value.as_ptr(), value.len()) };

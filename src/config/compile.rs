@@ -135,6 +135,16 @@ pub(crate) fn compile(
         ));
     }
 
+    let registry = match &wire.registry {
+        None => Ok(None),
+        Some(r) => {
+            let compiled = registry(r, env, &mut report.warnings);
+            report.keep(compiled).map(Some).ok_or(())
+        }
+    };
+    if let (Some((Some((list, _)), _)), Ok(registry)) = (&providers, &registry) {
+        registry_users(list, registry.is_some(), &mut report);
+    }
     let key = pseudonym_key(wire.audit.as_ref(), env, &mut report.warnings);
     let pseudonym_key = report.keep(key);
     let audit_flush_ms = report.keep(audit_flush_ms(wire.audit.as_ref()));
@@ -154,6 +164,7 @@ pub(crate) fn compile(
         Some((Some((providers, matcher)), sanitiser)),
         Some(session_cookies),
         Some(stat_prefix),
+        Ok(registry),
     ) = (
         prefix,
         locations,
@@ -165,6 +176,7 @@ pub(crate) fn compile(
         providers,
         session,
         stat_prefix,
+        registry,
     )
     else {
         return Err(report.errors);
@@ -241,8 +253,65 @@ pub(crate) fn compile(
         realm,
         header_prefix,
         pseudonym_key,
+        registry,
         warnings: report.warnings,
     })
+}
+
+/// The top-level `registry`, with the credentials read from the VM's
+/// environment.
+fn registry(
+    wire: &crate::registry_source::RegistryConfig,
+    env: &dyn Fn(&str) -> Option<String>,
+    warnings: &mut Vec<Warning>,
+) -> Result<crate::registry_source::RegistrySettings, ConfigError> {
+    let (settings, found) = crate::registry_source::compile(wire, env, "registry")?;
+    for w in found {
+        warnings.push(match w.split_once(": ") {
+            Some((p, m)) => Warning::new(p, m),
+            None => Warning::new("registry", w),
+        });
+    }
+    Ok(settings)
+}
+
+/// A contract that takes organisations from the registry needs one; a
+/// registry no contract uses is fetched for nothing (a warning).
+fn registry_users(providers: &[Provider], configured: bool, report: &mut Report) {
+    let mut used = false;
+    for p in providers {
+        let contracts = [
+            ("contract", Some(&p.contract)),
+            ("shadow_contract", p.shadow.as_ref()),
+        ];
+        for (field, c) in contracts {
+            let Some(from) = c.map(|c| c.organisations_from()) else {
+                continue;
+            };
+            if !from.uses_registry() {
+                continue;
+            }
+            used = true;
+            if !configured {
+                report.errors.push(ConfigError::new(
+                    join(
+                        &join(&join("providers", &p.id), field),
+                        "organisations_from",
+                    ),
+                    format!(
+                        "\"{}\" needs the top-level registry (the management service source)",
+                        from.as_str()
+                    ),
+                ));
+            }
+        }
+    }
+    if configured && !used {
+        report.warnings.push(Warning::new(
+            "registry",
+            "no contract takes its organisations from the registry (organisations_from): it is fetched for nothing",
+        ));
+    }
 }
 
 /// Every issuer, each checked on its own; the refused ones are left out.
@@ -992,6 +1061,7 @@ fn remote_source(
 fn release_nothing() -> ContractConfig {
     ContractConfig {
         organisations: vec!["*".to_owned()],
+        organisations_from: Default::default(),
         identifier_form: Default::default(),
         allow_test_learner_id: false,
         required: Vec::new(),

@@ -71,6 +71,16 @@ pub struct Provider {
     pub login: Option<crate::login::Login>,
 }
 
+impl Provider {
+    /// Whether its contract or its shadow contract takes organisations
+    /// from the registry.
+    pub fn uses_registry(&self) -> bool {
+        std::iter::once(&self.contract)
+            .chain(self.shadow.as_ref())
+            .any(|c| c.organisations_from().uses_registry())
+    }
+}
+
 /// The whole compiled configuration.
 #[derive(Debug)]
 pub struct Config {
@@ -108,6 +118,8 @@ pub struct Config {
     pub cache_max_bytes: usize,
     /// The gateway's issuer, keys and published documents (`gateway`).
     pub gateway: Option<Gateway>,
+    /// The management service source (`registry`), if configured.
+    pub registry: Option<crate::registry_source::RegistrySettings>,
     /// Load-time warnings, logged by the glue.
     pub warnings: Vec<Warning>,
 }
@@ -127,6 +139,22 @@ impl Config {
     pub fn issuer(&self, iss: &str) -> Option<(IssuerId, &Issuer)> {
         let id = *self.issuer_index.get(iss)?;
         Some((id, self.issuers.get(id.index())?))
+    }
+
+    /// Per provider index, the keys the registry is asked about: the
+    /// provider's audiences when its contract takes organisations from the
+    /// registry, else none.
+    pub fn registry_watched(&self) -> Vec<Vec<String>> {
+        self.providers
+            .iter()
+            .map(|p| {
+                if p.uses_registry() {
+                    p.audiences.clone()
+                } else {
+                    Vec::new()
+                }
+            })
+            .collect()
     }
 
     /// The provider with this id.

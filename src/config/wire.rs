@@ -50,6 +50,10 @@ pub struct PluginConfig {
     /// (`[a-z0-9_]+`, default `main`), as Envoy's filters have one.
     #[serde(default)]
     pub stat_prefix: Option<String>,
+    /// The MPASSid management service, for contracts whose organisations
+    /// come from it (`contract.organisations_from`).
+    #[serde(default)]
+    pub registry: Option<crate::registry_source::RegistryConfig>,
     /// Provider id -> its JSON, kept raw so that each provider is parsed,
     /// compiled and dropped in turn: with thousands of providers the VM's
     /// memory (which never shrinks) then peaks at one provider's wire form.

@@ -36,6 +36,47 @@ pub struct Audit {
     /// The JSON of everything above, rendered once when the record is made
     /// for a cached decision (the time is added per request).
     pub rendered: Option<Rc<str>>,
+    /// The decision record's bytes, encoded on first use: a cached decision
+    /// hands Envoy the same bytes on every request.
+    pub encoded: RecordMemo,
+}
+
+/// The encoded decision record of one [`Audit`], for one local-reply status
+/// and stripped-token count (another pair is encoded afresh). Ignored by
+/// equality and debug output: it is a copy of what the audit says.
+#[derive(Clone, Default)]
+pub struct RecordMemo(std::cell::OnceCell<(RecordKey, Rc<[u8]>)>);
+
+/// What a decision record adds to its audit: local-reply status, stripped tokens.
+type RecordKey = (Option<u16>, u32);
+
+impl RecordMemo {
+    /// The bytes for `key`, made by `encode` unless already there.
+    pub fn get_or(&self, key: RecordKey, encode: impl FnOnce() -> Vec<u8>) -> Rc<[u8]> {
+        if let Some((k, bytes)) = self.0.get() {
+            if *k == key {
+                return Rc::clone(bytes);
+            }
+            return encode().into();
+        }
+        let bytes: Rc<[u8]> = encode().into();
+        let _ = self.0.set((key, Rc::clone(&bytes)));
+        bytes
+    }
+}
+
+impl PartialEq for RecordMemo {
+    fn eq(&self, _: &RecordMemo) -> bool {
+        true
+    }
+}
+
+impl Eq for RecordMemo {}
+
+impl std::fmt::Debug for RecordMemo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RecordMemo")
+    }
 }
 
 /// What the decision record says about a verified token: header facts and
@@ -266,6 +307,7 @@ mod tests {
             rbac_values: Vec::new(),
             shadow: None,
             rendered: None,
+            encoded: RecordMemo::default(),
         }
     }
 
@@ -277,6 +319,24 @@ mod tests {
         assert_eq!(v["decision"], "deny");
         assert_eq!(v["reason"], "expired");
         assert_eq!(v["subject"], serde_json::Value::Null);
+    }
+
+    #[test]
+    fn a_record_memo_encodes_once_per_status_and_stripped_count() {
+        let memo = RecordMemo::default();
+        let calls = std::cell::Cell::new(0);
+        let encode = |b: u8| {
+            calls.set(calls.get() + 1);
+            vec![b]
+        };
+        assert_eq!(&*memo.get_or((None, 0), || encode(1)), &[1]);
+        assert_eq!(&*memo.get_or((None, 0), || encode(9)), &[1]);
+        assert_eq!(calls.get(), 1);
+        // Another pair is never answered from the memo.
+        assert_eq!(&*memo.get_or((None, 1), || encode(2)), &[2]);
+        assert_eq!(&*memo.get_or((Some(401), 0), || encode(3)), &[3]);
+        assert_eq!(&*memo.get_or((None, 0), || encode(9)), &[1]);
+        assert_eq!(calls.get(), 3);
     }
 
     #[test]

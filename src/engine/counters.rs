@@ -115,6 +115,18 @@ pub fn issuer_key_set_age_name(sp: &str, issuer: &str) -> String {
     format!("key_set_age_seconds.{}", issuer_dims(sp, issuer))
 }
 
+/// `registry_fetches.stat_prefix=<sp>.result=<ok|failed>`: one per
+/// registry refresh (both documents).
+pub fn registry_fetch_name(sp: &str, ok: bool) -> String {
+    let result = if ok { "ok" } else { "failed" };
+    format!("registry_fetches.stat_prefix={sp}.result={result}")
+}
+
+/// The gauge `registry_snapshot_age_seconds.stat_prefix=<sp>`.
+pub fn registry_snapshot_age_name(sp: &str) -> String {
+    format!("registry_snapshot_age_seconds.stat_prefix={sp}")
+}
+
 /// `userinfo_calls.stat_prefix=<sp>.issuer=<label>`: one userinfo call.
 pub fn userinfo_calls_name(sp: &str, issuer: &str) -> String {
     format!("userinfo_calls.{}", issuer_dims(sp, issuer))
@@ -197,6 +209,9 @@ pub(crate) struct Interner {
     pub(crate) cache_eviction: CounterId,
     /// `invalid_authority.stat_prefix=<sp>`: a malformed `:authority`.
     pub(crate) invalid_authority: CounterId,
+    /// `registry_stale.stat_prefix=<sp>`: a request decided with the last
+    /// good registry snapshot while the latest refresh failed.
+    pub(crate) registry_stale: CounterId,
     /// Per [`crate::seal::Place`] (by its index),
     /// `tokens_stripped.stat_prefix=<sp>.carrier=<place>`.
     pub(crate) stripped: Vec<CounterId>,
@@ -226,6 +241,7 @@ impl Interner {
             cache_miss: CounterId(0),
             cache_eviction: CounterId(0),
             invalid_authority: CounterId(0),
+            registry_stale: CounterId(0),
             stripped: Vec::new(),
             stat_prefix: stat_prefix.to_owned(),
         };
@@ -237,6 +253,7 @@ impl Interner {
         names.cache_miss = names.id(&format!("token_cache.stat_prefix={sp}.result=miss"));
         names.cache_eviction = names.id(&format!("token_cache.stat_prefix={sp}.result=eviction"));
         names.invalid_authority = names.id(&format!("{INVALID_AUTHORITY}.stat_prefix={sp}"));
+        names.registry_stale = names.id(&format!("registry_stale.stat_prefix={sp}"));
         names.stripped = crate::seal::Place::ALL
             .iter()
             .map(|p| names.id(&stripped_name(sp, p.name())))
@@ -301,7 +318,11 @@ impl Interner {
     pub(crate) fn set_controllers(&mut self, mut controllers: Vec<String>) {
         controllers.sort_unstable();
         controllers.dedup();
-        self.controllers = controllers;
+        if controllers != self.controllers {
+            // Slots index the list: a new list makes them stale.
+            self.per_controller.clear();
+            self.controllers = controllers;
+        }
     }
 
     /// The `released_attributes` counter of one attribute released to a
@@ -407,7 +428,11 @@ mod tests {
                 .as_deref(),
             Some("tokens_stripped.stat_prefix=edge.carrier=cookie")
         );
-        assert_eq!(names.name(CounterId::from_index(13)), None);
+        assert_eq!(
+            name(names.registry_stale).as_deref(),
+            Some("registry_stale.stat_prefix=edge")
+        );
+        assert_eq!(names.name(CounterId::from_index(14)), None);
     }
 
     #[test]

@@ -24,6 +24,8 @@ pub struct Response {
 pub enum WaitFor {
     /// The issuer's key set (first fetch, or a refetch for an unknown `kid`).
     Keys(IssuerId),
+    /// The first good snapshot of the management service (`registry`).
+    Registry,
     /// A session's userinfo call (by the session key the call carries).
     Userinfo(u64),
 }
@@ -199,6 +201,18 @@ impl Outcome {
         record
     }
 
+    /// The decision record's bytes ([`DecisionRecord::encode`] of
+    /// [`Outcome::record`]), encoded once per cached decision.
+    pub fn record_bytes(&self) -> Rc<[u8]> {
+        let status = self.decision.response().map(|r| r.status);
+        match &self.audit {
+            Some(audit) => audit
+                .encoded
+                .get_or((status, self.stripped_tokens), || self.record().encode()),
+            None => self.record().encode().into(),
+        }
+    }
+
     /// Every counter to increment once for this request.
     pub fn counter_ids(&self) -> impl Iterator<Item = CounterId> + '_ {
         let release = match &self.decision {
@@ -272,6 +286,7 @@ impl Packed {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::audit::RecordMemo;
 
     fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
         list.iter()
@@ -297,6 +312,7 @@ mod tests {
                 rbac_values: Vec::new(),
                 shadow: None,
                 rendered: None,
+                encoded: RecordMemo::default(),
             }),
             claims: None,
         })

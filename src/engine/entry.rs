@@ -5,17 +5,25 @@
 
 use std::rc::Rc;
 
-use super::audit::{Audit, Who};
+use super::audit::{Audit, RecordMemo, Who};
 use super::counters::{CounterId, Interner, Tally};
 use super::decision::{Admitted, Packed};
 use super::refusal::Refusal;
 use crate::config::Provider;
-use crate::contract::Release;
+use crate::contract::{Contract, Release};
 use crate::jwks::{Availability, Issuer, IssuerId, IssuerKeys, KeyStore};
 use crate::minted::Slot;
 use crate::routing::ProviderId;
 use crate::shadow::{self, ShadowDiff};
 use crate::verify::{audience_in, Retained};
+
+/// The contracts that apply to a provider now: its own (and its shadow), or
+/// both under the current registry snapshot.
+#[derive(Debug, Clone)]
+pub(crate) struct Contracts {
+    pub(crate) contract: Rc<Contract>,
+    pub(crate) shadow: Option<Rc<Contract>>,
+}
 
 /// What a token means for one provider: the release, or a refusal
 /// (audience or contract) that does not depend on time.
@@ -36,6 +44,9 @@ pub(crate) struct Entry {
     /// The token itself: a hit needs the whole token to be equal, not just
     /// its key.
     pub(crate) raw: Box<str>,
+    /// Whether `raw` is, as a whole run, a configured issuer's token to the
+    /// sealer ([`crate::seal::Issuers::run_is_ours`]), found out once.
+    pub(crate) ours: bool,
     pub(crate) token: Retained,
     pub(crate) issuer: IssuerId,
     /// Fingerprint of the verifying key; `None` for a provider's HS secret.
@@ -43,9 +54,12 @@ pub(crate) struct Entry {
     /// For HS* tokens: the provider whose secret verified it.
     pub(crate) hmac_provider: Option<ProviderId>,
     pub(crate) who: Who,
-    /// Per provider index, computed on first use, with its shadow
-    /// comparison when the provider has a shadow contract.
-    pub(crate) verdicts: Vec<(ProviderId, Verdict, Option<Rc<Shadowed>>)>,
+    /// Per provider index, computed on first use, with the registry
+    /// generation it was computed under (0 for a static contract) and its
+    /// shadow comparison when the provider has a shadow contract. A new
+    /// registry snapshot makes the verdicts of earlier ones stale, so a
+    /// permission withdrawn at run time applies to the next request.
+    pub(crate) verdicts: Vec<(ProviderId, u64, Verdict, Option<Rc<Shadowed>>)>,
     /// Per provider with a signed token: the minted token, re-minted only
     /// near its end or under another contract version.
     pub(crate) minted: Vec<(ProviderId, Slot)>,
@@ -79,22 +93,38 @@ impl Entry {
     }
 
     /// The verdict for a provider (and its shadow comparison), computed
-    /// once per provider.
+    /// once per provider and registry generation.
     pub(crate) fn verdict(
         &mut self,
         provider_index: ProviderId,
         provider: &Provider,
+        contracts: &Contracts,
+        generation: u64,
         names: &mut Interner,
     ) -> (Verdict, Option<Rc<Shadowed>>) {
-        if let Some((_, v, s)) = self.verdicts.iter().find(|(p, _, _)| *p == provider_index) {
+        if let Some((_, _, v, s)) = self
+            .verdicts
+            .iter()
+            .find(|(p, g, _, _)| *p == provider_index && *g == generation)
+        {
             return (v.clone(), s.clone());
         }
-        // A provider this token has not met yet: parse its claims again.
+        self.verdicts.retain(|(p, _, _, _)| *p != provider_index);
+        // A provider (or a registry snapshot) this token has not met yet:
+        // parse its claims again.
         let (v, s) = match self.claims() {
-            Ok(claims) => verdict_for(&claims, provider_index, provider, self.who.clone(), names),
+            Ok(claims) => verdict_for(
+                &claims,
+                provider_index,
+                provider,
+                contracts,
+                self.who.clone(),
+                names,
+            ),
             Err(e) => (Err(Refusal::Token(e.reason())), None),
         };
-        self.verdicts.push((provider_index, v.clone(), s.clone()));
+        self.verdicts
+            .push((provider_index, generation, v.clone(), s.clone()));
         (v, s)
     }
 
@@ -159,6 +189,7 @@ pub(crate) fn verdict_for(
     claims: &serde_json::Map<String, serde_json::Value>,
     provider_index: ProviderId,
     provider: &Provider,
+    contracts: &Contracts,
     mut who: Who,
     names: &mut Interner,
 ) -> (Verdict, Option<Rc<Shadowed>>) {
@@ -166,8 +197,8 @@ pub(crate) fn verdict_for(
         return (Err(Refusal::Forbidden(e.reason())), None);
     }
     let normalised = crate::claims::normalise(claims);
-    let enforced = provider.contract.apply_normalised(&normalised);
-    let shadowed = provider.shadow.as_ref().map(|candidate| {
+    let enforced = contracts.contract.apply_normalised(&normalised);
+    let shadowed = contracts.shadow.as_ref().map(|candidate| {
         let diff = shadow::compare(
             &enforced,
             &candidate.apply_normalised(&normalised),
@@ -181,7 +212,16 @@ pub(crate) fn verdict_for(
     });
     who.shadow.clone_from(&shadowed);
     let verdict = enforced
-        .map(|release| Rc::new(admit(provider_index, provider, release, who, names)))
+        .map(|release| {
+            Rc::new(admit(
+                provider_index,
+                provider,
+                &contracts.contract,
+                release,
+                who,
+                names,
+            ))
+        })
         .map_err(|d| Refusal::Contract(d.reason));
     (verdict, shadowed)
 }
@@ -190,6 +230,7 @@ pub(crate) fn verdict_for(
 fn admit(
     index: ProviderId,
     provider: &Provider,
+    contract: &Contract,
     release: Release,
     who: Who,
     names: &mut Interner,
@@ -202,7 +243,7 @@ fn admit(
     // Per controller: an attribute counts for each controller of the
     // user's permitted roles whose agreement releases it (every one without
     // agreements); two unnamed controllers are one `other`.
-    let agreements = provider.contract.agreements();
+    let agreements = contract.agreements();
     let mut by_controller = Vec::new();
     for name in &release.released {
         let attr = crate::claims::lookup(name).map(|(a, _)| a);
@@ -236,12 +277,13 @@ fn admit(
         released: release.released,
         withheld: release.withheld,
         purposes: release.purposes,
-        contract_version: provider.contract.version().to_owned(),
+        contract_version: contract.version().to_owned(),
         subject: who.subject,
         token: who.token,
         rbac_values: release.rbac_values,
         shadow: who.shadow.as_ref().map(|s| Rc::clone(&s.diff)),
         rendered: None,
+        encoded: RecordMemo::default(),
     };
     audit.rendered = Some(audit.render_body());
     Admitted {

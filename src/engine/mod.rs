@@ -42,17 +42,20 @@ use ring::hmac;
 
 use crate::cache::Lru;
 use crate::config::{Config, Provider, Unmatched};
+use crate::contract::Contract;
 use crate::extract::{Carrier, ExtractError, Found};
+use crate::jwks::Fetched;
 use crate::jwks::{Availability, IssuerId, IssuerKeys, KeyStore};
 use crate::minted::{MintError, Slot};
+use crate::registry_source::{Event as RegistryEvent, RegistrySource, Step as RegistryStep};
 use crate::routing::{Lookup, ProviderId};
-use crate::seal::{Sealed, Sealer, Strip};
+use crate::seal::{Known, Sealed, Sealer, Strip};
 use crate::signing::CACHE_CONTROL;
 use crate::userinfo::{Failure, Userinfo};
 use crate::verify::{TokenError, Untrusted, Verified};
 
-use audit::Who;
 pub use audit::{Audit, AuditBatch, Pushed, TokenFacts};
+use audit::{RecordMemo, Who};
 pub use counters::CounterId;
 pub use decision::{Admitted, Decision, Outcome, Response, StrippedAudit, WaitFor};
 pub use parked::ParkedQueue;
@@ -61,7 +64,7 @@ pub use session::Call;
 
 use counters::Interner;
 pub(crate) use entry::Shadowed;
-use entry::{verdict_for, Entry, Hit, Verdict};
+use entry::{verdict_for, Contracts, Entry, Hit, Verdict};
 use session::{Sessions, Slot as Session};
 
 /// The parts of a request the decision needs. Header names are lowercase, as
@@ -115,6 +118,13 @@ impl std::fmt::Debug for Engine {
 pub struct VmState {
     /// Remote key state per issuer; the glue drives its fetches.
     pub keys: KeyStore,
+    /// The management service source (`registry`); the glue drives its
+    /// fetches and hands the results to [`Engine::registry_fetched`].
+    pub registry: Option<RegistrySource>,
+    /// Per provider index: its contract under the current registry
+    /// snapshot (registry-backed providers only), rebuilt when the
+    /// snapshot's generation changes.
+    registry_contracts: Vec<Option<Contracts>>,
     /// Requests waiting for something, decided again when it arrives.
     pub parked: ParkedQueue,
     /// Audit lines gathered for one log call.
@@ -163,6 +173,10 @@ impl VmState {
     pub fn park(&mut self, context_id: u32, wait: WaitFor, now_ms: u64) {
         let wait_ms = match &wait {
             WaitFor::Keys(issuer) => self.keys.policy(*issuer).map_or(0, |p| p.initial_wait_ms),
+            WaitFor::Registry => self
+                .registry
+                .as_ref()
+                .map_or(0, |r| r.settings.policy.initial_wait_ms),
             // Envoy ends the call at its timeout; the margin lets that
             // answer arrive before the deadline resumes the request.
             WaitFor::Userinfo(key) => self
@@ -247,8 +261,15 @@ impl Engine {
         let mut counters = Interner::new(&self.config.stat_prefix);
         counters.unmatched_action(self.config.unmatched.name());
         counters.set_controllers(self.controllers());
+        let registry = self
+            .config
+            .registry
+            .as_ref()
+            .map(|r| RegistrySource::new(r.clone(), self.config.registry_watched()));
         VmState {
             keys: KeyStore::new(&self.config.issuers),
+            registry,
+            registry_contracts: Vec::new(),
             parked: ParkedQueue::default(),
             audit: AuditBatch::new(self.config.audit_flush_ms),
             cache: Lru::new(self.config.cache_max_entries, self.config.cache_max_bytes),
@@ -311,6 +332,92 @@ impl Engine {
                 (vec![c], Some(f))
             }
         }
+    }
+
+    /// Applies the result of one registry call (see
+    /// [`RegistrySource::on_fetched`]); when the permissions changed, the
+    /// contracts of registry-backed providers are rebuilt under the new
+    /// snapshot. Returns the event to log, if any.
+    pub fn registry_fetched(
+        &self,
+        state: &mut VmState,
+        now_ms: u64,
+        step: &RegistryStep,
+        result: Fetched,
+    ) -> Option<RegistryEvent> {
+        let source = state.registry.as_mut()?;
+        let event = source.on_fetched(now_ms, step, result)?;
+        if event.changed {
+            let source = &*source;
+            let mut controllers = self.controllers();
+            state.registry_contracts = self
+                .config
+                .providers
+                .iter()
+                .enumerate()
+                .map(|(i, p)| {
+                    if !p.uses_registry() {
+                        return None;
+                    }
+                    let permitted = source.permitted(i, now_ms)?;
+                    // The registry's organisations get controller labels of
+                    // their own too: bounded by the registry, not by users.
+                    controllers.extend(permitted.organisations.iter().cloned());
+                    let under = |c: &Contract| {
+                        Rc::new(c.under_registry(
+                            &permitted.organisations,
+                            permitted.allow_test_learner_id,
+                        ))
+                    };
+                    Some(Contracts {
+                        contract: under(&p.contract),
+                        shadow: p.shadow.as_deref().map(under),
+                    })
+                })
+                .collect();
+            state.counters.set_controllers(controllers);
+        }
+        Some(event)
+    }
+
+    /// The contracts (enforced, shadow) that apply to this provider now, with the registry
+    /// generation it belongs to (0 for a static contract). A
+    /// registry-backed provider without a usable snapshot waits for the
+    /// first one (once), then is refused with 503: never a release without
+    /// the controllers' permissions.
+    fn contract_now(
+        &self,
+        provider_index: ProviderId,
+        provider: &Provider,
+        state: &mut VmState,
+        now_ms: u64,
+        resumed: bool,
+        counted: &mut Vec<CounterId>,
+    ) -> Result<(Contracts, u64), Halt> {
+        if !provider.uses_registry() {
+            let own = Contracts {
+                contract: Rc::clone(&provider.contract),
+                shadow: provider.shadow.clone(),
+            };
+            return Ok((own, 0));
+        }
+        let Some(source) = state.registry.as_mut() else {
+            return Err(Refusal::RegistryUnavailable.into());
+        };
+        if source.permitted(provider_index.index(), now_ms).is_some() {
+            let Some(Some(contract)) = state.registry_contracts.get(provider_index.index()) else {
+                return Err(Refusal::RegistryUnavailable.into());
+            };
+            if source.failing() {
+                counted.push(state.counters.registry_stale);
+            }
+            return Ok((contract.clone(), source.generation()));
+        }
+        if !resumed && !source.has_snapshot() {
+            source.wake(now_ms);
+            return Err(Halt::Wait(WaitFor::Registry));
+        }
+        Err(Refusal::RegistryUnavailable.into())
     }
 
     /// Every controller (education-provider OID) a contract or shadow
@@ -437,12 +544,20 @@ impl Engine {
             resumed,
         };
         match self.admit(provider_index, provider, req, path, ctx, &mut counters) {
-            Ok((admitted, kept, token)) => {
-                let sealed = cfg.sealer.seal(
+            Ok((admitted, kept, token, found)) => {
+                let known = found.as_ref().and_then(|f| match &f.carrier {
+                    Carrier::Header(header) => Some(Known {
+                        header,
+                        token: f.token.as_bytes(),
+                    }),
+                    _ => None,
+                });
+                let sealed = cfg.sealer.seal_known(
                     req.byte_headers(),
                     Strip::Tokens {
                         keep: kept.as_ref(),
                     },
+                    known,
                 );
                 let mut outcome = Outcome {
                     audit: Some(Rc::clone(&admitted.audit)),
@@ -507,6 +622,7 @@ impl Engine {
                         rbac_values: Vec::new(),
                         shadow: who.shadow.map(|s| Rc::clone(&s.diff)),
                         rendered: None,
+                        encoded: RecordMemo::default(),
                     })),
                     decision: Decision::Respond(response),
                     counters,
@@ -638,6 +754,7 @@ impl Engine {
     fn signed_token(
         &self,
         provider: &Provider,
+        contract: &Contract,
         admitted: &Admitted,
         slot: Option<&mut Slot>,
         now_s: u64,
@@ -648,7 +765,7 @@ impl Engine {
         let slot = slot.ok_or(Refusal::Signing)?;
         let empty = serde_json::Map::new();
         let released = admitted.claims.as_ref().unwrap_or(&empty);
-        match slot.token(st, gateway, released, provider.contract.version(), now_s) {
+        match slot.token(st, gateway, released, contract.version(), now_s) {
             Ok(token) => Ok(Some(st.header(token))),
             Err(MintError::SourceExpired) => Err(Refusal::Token(TokenError::Expired.reason())),
             Err(MintError::Signing) => Err(Refusal::Signing),
@@ -658,7 +775,8 @@ impl Engine {
     /// Extracts, verifies (or finds the token in the cache) and applies the
     /// contract. On success: the release, the carrier of the token the
     /// contract forwards (kept by the sealer), and the
-    /// signed token's header when the provider has one.
+    /// signed token's header when the provider has one, and the token when
+    /// it is known to be a configured issuer's ([`Known`], for the sealer).
     #[allow(clippy::type_complexity)]
     fn admit(
         &self,
@@ -668,7 +786,15 @@ impl Engine {
         path: &str,
         ctx: Ctx<'_>,
         counted: &mut Vec<CounterId>,
-    ) -> Result<(Rc<Admitted>, Option<Carrier>, Option<(String, String)>), Halt> {
+    ) -> Result<
+        (
+            Rc<Admitted>,
+            Option<Carrier>,
+            Option<(String, String)>,
+            Option<Found>,
+        ),
+        Halt,
+    > {
         let cfg = &self.config;
         let all = cfg.locations.find_all(req.headers, path);
         let found = match all.and_then(|all| Self::find_token(&cfg.sealer, all)) {
@@ -679,6 +805,14 @@ impl Engine {
         if found.token.len() > cfg.max_token_bytes {
             return Err(Refusal::Token(TokenError::TooLarge.reason()).into());
         }
+        let (contract, generation) = self.contract_now(
+            provider_index,
+            provider,
+            ctx.state,
+            ctx.now_ms,
+            ctx.resumed,
+            counted,
+        )?;
         let key = ctx.state.cache_key(&found.token);
         let now_s = ctx.now_ms / 1000;
         let finish = |verdict: Verdict,
@@ -689,26 +823,37 @@ impl Engine {
             who.shadow = shadowed;
             let release = verdict.map_err(|r| Halt::Refuse(r, who.clone()))?;
             let token = self
-                .signed_token(provider, &release, slot, now_s)
+                .signed_token(provider, &contract.contract, &release, slot, now_s)
                 .map_err(|r| Halt::Refuse(r, who))?;
             let kept = provider.forward.then(|| found.carrier.clone());
-            Ok((release, kept, token))
+            Ok::<_, Halt>((release, kept, token))
         };
 
         let state = &mut *ctx.state;
-        if let Some(entry) = state.cache.get_mut(&key).filter(|e| *e.raw == *found.token) {
+        if let Some(entry) = state
+            .cache
+            .get_mut(&key)
+            .filter(|e| crate::seal::same_bytes(e.raw.as_bytes(), found.token.as_bytes()))
+        {
             let issuer = cfg.issuers.get(entry.issuer.index());
             match entry.revalidate(provider_index, issuer, &mut state.keys, ctx.now_ms) {
                 Hit::Valid => {
                     counted.push(state.counters.cache_hit);
-                    let (verdict, shadowed) =
-                        entry.verdict(provider_index, provider, &mut state.counters);
+                    let (verdict, shadowed) = entry.verdict(
+                        provider_index,
+                        provider,
+                        &contract,
+                        generation,
+                        &mut state.counters,
+                    );
                     let who = entry.who.clone();
+                    let ours = entry.ours;
                     let slot = match provider.signed_token {
                         Some(_) if verdict.is_ok() => entry.slot(provider_index),
                         _ => None,
                     };
-                    return finish(verdict, shadowed, who, slot);
+                    let (release, kept, token) = finish(verdict, shadowed, who, slot)?;
+                    return Ok((release, kept, token, ours.then_some(found)));
                 }
                 Hit::Refused(refusal) => {
                     counted.push(state.counters.cache_hit);
@@ -769,6 +914,7 @@ impl Engine {
             claims,
             provider_index,
             provider,
+            &contract,
             who.clone(),
             &mut state.counters,
         );
@@ -776,14 +922,21 @@ impl Engine {
         if provider.signed_token.is_some() && verdict.is_ok() {
             minted.push((provider_index, Slot::new(claims)));
         }
+        let ours = cfg.sealer.issuers.run_is_ours(found.token.as_bytes());
         let mut entry = Entry {
             raw: found.token.as_str().into(),
+            ours,
             who: who.clone(),
             hmac_provider: verified.key.is_none().then_some(provider_index),
             token: verified.token.into_retained(),
             issuer: verified.issuer,
             key: verified.key,
-            verdicts: vec![(provider_index, verdict.clone(), shadowed.clone())],
+            verdicts: vec![(
+                provider_index,
+                generation,
+                verdict.clone(),
+                shadowed.clone(),
+            )],
             minted,
             userinfo: userinfo.clone(),
         };
@@ -806,7 +959,8 @@ impl Engine {
             .saturating_add(userinfo.as_ref().map_or(0, |u| u.len().saturating_mul(128)));
         let evicted = state.cache.insert(key, entry, bytes);
         counted.extend(std::iter::repeat_n(state.counters.cache_eviction, evicted));
-        result
+        let (release, kept, token) = result?;
+        Ok((release, kept, token, ours.then_some(found)))
     }
 
     /// The userinfo step of a verified token whose issuer has `userinfo`:

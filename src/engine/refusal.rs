@@ -19,6 +19,10 @@ pub enum Refusal {
     Contract(&'static str),
     /// The issuer's keys cannot be had: not the user's fault, 503.
     KeysUnavailable,
+    /// The registry (management service) has no snapshot, or its last good
+    /// one is older than `max_stale`: not the user's fault, 503, and never
+    /// a release without the controllers' permissions.
+    RegistryUnavailable,
     /// The path matches providers ambiguously.
     AmbiguousPath,
     /// The gateway token (`contract.signed_token`) could not be signed:
@@ -34,7 +38,7 @@ impl Refusal {
         match self {
             Refusal::Missing | Refusal::Token(_) => 401,
             Refusal::Forbidden(_) | Refusal::Contract(_) => 403,
-            Refusal::KeysUnavailable => 503,
+            Refusal::KeysUnavailable | Refusal::RegistryUnavailable => 503,
             Refusal::AmbiguousPath => 400,
             Refusal::Signing => 500,
             Refusal::Userinfo(f) => match f {
@@ -51,6 +55,7 @@ impl Refusal {
         match self {
             Refusal::Missing => "missing_token",
             Refusal::KeysUnavailable => "keys_unavailable",
+            Refusal::RegistryUnavailable => "registry_unavailable",
             Refusal::AmbiguousPath => "ambiguous_path",
             Refusal::Signing => "signing_failed",
             Refusal::Userinfo(f) => f.reason(),
@@ -65,6 +70,11 @@ impl Refusal {
             Refusal::KeysUnavailable => (
                 None,
                 r#"{"error":"temporarily_unavailable","reason":"keys_unavailable"}"#.to_owned(),
+            ),
+            Refusal::RegistryUnavailable => (
+                None,
+                r#"{"error":"temporarily_unavailable","reason":"registry_unavailable"}"#
+                    .to_owned(),
             ),
             Refusal::Missing => (
                 Some(format!("Bearer realm=\"{realm}\"")),
@@ -189,6 +199,21 @@ mod tests {
         assert_eq!(header(&r, "retry-after"), Some("5"));
         assert_eq!(header(&r, "www-authenticate"), None);
         assert_eq!(Refusal::KeysUnavailable.reason(), "keys_unavailable");
+    }
+
+    #[test]
+    fn a_registry_outage_is_503_with_retry_after() {
+        let r = Refusal::RegistryUnavailable.render("m");
+        assert_eq!(r.status, 503);
+        assert_eq!(header(&r, "retry-after"), Some("5"));
+        assert_eq!(
+            r.body,
+            r#"{"error":"temporarily_unavailable","reason":"registry_unavailable"}"#
+        );
+        assert_eq!(
+            Refusal::RegistryUnavailable.reason(),
+            "registry_unavailable"
+        );
     }
 
     #[test]

@@ -480,6 +480,16 @@ class Envoy:
     def counter(self, name: str) -> int:
         return int(self.stats().get(name, "0"))
 
+    def wait_stats(self, ready, timeout: float = 10.0) -> dict[str, str]:
+        """``/stats`` once ``ready(stats)`` holds (or at the timeout, for the caller to assert on):
+        the filter hands its decision counters to Envoy on its 100 ms tick, not per request."""
+        deadline = time.monotonic() + timeout
+        stats = self.stats()
+        while not ready(stats) and time.monotonic() < deadline:
+            time.sleep(0.05)
+            stats = self.stats()
+        return stats
+
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 

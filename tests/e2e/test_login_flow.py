@@ -139,14 +139,20 @@ def test_learner_lands_on_the_app_with_exactly_the_contracted_attributes_and_no_
     assert len(stack.app.received()) == 1
 
 
+def decisions(stats: dict[str, str]) -> int:
+    return sum(int(v) for k, v in stats.items() if "mpass_guard.decisions." in k)
+
+
 def test_a_session_costs_one_userinfo_call_not_one_per_request(stack):
     client = Client()
     assert client.open(stack.base + "/", "learner").status_code == 200
-    first = stack.envoy.stats()
+    # Counters reach Envoy on the filter's tick: wait for the session's call,
+    # then for the five decisions, before comparing.
+    first = stack.envoy.wait_stats(lambda s: sum(int(v) for k, v in s.items() if "userinfo_calls" in k) > 0)
     for _ in range(5):
         r = client.open(stack.base + "/page", "learner")
         assert r.status_code == 200
-    later = stack.envoy.stats()
+    later = stack.envoy.wait_stats(lambda s: decisions(s) >= decisions(first) + 5)
     calls = [k for k in later if "userinfo_calls" in k]
     assert calls, sorted(k for k in later if "mpass" in k)[:40]
     assert all(later[k] == first.get(k) for k in calls), {k: (first.get(k), later[k]) for k in calls}

@@ -81,8 +81,10 @@ def cookies(id_token: str, access: str | None) -> list[tuple[str, str]]:
     return [("Cookie", jar)]
 
 
-def stat(envoy: Envoy, name: str) -> int:
-    return int(envoy.stats().get(f"wasmcustom.mpass_guard.{name}", "0"))
+def stat(envoy: Envoy, name: str, want: int) -> int:
+    """The counter once it reads `want` (counters reach Envoy on the filter's tick), else its value."""
+    key = f"wasmcustom.mpass_guard.{name}"
+    return int(envoy.wait_stats(lambda s: int(s.get(key, "0")) == want).get(key, "0"))
 
 
 @pytest.fixture
@@ -124,7 +126,7 @@ def test_the_app_gets_userinfo_attributes_from_one_call_and_never_a_token(upstre
         everything = " ".join(f"{k}: {v}" for k, v in rec.headers)
         assert access not in everything and id_token not in everything
         assert "1.2.246.562.24.20000000018" not in everything, "an uncontracted attribute leaked"
-    assert stat(envoy, f"userinfo_calls.stat_prefix=main.issuer={ISS_LABEL}") == 1
+    assert stat(envoy, f"userinfo_calls.stat_prefix=main.issuer={ISS_LABEL}", 1) == 1
 
 
 def test_an_outage_or_a_slow_endpoint_is_503_with_retry_after(upstream, op, guard):
@@ -142,7 +144,7 @@ def test_an_outage_or_a_slow_endpoint_is_503_with_retry_after(upstream, op, guar
     assert r.status == 503, (r.status, r.body)
     assert upstream.received() == [], "nothing is released without userinfo"
     failures = f"userinfo_failures.stat_prefix=main.issuer={ISS_LABEL}.reason=userinfo_unavailable"
-    assert stat(envoy, failures) == 2
+    assert stat(envoy, failures, 2) == 2
     # The endpoint is back: the same session tries again and passes.
     op.slow(0)
     r = envoy.send(PAGE, cookies(id_token, access))
@@ -161,7 +163,7 @@ def test_a_refused_access_token_restarts_a_browser_login_and_is_401_for_an_api(u
     cleared = {c.split("=", 1)[0] for c in set_cookies if "Max-Age=0" in c}
     assert {"BearerToken", "IdToken", "RefreshToken", "OauthHMAC", "OauthExpires"} <= cleared
     assert any(c.startswith("MpassGuardLogin=") for c in set_cookies)
-    assert stat(envoy, "login_restarts.stat_prefix=main.provider=app") == 1
+    assert stat(envoy, "login_restarts.stat_prefix=main.provider=app", 1) == 1
 
     _, id_token, access = session()
     r = envoy.send(PAGE, cookies(id_token, access) + [("Accept", "application/json")])

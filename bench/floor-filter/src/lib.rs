@@ -8,7 +8,7 @@ use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType};
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Warn);
-    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root { release: Rc::new(false) }) });
+    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root { mode: Rc::new(Mode::Read) }) });
 }}
 
 /// Nine headers, as long as the benchmark contract's rendered values.
@@ -24,8 +24,16 @@ const HEADERS: [(&str, &str); 9] = [
     ("x-mpass-learner-id", "1.2.246.562.24.00000000001"),
 ];
 
+/// What the floor does per request (see Cargo.toml).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Read,
+    Release,
+    Pairs,
+}
+
 struct Root {
-    release: Rc<bool>,
+    mode: Rc<Mode>,
 }
 
 impl Context for Root {}
@@ -36,7 +44,14 @@ impl RootContext for Root {
             .ok()
             .flatten()
             .unwrap_or_default();
-        self.release = Rc::new(mode.windows(7).any(|w| w == b"release"));
+        let has = |word: &[u8]| mode.windows(word.len()).any(|w| w == word);
+        self.mode = Rc::new(if has(b"\"pairs\"") {
+            Mode::Pairs
+        } else if has(b"\"release\"") {
+            Mode::Release
+        } else {
+            Mode::Read
+        });
         true
     }
 
@@ -46,13 +61,13 @@ impl RootContext for Root {
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
         Some(Box::new(Floor {
-            release: Rc::clone(&self.release),
+            mode: Rc::clone(&self.mode),
         }))
     }
 }
 
 struct Floor {
-    release: Rc<bool>,
+    mode: Rc<Mode>,
 }
 
 impl Context for Floor {}
@@ -60,10 +75,26 @@ impl Context for Floor {}
 impl HttpContext for Floor {
     fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
         let headers = hostcalls::get_map_bytes(MapType::HttpRequestHeaders).unwrap_or_default();
-        if *self.release && !headers.is_empty() {
-            let _ = hostcalls::set_map_value(MapType::HttpRequestHeaders, "authorization", None);
-            for (name, value) in HEADERS {
-                let _ = hostcalls::set_map_value(MapType::HttpRequestHeaders, name, Some(value));
+        if headers.is_empty() {
+            return Action::Continue;
+        }
+        match *self.mode {
+            Mode::Read => {}
+            Mode::Release => {
+                let _ = hostcalls::set_map_value(MapType::HttpRequestHeaders, "authorization", None);
+                for (name, value) in HEADERS {
+                    let _ = hostcalls::set_map_value(MapType::HttpRequestHeaders, name, Some(value));
+                }
+            }
+            Mode::Pairs => {
+                // The same result in one call: the whole map replaced.
+                let mut map: Vec<(&str, &[u8])> = headers
+                    .iter()
+                    .filter(|(n, _)| n != "authorization")
+                    .map(|(n, v)| (n.as_str(), v.as_slice()))
+                    .collect();
+                map.extend(HEADERS.iter().map(|(n, v)| (*n, v.as_bytes())));
+                let _ = hostcalls::set_map_bytes(MapType::HttpRequestHeaders, map);
             }
         }
         Action::Continue
