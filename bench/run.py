@@ -135,6 +135,14 @@ def mpass_default() -> dict[str, Any]:
     return mpass_config({"bench": sp(AUDIENCE, "/")})
 
 
+def mpass_ring_rsa() -> dict[str, Any]:
+    """The default configuration with RSA verified by ring (`rsa_verifier:
+    "ring"`, the kill switch) instead of the project's `rsa_fast`."""
+    cfg = mpass_default()
+    cfg["rsa_verifier"] = "ring"
+    return cfg
+
+
 def mpass_batched() -> dict[str, Any]:
     """The default configuration with audit lines and counters batched
     (`audit.flush_interval`, off by default)."""
@@ -324,6 +332,8 @@ def cells() -> list[Cell]:
              group="cold"),
         Cell("mpass-rs-cold", "mpass-guard RS256, new token each request", mpass(),
              baseline="native-rs-cold", target=2.0, kind="mpass", group="cold"),
+        Cell("mpass-rs-ring-cold", "mpass-guard RS256 verified by ring (rsa_verifier ring), new token each request",
+             mpass(mpass_ring_rsa), baseline="mpass-rs-cold", kind="mpass", group="cold"),
         Cell("native-es-cold", "jwt_authn ES256, no cache, new token each request", nat("ES256"),
              alg="ES256", kind="native", group="cold"),
         Cell("mpass-es-cold", "mpass-guard ES256, new token each request", mpass(), alg="ES256",

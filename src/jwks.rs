@@ -139,6 +139,11 @@ pub struct RemoteKeys {
     next_fetch_at: u64,
     failures: u32,
     last_kid_refetch: Option<u64>,
+    /// The next fetch was brought forward by an unknown `kid` or a waiting
+    /// request (not the schedule): the glue asks the process's budget.
+    forced: bool,
+    /// The fetch [`Self::due`] last returned was a forced one.
+    due_forced: bool,
     /// The discovery document's `userinfo_endpoint`, as written there.
     userinfo_endpoint: Option<String>,
     /// Fetch counters, for the glue's metrics.
@@ -192,6 +197,8 @@ impl RemoteKeys {
             next_fetch_at: 0,
             failures: 0,
             last_kid_refetch: None,
+            forced: false,
+            due_forced: false,
             userinfo_endpoint: None,
             successes: 0,
             errors: 0,
@@ -221,6 +228,7 @@ impl RemoteKeys {
             return None;
         }
         self.in_flight = Some(now);
+        self.due_forced = std::mem::take(&mut self.forced);
         Some(match (&self.jwks_target, &self.source) {
             (Some(t), _) => Step::Jwks(t.clone()),
             (None, Source::Discovery { well_known }) => Step::Discovery(well_known.clone()),
@@ -237,7 +245,9 @@ impl RemoteKeys {
     /// (or one is already in flight) so the request should wait for it;
     /// false when the interval forbids another fetch (answer `unknown_key`).
     pub fn request_kid_refetch(&mut self, now: u64) -> bool {
-        if self.in_flight.is_some() {
+        // A refetch under way, or scheduled and not yet started (the glue
+        // starts it on its next tick): wait for that one.
+        if self.in_flight.is_some() || self.forced {
             return true;
         }
         if let Some(last) = self.last_kid_refetch {
@@ -247,7 +257,20 @@ impl RemoteKeys {
         }
         self.last_kid_refetch = Some(now);
         self.next_fetch_at = now;
+        self.forced = true;
         true
+    }
+
+    /// True (once) when the fetch [`Self::due`] just returned was brought
+    /// forward by an unknown `kid` or a waiting request.
+    pub fn take_forced(&mut self) -> bool {
+        std::mem::take(&mut self.due_forced)
+    }
+
+    /// When the next scheduled fetch is due (ms): after a success the
+    /// refresh, after a failure the backoff's retry.
+    pub fn next_fetch_at(&self) -> u64 {
+        self.next_fetch_at
     }
 
     /// A request is parked waiting for a first key set: brings the next
@@ -265,6 +288,7 @@ impl RemoteKeys {
         }
         self.last_kid_refetch = Some(now);
         self.next_fetch_at = now;
+        self.forced = true;
     }
 
     /// Applies a fetch result.
@@ -319,6 +343,48 @@ impl RemoteKeys {
         };
         let reason = outcome.err().unwrap_or_default();
         self.fail(now, step, &reason)
+    }
+
+    /// Adopts a key set another VM of this Envoy fetched (a newer
+    /// generation of [`crate::shared_keys::Record`]): the document is parsed
+    /// here once, and `max_stale` and the next refresh count from the time
+    /// it was fetched, not from now, so every VM ages the same key set alike.
+    /// Nothing changes when the document is over `max_response_bytes` or not
+    /// a usable JWKS for this issuer's algorithms; the event says why.
+    pub fn adopt_shared(&mut self, fetched_at: u64, document: &[u8]) -> Event {
+        let refused = |message: String| Event {
+            ok: false,
+            message,
+            settled: false,
+        };
+        if document.len() > self.policy.max_response_bytes {
+            return refused(format!(
+                "shared key set for {} exceeds {} bytes; not adopted",
+                self.issuer, self.policy.max_response_bytes
+            ));
+        }
+        match KeySet::parse(document, &self.allowed) {
+            Ok((set, _skipped)) => {
+                let n = set.len();
+                self.current = Some(Rc::new(set));
+                self.fetched_at = Some(fetched_at);
+                self.failures = 0;
+                self.in_flight = None;
+                self.next_fetch_at = fetched_at.saturating_add(self.policy.cache_duration_ms);
+                Event {
+                    ok: true,
+                    message: format!(
+                        "key set for {} adopted from another VM: {n} usable key(s)",
+                        self.issuer
+                    ),
+                    settled: true,
+                }
+            }
+            Err(e) => refused(format!(
+                "shared key set for {} not adopted: not a usable JWKS: {e}",
+                self.issuer
+            )),
+        }
     }
 
     fn on_discovery(&mut self, now: u64, body: &[u8]) -> Event {
@@ -565,6 +631,57 @@ mod tests {
 
     fn target(uri: &str) -> Target {
         Target::parse(uri).unwrap()
+    }
+
+    #[test]
+    fn a_second_unknown_kid_before_the_refetch_starts_waits_for_the_same_refetch() {
+        let mut r = remote();
+        let step = r.due(T0).unwrap();
+        r.on_fetched(T0, &step, ok(keys_a()));
+        assert!(r.request_kid_refetch(T0 + 10));
+        assert!(
+            r.request_kid_refetch(T0 + 20),
+            "refused before the refetch started"
+        );
+        let step = r.due(T0 + 30).unwrap();
+        assert!(r.take_forced());
+        assert!(r.request_kid_refetch(T0 + 40));
+        r.on_fetched(T0 + 50, &step, ok(keys_a()));
+        // Spent: the next unknown kid within the interval is refused.
+        assert!(!r.request_kid_refetch(T0 + 60));
+        assert!(!r.take_forced());
+    }
+
+    #[test]
+    fn a_key_set_adopted_from_another_vm_ages_from_its_fetch_time() {
+        let mut r = remote();
+        assert!(r.due(T0).is_some());
+        let fetched_at = T0 - 1_000;
+        let event = r.adopt_shared(fetched_at, &keys_a());
+        assert!(event.ok && event.settled, "{event:?}");
+        assert!(!r.in_flight());
+        assert_eq!(r.key_count(), 1);
+        assert!(matches!(r.availability(T0), Availability::Ready(_)));
+        // The next refresh and max_stale count from the other VM's fetch.
+        let policy = FetchPolicy::default();
+        assert_eq!(r.due(fetched_at + policy.cache_duration_ms - 1), None);
+        let stale = fetched_at + policy.max_stale_ms + 1;
+        assert!(matches!(r.availability(stale), Availability::Unavailable));
+        // Adopting is not a fetch of this VM's.
+        assert_eq!((r.successes, r.errors), (0, 0));
+    }
+
+    #[test]
+    fn a_shared_key_set_over_the_size_limit_or_unusable_is_not_adopted() {
+        let mut r = remote();
+        r.policy.max_response_bytes = 10;
+        let event = r.adopt_shared(T0, &keys_a());
+        assert!(!event.ok && !event.settled);
+        assert_eq!(r.key_count(), 0);
+        let mut r = remote();
+        assert!(!r.adopt_shared(T0, b"{\"keys\":[]}").ok);
+        assert!(!r.adopt_shared(T0, b"not json").ok);
+        assert!(matches!(r.availability(T0), Availability::Unavailable));
     }
 
     fn remote() -> RemoteKeys {

@@ -39,6 +39,7 @@ pub mod routing;
 pub mod rsa_fast;
 pub mod seal;
 pub mod shadow;
+pub mod shared_keys;
 pub mod signing;
 pub mod unique_map;
 pub mod userinfo;
@@ -49,5 +50,7 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 #[cfg(target_arch = "wasm32")]
 mod wasm;
+#[cfg(target_arch = "wasm32")]
+mod wasm_keys;
 #[cfg(target_arch = "wasm32")]
 mod wasm_record;

@@ -26,11 +26,37 @@ use serde_json::{Map, Number, Value};
 
 use crate::alg::{Alg, KeyFamily};
 use crate::keys::{decode_b64url_strict, KeyMaterial, KeySet, VerifyingKey};
+use crate::rsa_fast::{Hash, Padding};
 
 /// The latest time claim we accept: 9999-12-31T23:59:59Z. Real tokens are far
 /// below it, and jwt-compact's own claim parser (chrono) refuses times far
 /// beyond it, so bounding here keeps the two parsers in agreement.
 pub const MAX_TIME: i64 = 253_402_300_799;
+
+/// Which code verifies RS*/PS* signatures (the top-level `rsa_verifier`).
+/// Both accept the same keys (the JWKS parser enforces the common limits) and
+/// must give the same verdict on every signature; `Ring` exists as a kill
+/// switch should a defect ever be found in [`crate::rsa_fast`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RsaVerifier {
+    /// [`crate::rsa_fast`], with per-key precomputed Montgomery constants.
+    #[default]
+    Fast,
+    /// ring's `RsaPublicKeyComponents::verify` (recomputes the key's
+    /// constants on every call: slower, independent code).
+    Ring,
+}
+
+impl RsaVerifier {
+    /// The configuration value.
+    pub fn name(self) -> &'static str {
+        match self {
+            RsaVerifier::Fast => "fast",
+            RsaVerifier::Ring => "ring",
+        }
+    }
+}
 
 /// Why a token was refused. [`TokenError::reason`] gives the class used in
 /// HTTP responses and metrics.
@@ -337,10 +363,15 @@ impl Untrusted {
     /// caller chose the wrong key. Only a real signature check failing is
     /// `bad_signature`.
     fn check_key(&self, key: &VerifyingKey) -> Result<(), TokenError> {
+        self.check_key_using(key, RsaVerifier::Fast)
+    }
+
+    /// [`Self::check_key`] with the RSA verifier chosen by the caller.
+    fn check_key_using(&self, key: &VerifyingKey, rsa: RsaVerifier) -> Result<(), TokenError> {
         if self.alg.is_hmac() || !key.accepts(self.alg) {
             return Err(TokenError::UnknownKey);
         }
-        self.validate(&RingKey::Public(&key.material))
+        self.validate(&RingKey::Public(&key.material), rsa)
     }
 
     /// Verifies an HS256/384/512 token with a provider's client secret
@@ -354,13 +385,23 @@ impl Untrusted {
         if !self.alg.is_hmac() || secret.is_empty() {
             return Err(TokenError::UnknownKey);
         }
-        self.validate(&RingKey::Secret(secret))
+        self.validate(&RingKey::Secret(secret), RsaVerifier::Fast)
     }
 
     /// Verifies against the candidate keys of a key set (by `alg` and `kid`),
     /// returning the key that verified. No candidate is `unknown_key`; if
     /// candidates exist but none verifies, `bad_signature`.
+    #[cfg(test)]
     fn find_key<'a>(&self, set: &'a KeySet) -> Result<&'a VerifyingKey, TokenError> {
+        self.find_key_using(set, RsaVerifier::Fast)
+    }
+
+    /// [`Self::find_key`] with the RSA verifier chosen by the caller.
+    fn find_key_using<'a>(
+        &self,
+        set: &'a KeySet,
+        rsa: RsaVerifier,
+    ) -> Result<&'a VerifyingKey, TokenError> {
         if self.alg.is_hmac() {
             return Err(TokenError::UnknownKey);
         }
@@ -370,13 +411,14 @@ impl Untrusted {
         }
         candidates
             .into_iter()
-            .find(|k| self.check_key(k).is_ok())
+            .find(|k| self.check_key_using(k, rsa).is_ok())
             .ok_or(TokenError::BadSignature)
     }
 
-    fn validate(&self, key: &RingKey<'_>) -> Result<(), TokenError> {
+    fn validate(&self, key: &RingKey<'_>, rsa: RsaVerifier) -> Result<(), TokenError> {
         let verifier = RingVerifier {
             alg: self.alg,
+            rsa,
             _key: PhantomData,
         };
         match verifier.validator::<Empty>(key).validate(&self.token) {
@@ -415,7 +457,17 @@ impl Untrusted {
     /// verified. No candidate is `unknown_key`; if candidates exist but none
     /// verifies, `bad_signature`.
     pub fn verify_with_keyset(self, set: &KeySet) -> Result<(Verified, &VerifyingKey), TokenError> {
-        let key = self.find_key(set)?;
+        self.verify_with_keyset_using(set, RsaVerifier::Fast)
+    }
+
+    /// [`Self::verify_with_keyset`] with RS*/PS* signatures checked by `rsa`
+    /// (the configuration's `rsa_verifier`); other families are unaffected.
+    pub fn verify_with_keyset_using(
+        self,
+        set: &KeySet,
+        rsa: RsaVerifier,
+    ) -> Result<(Verified, &VerifyingKey), TokenError> {
+        let key = self.find_key_using(set, rsa)?;
         Ok((Verified { token: self }, key))
     }
 
@@ -662,6 +714,7 @@ impl AlgorithmSignature for RingSignature {
 /// refuses any token whose header names another algorithm.
 struct RingVerifier<'k> {
     alg: Alg,
+    rsa: RsaVerifier,
     _key: PhantomData<&'k ()>,
 }
 
@@ -686,10 +739,14 @@ impl<'k> Algorithm for RingVerifier<'k> {
                 let Some((padding, hash)) = self.alg.rsa_scheme() else {
                     return false;
                 };
-                // rsa_fast, not ring: ring recomputes the key's Montgomery
+                // rsa_fast by default: ring recomputes the key's Montgomery
                 // constants on every call. An RSA signature is exactly as
-                // long as the modulus; `verify` checks that too.
-                sig.len() == public.modulus_len() && public.verify(padding, hash, message, sig)
+                // long as the modulus; both verifiers check that too.
+                sig.len() == public.modulus_len()
+                    && match self.rsa {
+                        RsaVerifier::Fast => public.verify(padding, hash, message, sig),
+                        RsaVerifier::Ring => ring_rsa_verify(padding, hash, key, message, sig),
+                    }
             }
             // JWS ES256 is the fixed 64-byte r||s form, never DER. ring
             // refuses r = 0 or s = 0 (the "psychic signature" bug).
@@ -719,6 +776,36 @@ impl<'k> Algorithm for RingVerifier<'k> {
             _ => false,
         }
     }
+}
+
+/// RS*/PS* verification by ring (the `rsa_verifier: "ring"` kill switch).
+/// ring's parameter sets allow 2048 to 8192 bits and exponents up to 2^33-1,
+/// the limits the JWKS parser already enforces for `rsa_fast`, so the same
+/// keys verify with either.
+fn ring_rsa_verify(
+    padding: Padding,
+    hash: Hash,
+    key: &RingKey<'_>,
+    message: &[u8],
+    sig: &[u8],
+) -> bool {
+    let RingKey::Public(KeyMaterial::Rsa { n, e, .. }) = key else {
+        return false;
+    };
+    let params: &signature::RsaParameters = match (padding, hash) {
+        (Padding::Pkcs1v15, Hash::Sha256) => &signature::RSA_PKCS1_2048_8192_SHA256,
+        (Padding::Pkcs1v15, Hash::Sha384) => &signature::RSA_PKCS1_2048_8192_SHA384,
+        (Padding::Pkcs1v15, Hash::Sha512) => &signature::RSA_PKCS1_2048_8192_SHA512,
+        (Padding::Pss, Hash::Sha256) => &signature::RSA_PSS_2048_8192_SHA256,
+        (Padding::Pss, Hash::Sha384) => &signature::RSA_PSS_2048_8192_SHA384,
+        (Padding::Pss, Hash::Sha512) => &signature::RSA_PSS_2048_8192_SHA512,
+    };
+    signature::RsaPublicKeyComponents {
+        n: n.as_slice(),
+        e: e.as_slice(),
+    }
+    .verify(params, message, sig)
+    .is_ok()
 }
 
 // ---- strict JSON ----------------------------------------------------------
@@ -927,6 +1014,62 @@ mod tests {
             assert_eq!(t.size(), token.len());
             assert_eq!(t.signing_input_len(), token.rfind('.').unwrap());
             assert_eq!(verify(alg, &token), Ok(()), "{alg}");
+        }
+    }
+
+    #[test]
+    fn both_rsa_verifiers_accept_every_rs_and_ps_token_and_refuse_tampering() {
+        let mut a = verifying_key("rsa-a.pem", None);
+        a.kid = Some("k1".into());
+        let mut b = verifying_key("rsa-b.pem", None);
+        b.kid = Some("k1".into());
+        let ours = KeySet::from_keys(vec![a]);
+        let impostor = KeySet::from_keys(vec![b]);
+        for alg in Alg::ALL
+            .into_iter()
+            .filter(|a| a.family() == KeyFamily::Rsa)
+        {
+            let token = mint(alg, &claims());
+            let p = parts(&token);
+            let mut sig = URL_SAFE_NO_PAD.decode(&p[2]).unwrap();
+            sig[7] ^= 1;
+            let tampered = format!("{}.{}.{}", p[0], p[1], URL_SAFE_NO_PAD.encode(&sig));
+            let truncated = format!("{}.{}.{}", p[0], p[1], URL_SAFE_NO_PAD.encode(&sig[1..]));
+            for rsa in [RsaVerifier::Fast, RsaVerifier::Ring] {
+                let check = |t: &str, set: &KeySet| {
+                    Untrusted::decode(t, MAX)
+                        .unwrap()
+                        .verify_with_keyset_using(set, rsa)
+                        .map(|_| ())
+                };
+                assert_eq!(check(&token, &ours), Ok(()), "{alg} {rsa:?}");
+                for bad in [&tampered, &truncated] {
+                    assert_eq!(
+                        check(bad, &ours),
+                        Err(TokenError::BadSignature),
+                        "{alg} {rsa:?}"
+                    );
+                }
+                assert_eq!(
+                    check(&token, &impostor),
+                    Err(TokenError::BadSignature),
+                    "{alg} {rsa:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn the_rsa_verifier_choice_does_not_touch_other_families() {
+        for alg in [Alg::ES256, Alg::EdDSA] {
+            let mut k = verifying_key(key_file(alg), None);
+            k.kid = Some("k1".into());
+            let set = KeySet::from_keys(vec![k]);
+            let t = Untrusted::decode(&mint(alg, &claims()), MAX).unwrap();
+            assert!(
+                t.verify_with_keyset_using(&set, RsaVerifier::Ring).is_ok(),
+                "{alg}"
+            );
         }
     }
 
@@ -1521,6 +1664,7 @@ mod tests {
         let sig = sign_bytes(Alg::EdDSA, &key, b"a.b").unwrap();
         let v = RingVerifier {
             alg: Alg::EdDSA,
+            rsa: RsaVerifier::Fast,
             _key: PhantomData,
         };
         let material = verifying_key("ed25519.pem", None).material;

@@ -463,6 +463,8 @@ struct Root {
     shared: Option<Rc<Shared>>,
     /// In-flight key fetches: call token -> (issuer index, step).
     calls: HashMap<u32, (IssuerId, Step)>,
+    /// Keys once per Envoy: lease, generation and kid budget in shared data.
+    keys: crate::wasm_keys::SharedKeys,
     /// In-flight registry calls: call token -> step.
     registry_calls: HashMap<u32, RegistryStep>,
 }
@@ -522,6 +524,11 @@ impl Context for Root {
                 Fetched::Response { status, body }
             }
         };
+        // A good key set document is published for the other VMs.
+        let document = match (&step, &fetched) {
+            (Step::Jwks(_), Fetched::Response { status: 200, body }) => Some(body.clone()),
+            _ => None,
+        };
         let ready = {
             let mut state = shared.state.borrow_mut();
             let Some(remote) = state.keys.get_mut(issuer) else {
@@ -529,6 +536,10 @@ impl Context for Root {
             };
             let event = remote.on_fetched(now, &step, fetched);
             let sp = shared.engine.stat_prefix();
+            if event.settled {
+                let good = document.as_deref().filter(|_| event.ok);
+                self.keys.settled(sp, issuer, remote, now, good);
+            }
             shared
                 .metrics
                 .increment(&issuer_fetch_name(sp, &remote.issuer, event.ok));
@@ -666,6 +677,13 @@ impl Root {
             let Some(step) = remote.due(now) else {
                 continue;
             };
+            if !self
+                .keys
+                .may_fetch(shared.engine.stat_prefix(), remote, now)
+            {
+                // Another VM of this Envoy fetches; the tick adopts its result.
+                continue;
+            }
             let target = match &step {
                 Step::Discovery(t) | Step::Jwks(t) => t.clone(),
             };
@@ -688,6 +706,8 @@ impl Root {
                 }
                 Err(_) => {
                     let event = remote.on_fetched(now, &step, Fetched::Failed);
+                    self.keys
+                        .settled(shared.engine.stat_prefix(), i, remote, now, None);
                     shared.metrics.increment(&issuer_fetch_name(
                         shared.engine.stat_prefix(),
                         &remote.issuer,
@@ -765,9 +785,10 @@ impl RootContext for Root {
                 log(
                     LogLevel::Info,
                     &format!(
-                        "mpass-guard {}: configuration loaded: {issuers} issuer(s), {providers} provider(s), stat_prefix {}",
+                        "mpass-guard {}: configuration loaded: {issuers} issuer(s), {providers} provider(s), stat_prefix {}, rsa_verifier {}",
                         crate::VERSION,
-                        engine.stat_prefix()
+                        engine.stat_prefix(),
+                        engine.rsa_verifier().name()
                     ),
                 );
                 let version = crate::VERSION.replace('.', "_");
@@ -815,6 +836,30 @@ impl RootContext for Root {
         };
         let now = now_ms();
         shared.flush_audit_if_due(now);
+        // Key sets another VM of this Envoy fetched: adopted within a tick.
+        let mut adopted = Vec::new();
+        {
+            let mut state = shared.state.borrow_mut();
+            let sp = shared.engine.stat_prefix();
+            for (i, remote) in state.keys.remote_mut() {
+                if let Some((ok, message)) = self.keys.poll(sp, i, remote) {
+                    log(
+                        if ok { LogLevel::Info } else { LogLevel::Warn },
+                        &format!("mpass-guard: {message}"),
+                    );
+                    if ok {
+                        shared.metrics.gauge(
+                            &issuer_keys_in_use_name(sp, &remote.issuer),
+                            remote.key_count() as u64,
+                        );
+                        adopted.push(i);
+                    }
+                }
+            }
+        }
+        for i in adopted {
+            shared.release_parked(self.context_id, Some(WaitFor::Keys(i)), now);
+        }
         shared.metrics.flush(&shared.state.borrow());
         self.start_due_fetches(&shared, now);
         {

@@ -237,6 +237,7 @@ pub(crate) fn compile(
         sealer,
         unmatched: wire.unmatched,
         bypass_cors_preflight: wire.bypass_cors_preflight,
+        rsa_verifier: wire.rsa_verifier,
         audit_flush_ms,
         audit_log,
         stat_prefix,

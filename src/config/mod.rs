@@ -103,6 +103,8 @@ pub struct Config {
     /// Whether a CORS preflight to a protected path passes without a token.
     pub bypass_cors_preflight: bool,
     pub max_token_bytes: usize,
+    /// Which code verifies RS*/PS* signatures (`rsa_verifier`).
+    pub rsa_verifier: crate::verify::RsaVerifier,
     pub realm: String,
     pub header_prefix: String,
     /// Key for the audit pseudonym of `sub`; `None` leaves it out.
@@ -311,6 +313,21 @@ mod tests {
             json!({"organisations": ["*"], "release": {}, "forward_token": true});
         assert!(warned(&v, "providers.shop.contract.forward_token"));
         assert!(load(&v).unwrap().providers[0].forward);
+    }
+
+    #[test]
+    fn rsa_verifier_defaults_to_fast_takes_ring_and_refuses_anything_else() {
+        use crate::verify::RsaVerifier;
+        assert_eq!(load(&base()).unwrap().rsa_verifier, RsaVerifier::Fast);
+        let mut v = base();
+        v["rsa_verifier"] = json!("ring");
+        assert_eq!(load(&v).unwrap().rsa_verifier, RsaVerifier::Ring);
+        v["rsa_verifier"] = json!("fast");
+        assert_eq!(load(&v).unwrap().rsa_verifier, RsaVerifier::Fast);
+        for bad in [json!("openssl"), json!("Ring"), json!(true)] {
+            v["rsa_verifier"] = bad;
+            assert_eq!(error_path(&v), "rsa_verifier");
+        }
     }
 
     #[test]

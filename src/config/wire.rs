@@ -50,6 +50,10 @@ pub struct PluginConfig {
     /// (`[a-z0-9_]+`, default `main`), as Envoy's filters have one.
     #[serde(default)]
     pub stat_prefix: Option<String>,
+    /// Which code verifies RS*/PS* signatures: `fast` (the project's
+    /// `rsa_fast`, default) or `ring` (the kill switch).
+    #[serde(default)]
+    pub rsa_verifier: crate::verify::RsaVerifier,
     /// The MPASSid management service, for contracts whose organisations
     /// come from it (`contract.organisations_from`).
     #[serde(default)]

@@ -460,6 +460,11 @@ impl Engine {
         &self.config.stat_prefix
     }
 
+    /// The configured RS*/PS* verifier (`rsa_verifier`), for the load log line.
+    pub fn rsa_verifier(&self) -> crate::verify::RsaVerifier {
+        self.config.rsa_verifier
+    }
+
     /// Whether audit lines also go to Envoy's application log (`audit.log`).
     pub fn audit_log(&self) -> bool {
         self.config.audit_log
@@ -1104,7 +1109,7 @@ impl Engine {
                     }
                 }
             };
-            match untrusted.verify_with_keyset(&keys) {
+            match untrusted.verify_with_keyset_using(&keys, self.config.rsa_verifier) {
                 Ok((verified, key)) => (verified, Some(key.fingerprint())),
                 Err(TokenError::UnknownKey) if !resumed => {
                     // Maybe the issuer rotated: one coalesced, rate-limited

@@ -20,6 +20,31 @@ from conftest import (AUD_LIBRARY, AUD_STUDEO, ISS_ED, ISS_ES, ISS_MAIN, ISS_PS,
 from harness import Envoy, key_path, mint, public_pem, unsigned_token, with_payload
 
 SHOP = "/shop/basket"
+
+# Every test that uses `guard` runs twice: with the project's RSA verifier
+# (`rsa_fast`, the default) and with the `rsa_verifier: "ring"` kill switch.
+RSA_VERIFIERS = ["fast", "ring"]
+
+
+@pytest.fixture(scope="module", params=RSA_VERIFIERS)
+def guard(request, upstream, tmp_path_factory):
+    """Envoy with mpass-guard in front of the recording upstream, per RSA verifier."""
+    harness.require_envoy()
+    harness.require_wasm()
+    harness.require_cli()
+    config = plugin_config()
+    if request.param != "fast":
+        config["rsa_verifier"] = request.param
+    envoy = Envoy(upstream.port, config, env={STUDEO_SECRET_ENV: STUDEO_SECRET},
+                  workdir=tmp_path_factory.mktemp(f"guard-{request.param}"))
+    envoy.start()
+    yield envoy
+    envoy.stop()
+
+
+def test_the_envoy_under_test_runs_the_rsa_verifier_it_was_given(guard):
+    want = guard.plugin_config.get("rsa_verifier", "fast")
+    assert f"rsa_verifier {want}" in guard.log(), guard.log_tail()
 LIBRARY = "/library/loans"
 OPEN = "/public/info"
 
