@@ -351,7 +351,12 @@ impl RemoteKeys {
     /// it was fetched, not from now, so every VM ages the same key set alike.
     /// Nothing changes when the document is over `max_response_bytes` or not
     /// a usable JWKS for this issuer's algorithms; the event says why.
-    pub fn adopt_shared(&mut self, fetched_at: u64, document: &[u8]) -> Event {
+    pub fn adopt_shared(
+        &mut self,
+        fetched_at: u64,
+        userinfo_endpoint: Option<&str>,
+        document: &[u8],
+    ) -> Event {
         let refused = |message: String| Event {
             ok: false,
             message,
@@ -371,6 +376,10 @@ impl RemoteKeys {
                 self.failures = 0;
                 self.in_flight = None;
                 self.next_fetch_at = fetched_at.saturating_add(self.policy.cache_duration_ms);
+                // Discovery ran in the fetching VM only: keep what it found.
+                if let Some(endpoint) = userinfo_endpoint {
+                    self.userinfo_endpoint = Some(endpoint.to_owned());
+                }
                 Event {
                     ok: true,
                     message: format!(
@@ -657,11 +666,13 @@ mod tests {
         let mut r = remote();
         assert!(r.due(T0).is_some());
         let fetched_at = T0 - 1_000;
-        let event = r.adopt_shared(fetched_at, &keys_a());
+        let event = r.adopt_shared(fetched_at, Some("https://op.example/userinfo"), &keys_a());
         assert!(event.ok && event.settled, "{event:?}");
         assert!(!r.in_flight());
         assert_eq!(r.key_count(), 1);
         assert!(matches!(r.availability(T0), Availability::Ready(_)));
+        // What the other VM's discovery found comes with the key set.
+        assert_eq!(r.userinfo_endpoint(), Some("https://op.example/userinfo"));
         // The next refresh and max_stale count from the other VM's fetch.
         let policy = FetchPolicy::default();
         assert_eq!(r.due(fetched_at + policy.cache_duration_ms - 1), None);
@@ -675,12 +686,13 @@ mod tests {
     fn a_shared_key_set_over_the_size_limit_or_unusable_is_not_adopted() {
         let mut r = remote();
         r.policy.max_response_bytes = 10;
-        let event = r.adopt_shared(T0, &keys_a());
+        let event = r.adopt_shared(T0, Some("https://op.example/userinfo"), &keys_a());
         assert!(!event.ok && !event.settled);
         assert_eq!(r.key_count(), 0);
+        assert_eq!(r.userinfo_endpoint(), None);
         let mut r = remote();
-        assert!(!r.adopt_shared(T0, b"{\"keys\":[]}").ok);
-        assert!(!r.adopt_shared(T0, b"not json").ok);
+        assert!(!r.adopt_shared(T0, None, b"{\"keys\":[]}").ok);
+        assert!(!r.adopt_shared(T0, None, b"not json").ok);
         assert!(matches!(r.availability(T0), Availability::Unavailable));
     }
 

@@ -144,6 +144,10 @@ pub struct Record {
     /// When the document was fetched (ms, the host clock): `max_stale` and
     /// the refresh schedule count from here in every VM.
     pub fetched_at_ms: u64,
+    /// The discovery document's `userinfo_endpoint` the fetching VM knew,
+    /// as written there: a VM that adopts the key set never ran discovery
+    /// itself, and its userinfo calls need it (checked where it is used).
+    pub userinfo_endpoint: Option<String>,
     /// The raw JWKS, as received (already within `max_response_bytes`).
     pub document: Vec<u8>,
 }
@@ -151,9 +155,18 @@ pub struct Record {
 /// Bytes of the record header: generation and fetch time, big-endian.
 const RECORD_HEADER: usize = 16;
 
+/// Bytes of the userinfo endpoint's length (big-endian; 0: none) that
+/// follow the header.
+const ENDPOINT_LEN: usize = 4;
+
 impl Record {
     /// The record after a good fetch of `document`, following `current`.
-    pub fn next(current: Option<&[u8]>, fetched_at_ms: u64, document: &[u8]) -> Record {
+    pub fn next(
+        current: Option<&[u8]>,
+        fetched_at_ms: u64,
+        userinfo_endpoint: Option<&str>,
+        document: &[u8],
+    ) -> Record {
         let generation = current
             .and_then(Record::decode)
             .map_or(0, |r| r.generation)
@@ -161,15 +174,24 @@ impl Record {
         Record {
             generation,
             fetched_at_ms,
+            userinfo_endpoint: userinfo_endpoint
+                .filter(|e| !e.is_empty() && u32::try_from(e.len()).is_ok())
+                .map(str::to_owned),
             document: document.to_vec(),
         }
     }
 
     /// The shared-data bytes: generation, fetch time, document.
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(RECORD_HEADER + self.document.len());
+        let endpoint = self.userinfo_endpoint.as_deref().unwrap_or("").as_bytes();
+        let mut out =
+            Vec::with_capacity(RECORD_HEADER + ENDPOINT_LEN + endpoint.len() + self.document.len());
         out.extend_from_slice(&self.generation.to_be_bytes());
         out.extend_from_slice(&self.fetched_at_ms.to_be_bytes());
+        // `next` keeps only endpoints whose length fits.
+        let len = u32::try_from(endpoint.len()).unwrap_or(0);
+        out.extend_from_slice(&len.to_be_bytes());
+        out.extend_from_slice(endpoint.get(..len as usize).unwrap_or_default());
         out.extend_from_slice(&self.document);
         out
     }
@@ -177,10 +199,16 @@ impl Record {
     /// Reads bytes written by [`Record::encode`].
     pub fn decode(bytes: &[u8]) -> Option<Record> {
         let (generation, fetched_at_ms) = Record::header(bytes)?;
+        let len_bytes = bytes.get(RECORD_HEADER..RECORD_HEADER + ENDPOINT_LEN)?;
+        let len = usize::try_from(u32::from_be_bytes(len_bytes.try_into().ok()?)).ok()?;
+        let start = RECORD_HEADER + ENDPOINT_LEN;
+        let end = start.checked_add(len)?;
+        let endpoint = std::str::from_utf8(bytes.get(start..end)?).ok()?;
         Some(Record {
             generation,
             fetched_at_ms,
-            document: bytes.get(RECORD_HEADER..)?.to_vec(),
+            userinfo_endpoint: (!endpoint.is_empty()).then(|| endpoint.to_owned()),
+            document: bytes.get(end..)?.to_vec(),
         })
     }
 
@@ -354,17 +382,42 @@ mod tests {
 
     #[test]
     fn every_good_fetch_makes_a_new_generation_and_each_vm_adopts_it_once() {
-        let r1 = Record::next(None, 100, b"{\"keys\":[]}");
+        let r1 = Record::next(None, 100, None, b"{\"keys\":[]}");
         assert_eq!(r1.generation, 1);
         let b1 = r1.encode();
         assert_eq!(Record::decode(&b1), Some(r1.clone()));
         assert_eq!(Record::header(&b1), Some((1, 100)));
         assert!(is_newer(Some(&b1), 0));
         assert!(!is_newer(Some(&b1), 1));
-        let r2 = Record::next(Some(&b1), 700, b"{\"keys\":[1]}");
+        let r2 = Record::next(Some(&b1), 700, None, b"{\"keys\":[1]}");
         assert_eq!((r2.generation, r2.fetched_at_ms), (2, 700));
         assert!(is_newer(Some(&r2.encode()), 1));
         assert!(!is_newer(None, 0));
+    }
+
+    #[test]
+    fn a_record_carries_discoverys_userinfo_endpoint_to_the_vms_that_adopt_it() {
+        let r = Record::next(
+            None,
+            100,
+            Some("https://op.example/userinfo"),
+            b"{\"keys\":[]}",
+        );
+        let decoded = Record::decode(&r.encode());
+        assert_eq!(decoded.as_ref(), Some(&r));
+        let decoded = decoded.unwrap();
+        assert_eq!(
+            decoded.userinfo_endpoint.as_deref(),
+            Some("https://op.example/userinfo")
+        );
+        assert_eq!(decoded.document, b"{\"keys\":[]}");
+        let none = Record::next(None, 100, Some(""), b"d");
+        assert_eq!(none.userinfo_endpoint, None);
+        assert_eq!(Record::decode(&none.encode()).unwrap().document, b"d");
+        // A length running past the end is no record.
+        let mut cut = r.encode();
+        cut.truncate(RECORD_HEADER + ENDPOINT_LEN + 3);
+        assert_eq!(Record::decode(&cut), None);
     }
 
     #[test]
@@ -372,7 +425,7 @@ mod tests {
         assert_eq!(Record::decode(&[0; 15]), None);
         assert_eq!(Record::decode(&[0; 16]), None);
         assert!(!is_newer(Some(&[0; 20]), 0));
-        assert_eq!(Record::next(Some(&[1; 3]), 5, b"d").generation, 1);
+        assert_eq!(Record::next(Some(&[1; 3]), 5, None, b"d").generation, 1);
     }
 
     #[test]

@@ -505,25 +505,7 @@ impl Context for Root {
             .keys
             .policy(issuer)
             .map_or(0, |p| p.max_response_bytes);
-        let status = hostcalls::get_map_value(MapType::HttpCallResponseHeaders, ":status")
-            .ok()
-            .flatten()
-            .and_then(|s| s.parse::<u16>().ok());
-        let fetched = match status {
-            None => Fetched::Failed,
-            Some(_) if body_size > max => Fetched::TooLarge,
-            Some(status) => {
-                let body = if body_size == 0 {
-                    Vec::new()
-                } else {
-                    hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size)
-                        .ok()
-                        .flatten()
-                        .unwrap_or_default()
-                };
-                Fetched::Response { status, body }
-            }
-        };
+        let fetched = fetched_response(body_size, max);
         // A good key set document is published for the other VMs.
         let document = match (&step, &fetched) {
             (Step::Jwks(_), Fetched::Response { status: 200, body }) => Some(body.clone()),

@@ -102,7 +102,7 @@ impl SharedKeys {
             let key = shared_keys::key(scope, &remote.issuer, "keys");
             for _ in 0..4 {
                 let (cur, cas) = read(&key);
-                let record = Record::next(cur.as_deref(), now, doc);
+                let record = Record::next(cur.as_deref(), now, remote.userinfo_endpoint(), doc);
                 if swap(&key, &record.encode(), cas) {
                     self.seen.insert(issuer, record.generation);
                     break;
@@ -132,7 +132,11 @@ impl SharedKeys {
         }
         let record = Record::decode(bytes.as_deref()?)?;
         self.seen.insert(issuer, record.generation);
-        let event = remote.adopt_shared(record.fetched_at_ms, &record.document);
+        let event = remote.adopt_shared(
+            record.fetched_at_ms,
+            record.userinfo_endpoint.as_deref(),
+            &record.document,
+        );
         Some((event.ok, event.message))
     }
 }

@@ -490,6 +490,18 @@ class Envoy:
             stats = self.stats()
         return stats
 
+    def wait_key_sets(self, issuer: str, timeout: float = 15.0) -> None:
+        """Until every VM (the main thread's and each worker's) holds the
+        issuer's key set: fetched by one VM, adopted by the others (keys
+        once per Envoy). Raises with the log's tail at the timeout."""
+        wanted = 1 + self.concurrency
+        lines = (f"key set for {issuer} loaded", f"key set for {issuer} adopted from another VM")
+        deadline = time.monotonic() + timeout
+        while sum(self.log().count(line) for line in lines) < wanted:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"key sets of {issuer} not in every VM:\n{self.log_tail()}")
+            time.sleep(0.05)
+
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 

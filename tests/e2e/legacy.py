@@ -257,16 +257,13 @@ class LegacyStack:
         return self
 
     def wait_for_discovery(self, timeout: float = 15.0) -> None:
-        """Until every VM (main thread and each worker) loaded the OP's keys
+        """Until every VM (main thread and each worker) holds the OP's keys
         through discovery: a login finished by a script within milliseconds
         of the start must not race it (a person never does)."""
-        wanted = 1 + self.envoy.concurrency
-        line = f"key set for {self.op.issuer} loaded"
-        deadline = time.monotonic() + timeout
-        while self.envoy.log().count(line) < wanted:
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"discovery did not finish:\n{self.envoy.log_tail()}")
-            time.sleep(0.05)
+        try:
+            self.envoy.wait_key_sets(self.op.issuer, timeout)
+        except RuntimeError as e:
+            raise RuntimeError(f"discovery did not finish: {e}") from None
 
     def stop(self) -> None:
         self.envoy.stop()

@@ -167,11 +167,12 @@ def test_outage_at_start_answers_503_registry_unavailable_then_recovers_without_
     guard = start_guard(service)
     tok = token(ms.CLIENT_ID, ms.TESTIKUNTA)
     assert_unavailable(upstream, guard.send(OPPI, bearer(tok)))
-    assert fetches(guard, "failed") >= 1
+    # Counters reach Envoy on the filter's tick: wait for them, never sleep.
+    assert until(lambda: fetches(guard, "failed") >= 1), guard.log_tail()
     assert fetches(guard, "ok") == 0
     assert "registry refresh failed" in guard.log()
-    assert stat(guard, "decisions.stat_prefix=main.provider=oppi.outcome=deny."
-                       "reason=registry_unavailable") >= 1
+    assert until(lambda: stat(guard, "decisions.stat_prefix=main.provider=oppi.outcome=deny."
+                                     "reason=registry_unavailable") >= 1), guard.log_tail()
     service.up()
     wait_for_snapshot(guard)
     assert_released(upstream, guard.send(OPPI, bearer(tok)), tok)

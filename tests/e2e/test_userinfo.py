@@ -207,6 +207,9 @@ def test_discovery_names_the_endpoint_and_a_request_resumed_after_a_key_refetch_
         envoy.start()
         try:
             ks.wait_for("/jwks", 1)
+            # Every VM holds the first key set before the rotation, so the
+            # worker's request itself finds the kid unknown and waits.
+            envoy.wait_key_sets(issuer)
             ks.serve(harness.jwks((key_path("rsa-a.pem"), "rsa-a", "RS256"),
                                   (key_path("rsa-b.pem"), "rsa-b", "RS256")))
             sub = "pairwise-" + secrets.token_hex(8)
