@@ -143,6 +143,14 @@ def mpass_ring_rsa() -> dict[str, Any]:
     return cfg
 
 
+def mpass_ring_eddsa() -> dict[str, Any]:
+    """The default configuration with EdDSA verified by ring (`eddsa_verifier:
+    "ring"`, the kill switch) instead of the project's `ed25519_fast`."""
+    cfg = mpass_default()
+    cfg["eddsa_verifier"] = "ring"
+    return cfg
+
+
 def mpass_batched() -> dict[str, Any]:
     """The default configuration with audit lines and counters batched
     (`audit.flush_interval`, off by default)."""
@@ -342,6 +350,8 @@ def cells() -> list[Cell]:
              alg="EdDSA", kind="native", group="cold"),
         Cell("mpass-ed-cold", "mpass-guard EdDSA, new token each request", mpass(), alg="EdDSA",
              baseline="native-ed-cold", kind="mpass", group="cold"),
+        Cell("mpass-ed-ring-cold", "mpass-guard EdDSA verified by ring (eddsa_verifier ring), new token each request",
+             mpass(mpass_ring_eddsa), alg="EdDSA", baseline="mpass-ed-cold", kind="mpass", group="cold"),
         Cell("native-mix", f"jwt_authn RS256, cache {CACHE_CAPACITY}, Zipf mix of {USERS} users",
              nat("RS256", CACHE_CAPACITY, True), seq=True, kind="native-claims", group="mix"),
         Cell("mpass-mix", f"mpass-guard RS256, Zipf mix of {USERS} users", mpass(), seq=True,

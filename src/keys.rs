@@ -15,6 +15,7 @@ use ring::digest;
 use serde_json::{Map, Value};
 
 use crate::alg::{Alg, KeyFamily};
+use crate::ed25519_fast::Ed25519PublicKey;
 use crate::rsa_fast::{
     exponent_allowed, RsaPublicKey, MAX_BITS, MAX_EXPONENT, MIN_BITS, MIN_EXPONENT,
 };
@@ -50,6 +51,11 @@ pub enum KeyMaterial {
     Ed25519 {
         /// The public key bytes.
         public: [u8; 32],
+        /// The same key, decoded once at parse time (its table of
+        /// multiples is built on its first use): what signatures are
+        /// verified with (`eddsa_verifier` `fast`). A key whose bytes are
+        /// no curve point is kept, as ring keeps it, and verifies nothing.
+        precomputed: Ed25519PublicKey,
     },
 }
 
@@ -111,7 +117,7 @@ impl VerifyingKey {
                 put_field(&mut ctx, Some(b"EC P-256"));
                 put_field(&mut ctx, Some(point));
             }
-            KeyMaterial::Ed25519 { public } => {
+            KeyMaterial::Ed25519 { public, .. } => {
                 put_field(&mut ctx, Some(b"OKP Ed25519"));
                 put_field(&mut ctx, Some(public));
             }
@@ -448,7 +454,14 @@ fn okp_material(obj: &Map<String, Value>) -> Result<KeyMaterial, String> {
         .as_slice()
         .try_into()
         .map_err(|_| "Ed25519 key is not 32 bytes".to_owned())?;
-    Ok(KeyMaterial::Ed25519 { public })
+    // Bytes that are no curve point are not refused here: ring refuses them
+    // only when verifying (every signature fails, `bad_signature`), and
+    // refusing them at parse would turn that into `unknown_key` and could
+    // leave a provider with no key set. `Ed25519PublicKey` keeps that rule.
+    Ok(KeyMaterial::Ed25519 {
+        public,
+        precomputed: Ed25519PublicKey::new(public),
+    })
 }
 
 /// Decodes base64url strictly: only the URL-safe alphabet, no padding, no

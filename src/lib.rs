@@ -15,6 +15,7 @@ pub mod config;
 pub mod contract;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod drift;
+pub mod ed25519_fast;
 pub mod engine;
 pub mod error;
 #[cfg(not(target_arch = "wasm32"))]

@@ -58,6 +58,61 @@ impl RsaVerifier {
     }
 }
 
+/// Which code verifies EdDSA (Ed25519) signatures (the top-level
+/// `eddsa_verifier`). Both accept the same keys (the JWKS parser keeps every
+/// 32-byte key, as ring does) and must give the same verdict on every
+/// signature; `Ring` exists as a kill switch should a defect ever be found
+/// in [`crate::ed25519_fast`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EddsaVerifier {
+    /// [`crate::ed25519_fast`]: the key decoded once, with a per-key table
+    /// of multiples.
+    #[default]
+    Fast,
+    /// ring's `ED25519` (decodes the key and runs a double-scalar
+    /// multiplication on every call: slower, independent code).
+    Ring,
+}
+
+impl EddsaVerifier {
+    /// The configuration value.
+    pub fn name(self) -> &'static str {
+        match self {
+            EddsaVerifier::Fast => "fast",
+            EddsaVerifier::Ring => "ring",
+        }
+    }
+}
+
+/// The verifier choices of a configuration (`rsa_verifier`,
+/// `eddsa_verifier`). One choice alone means the default for the others.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Verifiers {
+    /// RS*/PS*.
+    pub rsa: RsaVerifier,
+    /// EdDSA.
+    pub eddsa: EddsaVerifier,
+}
+
+impl From<RsaVerifier> for Verifiers {
+    fn from(rsa: RsaVerifier) -> Verifiers {
+        Verifiers {
+            rsa,
+            ..Verifiers::default()
+        }
+    }
+}
+
+impl From<EddsaVerifier> for Verifiers {
+    fn from(eddsa: EddsaVerifier) -> Verifiers {
+        Verifiers {
+            eddsa,
+            ..Verifiers::default()
+        }
+    }
+}
+
 /// Why a token was refused. [`TokenError::reason`] gives the class used in
 /// HTTP responses and metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -363,15 +418,15 @@ impl Untrusted {
     /// caller chose the wrong key. Only a real signature check failing is
     /// `bad_signature`.
     fn check_key(&self, key: &VerifyingKey) -> Result<(), TokenError> {
-        self.check_key_using(key, RsaVerifier::Fast)
+        self.check_key_using(key, Verifiers::default())
     }
 
-    /// [`Self::check_key`] with the RSA verifier chosen by the caller.
-    fn check_key_using(&self, key: &VerifyingKey, rsa: RsaVerifier) -> Result<(), TokenError> {
+    /// [`Self::check_key`] with the verifiers chosen by the caller.
+    fn check_key_using(&self, key: &VerifyingKey, with: Verifiers) -> Result<(), TokenError> {
         if self.alg.is_hmac() || !key.accepts(self.alg) {
             return Err(TokenError::UnknownKey);
         }
-        self.validate(&RingKey::Public(&key.material), rsa)
+        self.validate(&RingKey::Public(&key.material), with)
     }
 
     /// Verifies an HS256/384/512 token with a provider's client secret
@@ -385,7 +440,7 @@ impl Untrusted {
         if !self.alg.is_hmac() || secret.is_empty() {
             return Err(TokenError::UnknownKey);
         }
-        self.validate(&RingKey::Secret(secret), RsaVerifier::Fast)
+        self.validate(&RingKey::Secret(secret), Verifiers::default())
     }
 
     /// Verifies against the candidate keys of a key set (by `alg` and `kid`),
@@ -393,14 +448,14 @@ impl Untrusted {
     /// candidates exist but none verifies, `bad_signature`.
     #[cfg(test)]
     fn find_key<'a>(&self, set: &'a KeySet) -> Result<&'a VerifyingKey, TokenError> {
-        self.find_key_using(set, RsaVerifier::Fast)
+        self.find_key_using(set, Verifiers::default())
     }
 
-    /// [`Self::find_key`] with the RSA verifier chosen by the caller.
+    /// [`Self::find_key`] with the verifiers chosen by the caller.
     fn find_key_using<'a>(
         &self,
         set: &'a KeySet,
-        rsa: RsaVerifier,
+        with: Verifiers,
     ) -> Result<&'a VerifyingKey, TokenError> {
         if self.alg.is_hmac() {
             return Err(TokenError::UnknownKey);
@@ -411,14 +466,15 @@ impl Untrusted {
         }
         candidates
             .into_iter()
-            .find(|k| self.check_key_using(k, rsa).is_ok())
+            .find(|k| self.check_key_using(k, with).is_ok())
             .ok_or(TokenError::BadSignature)
     }
 
-    fn validate(&self, key: &RingKey<'_>, rsa: RsaVerifier) -> Result<(), TokenError> {
+    fn validate(&self, key: &RingKey<'_>, with: Verifiers) -> Result<(), TokenError> {
         let verifier = RingVerifier {
             alg: self.alg,
-            rsa,
+            rsa: with.rsa,
+            eddsa: with.eddsa,
             _key: PhantomData,
         };
         match verifier.validator::<Empty>(key).validate(&self.token) {
@@ -457,17 +513,19 @@ impl Untrusted {
     /// verified. No candidate is `unknown_key`; if candidates exist but none
     /// verifies, `bad_signature`.
     pub fn verify_with_keyset(self, set: &KeySet) -> Result<(Verified, &VerifyingKey), TokenError> {
-        self.verify_with_keyset_using(set, RsaVerifier::Fast)
+        self.verify_with_keyset_using(set, Verifiers::default())
     }
 
-    /// [`Self::verify_with_keyset`] with RS*/PS* signatures checked by `rsa`
-    /// (the configuration's `rsa_verifier`); other families are unaffected.
+    /// [`Self::verify_with_keyset`] with RS*/PS* and EdDSA signatures
+    /// checked by the verifiers chosen (the configuration's `rsa_verifier`
+    /// and `eddsa_verifier`; one choice alone leaves the other at its
+    /// default); other families are unaffected.
     pub fn verify_with_keyset_using(
         self,
         set: &KeySet,
-        rsa: RsaVerifier,
+        with: impl Into<Verifiers>,
     ) -> Result<(Verified, &VerifyingKey), TokenError> {
-        let key = self.find_key_using(set, rsa)?;
+        let key = self.find_key_using(set, with.into())?;
         Ok((Verified { token: self }, key))
     }
 
@@ -715,6 +773,7 @@ impl AlgorithmSignature for RingSignature {
 struct RingVerifier<'k> {
     alg: Alg,
     rsa: RsaVerifier,
+    eddsa: EddsaVerifier,
     _key: PhantomData<&'k ()>,
 }
 
@@ -756,11 +815,23 @@ impl<'k> Algorithm for RingVerifier<'k> {
                         .verify(message, sig)
                         .is_ok()
             }
-            (KeyFamily::Ed25519, RingKey::Public(KeyMaterial::Ed25519 { public })) => {
+            // ed25519_fast by default: ring decodes the key and runs a
+            // double-scalar multiplication on every call. Same rules (s < L,
+            // R compared as bytes, cofactorless), checked against ring.
+            (
+                KeyFamily::Ed25519,
+                RingKey::Public(KeyMaterial::Ed25519 {
+                    public,
+                    precomputed,
+                }),
+            ) => {
                 sig.len() == 64
-                    && UnparsedPublicKey::new(&signature::ED25519, public)
-                        .verify(message, sig)
-                        .is_ok()
+                    && match self.eddsa {
+                        EddsaVerifier::Fast => precomputed.verify(message, sig),
+                        EddsaVerifier::Ring => UnparsedPublicKey::new(&signature::ED25519, public)
+                            .verify(message, sig)
+                            .is_ok(),
+                    }
             }
             (KeyFamily::Hmac, RingKey::Secret(secret)) => {
                 let h = match self.alg {
@@ -1056,6 +1127,66 @@ mod tests {
                     "{alg} {rsa:?}"
                 );
             }
+        }
+    }
+
+    #[test]
+    fn both_eddsa_verifiers_accept_an_eddsa_token_and_refuse_tampering_and_another_key() {
+        let mut k = verifying_key("ed25519.pem", None);
+        k.kid = Some("k1".into());
+        let ours = KeySet::from_keys(vec![k]);
+        // Same kid, another Ed25519 key (the base point's encoding).
+        let mut base = [0x66u8; 32];
+        base[0] = 0x58;
+        let impostor = KeySet::from_keys(vec![VerifyingKey {
+            kid: Some("k1".into()),
+            alg: None,
+            material: KeyMaterial::Ed25519 {
+                public: base,
+                precomputed: crate::ed25519_fast::Ed25519PublicKey::new(base),
+            },
+        }]);
+        let token = mint(Alg::EdDSA, &claims());
+        let p = parts(&token);
+        let mut sig = URL_SAFE_NO_PAD.decode(&p[2]).unwrap();
+        sig[40] ^= 1;
+        let tampered = format!("{}.{}.{}", p[0], p[1], URL_SAFE_NO_PAD.encode(&sig));
+        let truncated = format!("{}.{}.{}", p[0], p[1], URL_SAFE_NO_PAD.encode(&sig[1..]));
+        for eddsa in [EddsaVerifier::Fast, EddsaVerifier::Ring] {
+            let check = |t: &str, set: &KeySet| {
+                Untrusted::decode(t, MAX)
+                    .unwrap()
+                    .verify_with_keyset_using(set, eddsa)
+                    .map(|_| ())
+            };
+            assert_eq!(check(&token, &ours), Ok(()), "{eddsa:?}");
+            for bad in [&tampered, &truncated] {
+                assert_eq!(
+                    check(bad, &ours),
+                    Err(TokenError::BadSignature),
+                    "{eddsa:?}"
+                );
+            }
+            assert_eq!(
+                check(&token, &impostor),
+                Err(TokenError::BadSignature),
+                "{eddsa:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_eddsa_verifier_choice_does_not_touch_other_families() {
+        for alg in [Alg::RS256, Alg::ES256] {
+            let mut k = verifying_key(key_file(alg), None);
+            k.kid = Some("k1".into());
+            let set = KeySet::from_keys(vec![k]);
+            let t = Untrusted::decode(&mint(alg, &claims()), MAX).unwrap();
+            assert!(
+                t.verify_with_keyset_using(&set, EddsaVerifier::Ring)
+                    .is_ok(),
+                "{alg}"
+            );
         }
     }
 
@@ -1665,6 +1796,7 @@ mod tests {
         let v = RingVerifier {
             alg: Alg::EdDSA,
             rsa: RsaVerifier::Fast,
+            eddsa: EddsaVerifier::Fast,
             _key: PhantomData,
         };
         let material = verifying_key("ed25519.pem", None).material;

@@ -105,6 +105,8 @@ pub struct Config {
     pub max_token_bytes: usize,
     /// Which code verifies RS*/PS* signatures (`rsa_verifier`).
     pub rsa_verifier: crate::verify::RsaVerifier,
+    /// Which code verifies EdDSA signatures (`eddsa_verifier`).
+    pub eddsa_verifier: crate::verify::EddsaVerifier,
     pub realm: String,
     pub header_prefix: String,
     /// Key for the audit pseudonym of `sub`; `None` leaves it out.
@@ -327,6 +329,21 @@ mod tests {
         for bad in [json!("openssl"), json!("Ring"), json!(true)] {
             v["rsa_verifier"] = bad;
             assert_eq!(error_path(&v), "rsa_verifier");
+        }
+    }
+
+    #[test]
+    fn eddsa_verifier_defaults_to_fast_takes_ring_and_refuses_anything_else() {
+        use crate::verify::EddsaVerifier;
+        assert_eq!(load(&base()).unwrap().eddsa_verifier, EddsaVerifier::Fast);
+        let mut v = base();
+        v["eddsa_verifier"] = json!("ring");
+        assert_eq!(load(&v).unwrap().eddsa_verifier, EddsaVerifier::Ring);
+        v["eddsa_verifier"] = json!("fast");
+        assert_eq!(load(&v).unwrap().eddsa_verifier, EddsaVerifier::Fast);
+        for bad in [json!("dalek"), json!("Fast"), json!(0)] {
+            v["eddsa_verifier"] = bad;
+            assert_eq!(error_path(&v), "eddsa_verifier");
         }
     }
 

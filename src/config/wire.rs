@@ -54,6 +54,10 @@ pub struct PluginConfig {
     /// `rsa_fast`, default) or `ring` (the kill switch).
     #[serde(default)]
     pub rsa_verifier: crate::verify::RsaVerifier,
+    /// Which code verifies EdDSA signatures: `fast` (the project's
+    /// `ed25519_fast`, default) or `ring` (the kill switch).
+    #[serde(default)]
+    pub eddsa_verifier: crate::verify::EddsaVerifier,
     /// The MPASSid management service, for contracts whose organisations
     /// come from it (`contract.organisations_from`).
     #[serde(default)]

@@ -73,10 +73,18 @@ fn main() {
         let sig = base64::engine::general_purpose::URL_SAFE_NO_PAD
             .decode(&token[dot + 1..])
             .expect("b64");
-        let untrusted = Untrusted::decode(token, 16 * 1024).expect("decode");
+        let ed_setup = match &key.material {
+            KeyMaterial::Ed25519 { public, .. } => ed_setup(public),
+            _ => String::new(),
+        };
+        // `verify_with_key` consumes the token, so the filter's path is
+        // timed with its strict decode included.
         let mut checks: Vec<(&str, Check<'_>)> = vec![(
-            "filter",
-            Box::new(|| untrusted.verify_with_key(black_box(&key)).is_ok()),
+            "decode+filter",
+            Box::new(|| {
+                Untrusted::decode(black_box(token), 16 * 1024)
+                    .is_ok_and(|t| t.verify_with_key(black_box(&key)).is_ok())
+            }),
         )];
         checks.extend(bare(alg, &key.material, msg, &sig));
         let mut line = format!("{name:<11}");
@@ -84,7 +92,7 @@ fn main() {
             let (best, median) = time(f.as_ref(), n);
             line += &format!("  {label} {best:6.1} ({median:6.1})");
         }
-        println!("{line}  n={n} jwks-parse={parse_us:.0}us");
+        println!("{line}  n={n} jwks-parse={parse_us:.0}us{ed_setup}");
     }
 }
 
@@ -175,14 +183,10 @@ fn bare<'a>(
                 ),
             ]
         }
-        KeyMaterial::Ed25519 { public } => vec![(
-            "ring",
-            Box::new(move || {
-                UnparsedPublicKey::new(&signature::ED25519, public)
-                    .verify(msg, black_box(sig))
-                    .is_ok()
-            }),
-        )],
+        KeyMaterial::Ed25519 {
+            public,
+            precomputed,
+        } => eddsa(public, precomputed, msg, sig),
     }
 }
 
@@ -287,4 +291,166 @@ fn minting(pem: &str, n: u32) {
         n,
     );
     println!("{:<16} {best:8.1} ({median:8.1})  n={n}", "mint EdDSA");
+}
+
+/// EdDSA: `ed25519_fast` and ring, then the alternatives measured for it:
+/// ed25519-dalek's `verify` (key decoded once), curve25519-dalek's
+/// `vartime_double_scalar_mul_basepoint` (ring's algorithm, key decoded
+/// once or on every call), its `VartimePrecomputedMultiscalarMul` with `B`
+/// and `-A` as static points, and comb tables of other radices for `-A`;
+/// and SHA-512 of `R || A || M` alone, ring's against the `sha2` crate.
+fn eddsa<'a>(
+    public: &'a [u8; 32],
+    precomputed: &'a mpass_guard::ed25519_fast::Ed25519PublicKey,
+    msg: &'a [u8],
+    sig: &'a [u8],
+) -> Vec<(&'static str, Check<'a>)> {
+    use curve25519_dalek::constants::{ED25519_BASEPOINT_POINT, ED25519_BASEPOINT_TABLE};
+    use curve25519_dalek::edwards::{
+        CompressedEdwardsY, EdwardsBasepointTableRadix256, EdwardsBasepointTableRadix32,
+        EdwardsBasepointTableRadix64, EdwardsPoint, VartimeEdwardsPrecomputation,
+    };
+    use curve25519_dalek::scalar::Scalar;
+    use curve25519_dalek::traits::{BasepointTable as _, VartimePrecomputedMultiscalarMul as _};
+    use sha2::{Digest as _, Sha512};
+
+    let neg_a = -CompressedEdwardsY(*public).decompress().expect("point");
+    let r: &'a [u8] = &sig[..32];
+    let s_bytes: [u8; 32] = sig[32..].try_into().expect("64-byte signature");
+    let h = move || {
+        let mut d = Sha512::new();
+        d.update(r);
+        d.update(public);
+        d.update(msg);
+        Scalar::from_bytes_mod_order_wide(&d.finalize().into())
+    };
+    let s = move || Option::<Scalar>::from(Scalar::from_canonical_bytes(black_box(s_bytes)));
+    let vk = ed25519_dalek::VerifyingKey::from_bytes(public).expect("ed25519-dalek key");
+    let pre = VartimeEdwardsPrecomputation::new([ED25519_BASEPOINT_POINT, neg_a]);
+    // Boxed one at a time: a radix-256 table is ~490 KB, half the stack.
+    let t32 = boxed(|| EdwardsBasepointTableRadix32::create(&neg_a));
+    let t64 = boxed(|| EdwardsBasepointTableRadix64::create(&neg_a));
+    let b256 = boxed(|| EdwardsBasepointTableRadix256::create(&ED25519_BASEPOINT_POINT));
+    let t256 = boxed(|| EdwardsBasepointTableRadix256::create(&neg_a));
+    vec![
+        (
+            "ed25519_fast",
+            Box::new(move || precomputed.verify(msg, black_box(sig))),
+        ),
+        (
+            "ring",
+            Box::new(move || {
+                UnparsedPublicKey::new(&signature::ED25519, public)
+                    .verify(msg, black_box(sig))
+                    .is_ok()
+            }),
+        ),
+        (
+            "ed25519-dalek",
+            Box::new(move || {
+                use ed25519_dalek::Verifier as _;
+                let sig = ed25519_dalek::Signature::from_slice(black_box(sig)).expect("sig");
+                vk.verify(msg, &sig).is_ok()
+            }),
+        ),
+        (
+            "dalek-vartime",
+            Box::new(move || {
+                let Some(s) = s() else { return false };
+                let p = EdwardsPoint::vartime_double_scalar_mul_basepoint(&h(), &neg_a, &s);
+                p.compress().as_bytes() == r
+            }),
+        ),
+        (
+            "dalek-vartime+key",
+            Box::new(move || {
+                let Some(s) = s() else { return false };
+                let Some(a) = CompressedEdwardsY(*black_box(public)).decompress() else {
+                    return false;
+                };
+                let p = EdwardsPoint::vartime_double_scalar_mul_basepoint(&h(), &-a, &s);
+                p.compress().as_bytes() == r
+            }),
+        ),
+        (
+            "dalek-precomp-straus",
+            Box::new(move || {
+                let Some(s) = s() else { return false };
+                let p = pre.vartime_multiscalar_mul([s, h()]);
+                p.compress().as_bytes() == r
+            }),
+        ),
+        (
+            "radix32",
+            Box::new(move || {
+                let Some(s) = s() else { return false };
+                let p = ED25519_BASEPOINT_TABLE.mul_base(&s) + t32.mul_base(&h());
+                p.compress().as_bytes() == r
+            }),
+        ),
+        (
+            "radix64",
+            Box::new(move || {
+                let Some(s) = s() else { return false };
+                let p = ED25519_BASEPOINT_TABLE.mul_base(&s) + t64.mul_base(&h());
+                p.compress().as_bytes() == r
+            }),
+        ),
+        (
+            "radix256(B,A)",
+            Box::new(move || {
+                let Some(s) = s() else { return false };
+                let p = b256.mul_base(&s) + t256.mul_base(&h());
+                p.compress().as_bytes() == r
+            }),
+        ),
+        (
+            "sha512-sha2",
+            Box::new(move || {
+                black_box(h());
+                true
+            }),
+        ),
+        (
+            "sha512-ring",
+            Box::new(move || {
+                let mut d = ring::digest::Context::new(&ring::digest::SHA512);
+                d.update(r);
+                d.update(black_box(public));
+                d.update(msg);
+                black_box(d.finish());
+                true
+            }),
+        ),
+    ]
+}
+
+/// The one-time costs of an Ed25519 key: decoding it (`Ed25519PublicKey::new`,
+/// at JWKS parse) and building its table of `-A` (on first use), medians of
+/// 5, and the table's size.
+fn ed_setup(public: &[u8; 32]) -> String {
+    use mpass_guard::ed25519_fast::{Ed25519PublicKey, TABLE_BYTES};
+    let median = |f: &dyn Fn() -> f64| {
+        let mut t: Vec<f64> = (0..5).map(|_| f()).collect();
+        t.sort_by(f64::total_cmp);
+        t[2]
+    };
+    let decode = median(&|| {
+        let t0 = Instant::now();
+        let k = Ed25519PublicKey::new(*black_box(public));
+        assert!(black_box(&k).is_point());
+        t0.elapsed().as_secs_f64() * 1e6
+    });
+    let table = median(&|| {
+        let k = Ed25519PublicKey::new(*black_box(public));
+        let t0 = Instant::now();
+        assert!(k.precompute());
+        t0.elapsed().as_secs_f64() * 1e6
+    });
+    format!(" key-decode={decode:.1}us key-table={table:.0}us ({TABLE_BYTES} bytes)")
+}
+
+#[inline(never)]
+fn boxed<T>(make: impl FnOnce() -> T) -> Box<T> {
+    Box::new(make())
 }
