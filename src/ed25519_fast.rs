@@ -165,7 +165,7 @@ impl Ed25519PublicKey {
         };
         let h = Scalar::from_bytes_mod_order_wide(&wide);
         // [s]B + [h](-A), encoded canonically, must be R's bytes.
-        let check = &ED25519_BASEPOINT_TABLE.mul_base(&s) + &neg_a.table().mul_base(&h);
+        let check = ED25519_BASEPOINT_TABLE.mul_base(&s) + neg_a.table().mul_base(&h);
         check.compress().as_bytes() == r
     }
 }
