@@ -21,7 +21,8 @@ Policies (each as published; `src/cache.rs` implements the chosen one):
   main FIFO (90 %) and a ghost FIFO of evicted keys (as many as the main
   queue). A hit adds one to a 2-bit frequency. A key found in the ghost goes
   straight to main; the small queue's tail moves to main if it was hit
-  (`s3fifo` needs one hit, `s3fifo-2` two, as the paper's Algorithm 1),
+  (`s3fifo` needs one hit, `s3fifo-2` two, as the paper's Algorithm 1;
+  `s3fifo-f1` / `-f2` remember at most one / two hits instead of three),
   otherwise its key goes to the ghost; main's tail is reinserted with
   frequency - 1 while it is non-zero.
 - W-TinyLFU (Einziger et al., Caffeine): a 1 % LRU window, a segmented LRU
@@ -161,9 +162,10 @@ class SIEVE:
 
 
 class S3FIFO:
-    def __init__(self, cap: int, threshold: int = 1) -> None:
+    def __init__(self, cap: int, threshold: int = 1, max_freq: int = 3) -> None:
         self.cap = cap
         self.threshold = threshold
+        self.max_freq = max_freq
         self.freq: dict = {}
         self.s: deque = deque()
         self.m: deque = deque()
@@ -177,7 +179,7 @@ class S3FIFO:
     def access(self, k) -> bool:
         if k in self.freq:
             f = self.freq[k]
-            if f < 3:
+            if f < self.max_freq:
                 self.freq[k] = f + 1
             return True
         while self.n_s + self.n_m >= self.cap:
@@ -328,6 +330,8 @@ POLICIES = {
     "sieve": SIEVE,
     "s3fifo": lambda c: S3FIFO(c, threshold=1),
     "s3fifo-2": lambda c: S3FIFO(c, threshold=2),
+    "s3fifo-f1": lambda c: S3FIFO(c, max_freq=1),
+    "s3fifo-f2": lambda c: S3FIFO(c, max_freq=2),
     "w-tinylfu": WTinyLFU,
 }
 
