@@ -927,7 +927,14 @@ impl Engine {
         if provider.signed_token.is_some() && verdict.is_ok() {
             minted.push((provider_index, Slot::new(claims)));
         }
-        let ours = cfg.sealer.issuers.run_is_ours(found.token.as_bytes());
+        // The strict decode's result, not a second (lenient) decode.
+        let ours = verified.token.issuer().is_some_and(|iss| {
+            cfg.sealer.issuers.decoded_is_ours(
+                found.token.as_bytes(),
+                verified.token.claims_json(),
+                iss,
+            )
+        });
         let mut entry = Entry {
             raw: found.token.as_str().into(),
             ours,
