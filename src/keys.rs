@@ -199,6 +199,19 @@ impl KeySet {
         self.prints.iter().any(|p| p == fingerprint)
     }
 
+    /// [`VerifyingKey::fingerprint`] of `key`, from the prints computed when
+    /// the set was built if `key` is one of this set's own (as the keys
+    /// [`KeySet::candidates`] hands out are): a cold decision does not hash
+    /// the key again. Any other key is hashed.
+    pub fn fingerprint_of(&self, key: &VerifyingKey) -> [u8; 32] {
+        self.keys
+            .iter()
+            .position(|k| std::ptr::eq(k, key))
+            .and_then(|i| self.prints.get(i))
+            .copied()
+            .unwrap_or_else(|| key.fingerprint())
+    }
+
     /// Number of keys.
     pub fn len(&self) -> usize {
         self.keys.len()
@@ -736,6 +749,26 @@ mod tests {
         assert_eq!(set.candidates(Alg::ES256, None).len(), 1);
         assert!(set.candidates(Alg::EdDSA, None).is_empty());
         assert!(set.candidates(Alg::HS512, None).is_empty());
+    }
+
+    #[test]
+    fn the_fingerprint_of_a_key_of_the_set_is_the_one_computed_at_parse() {
+        let (set, _) = KeySet::parse(
+            &jwks(vec![jwk("rsa-a.pem", "a"), jwk("rsa-b.pem", "b")]),
+            ALL,
+        )
+        .unwrap();
+        for key in set.keys() {
+            assert_eq!(set.fingerprint_of(key), key.fingerprint());
+        }
+        // A key equal to one of the set but not its own is hashed, same print.
+        let copy = set.keys()[1].clone();
+        assert_eq!(set.fingerprint_of(&copy), copy.fingerprint());
+        let (other, _) = KeySet::parse(&jwks(vec![jwk("ed25519.pem", "e")]), ALL).unwrap();
+        assert_eq!(
+            set.fingerprint_of(&other.keys()[0]),
+            other.keys()[0].fingerprint()
+        );
     }
 
     #[test]

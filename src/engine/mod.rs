@@ -1117,7 +1117,8 @@ impl Engine {
                 }
             };
             match untrusted.verify_with_keyset_using(&keys, self.config.rsa_verifier) {
-                Ok((verified, key)) => (verified, Some(key.fingerprint())),
+                // The print computed when the set was parsed, not a new hash.
+                Ok((verified, key)) => (verified, Some(keys.fingerprint_of(key))),
                 Err(TokenError::UnknownKey) if !resumed => {
                     // Maybe the issuer rotated: one coalesced, rate-limited
                     // refetch, then decide again.
