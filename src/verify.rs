@@ -58,6 +58,59 @@ impl RsaVerifier {
     }
 }
 
+/// Which code verifies ES256 signatures (the top-level `ec_verifier`).
+/// Both accept the same keys (the JWKS parser validates the point as ring
+/// does) and must give the same verdict on every signature; `Ring` exists
+/// as a kill switch should a defect ever be found in [`crate::p256_fast`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EcVerifier {
+    /// [`crate::p256_fast`], with a per-key table of multiples of the key.
+    #[default]
+    Fast,
+    /// ring's `ECDSA_P256_SHA256_FIXED` (no per-key precomputation:
+    /// slower, independent code).
+    Ring,
+}
+
+impl EcVerifier {
+    /// The configuration value.
+    pub fn name(self) -> &'static str {
+        match self {
+            EcVerifier::Fast => "fast",
+            EcVerifier::Ring => "ring",
+        }
+    }
+}
+
+/// The verifier choices of a configuration (`rsa_verifier`, `ec_verifier`).
+/// An [`RsaVerifier`] alone means the default for ES256.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Verifiers {
+    /// RS*/PS*.
+    pub rsa: RsaVerifier,
+    /// ES256.
+    pub ec: EcVerifier,
+}
+
+impl From<RsaVerifier> for Verifiers {
+    fn from(rsa: RsaVerifier) -> Verifiers {
+        Verifiers {
+            rsa,
+            ec: EcVerifier::default(),
+        }
+    }
+}
+
+impl From<EcVerifier> for Verifiers {
+    fn from(ec: EcVerifier) -> Verifiers {
+        Verifiers {
+            rsa: RsaVerifier::default(),
+            ec,
+        }
+    }
+}
+
 /// Why a token was refused. [`TokenError::reason`] gives the class used in
 /// HTTP responses and metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -363,15 +416,15 @@ impl Untrusted {
     /// caller chose the wrong key. Only a real signature check failing is
     /// `bad_signature`.
     fn check_key(&self, key: &VerifyingKey) -> Result<(), TokenError> {
-        self.check_key_using(key, RsaVerifier::Fast)
+        self.check_key_using(key, Verifiers::default())
     }
 
-    /// [`Self::check_key`] with the RSA verifier chosen by the caller.
-    fn check_key_using(&self, key: &VerifyingKey, rsa: RsaVerifier) -> Result<(), TokenError> {
+    /// [`Self::check_key`] with the verifiers chosen by the caller.
+    fn check_key_using(&self, key: &VerifyingKey, with: Verifiers) -> Result<(), TokenError> {
         if self.alg.is_hmac() || !key.accepts(self.alg) {
             return Err(TokenError::UnknownKey);
         }
-        self.validate(&RingKey::Public(&key.material), rsa)
+        self.validate(&RingKey::Public(&key.material), with)
     }
 
     /// Verifies an HS256/384/512 token with a provider's client secret
@@ -385,7 +438,7 @@ impl Untrusted {
         if !self.alg.is_hmac() || secret.is_empty() {
             return Err(TokenError::UnknownKey);
         }
-        self.validate(&RingKey::Secret(secret), RsaVerifier::Fast)
+        self.validate(&RingKey::Secret(secret), Verifiers::default())
     }
 
     /// Verifies against the candidate keys of a key set (by `alg` and `kid`),
@@ -393,14 +446,14 @@ impl Untrusted {
     /// candidates exist but none verifies, `bad_signature`.
     #[cfg(test)]
     fn find_key<'a>(&self, set: &'a KeySet) -> Result<&'a VerifyingKey, TokenError> {
-        self.find_key_using(set, RsaVerifier::Fast)
+        self.find_key_using(set, Verifiers::default())
     }
 
-    /// [`Self::find_key`] with the RSA verifier chosen by the caller.
+    /// [`Self::find_key`] with the verifiers chosen by the caller.
     fn find_key_using<'a>(
         &self,
         set: &'a KeySet,
-        rsa: RsaVerifier,
+        with: Verifiers,
     ) -> Result<&'a VerifyingKey, TokenError> {
         if self.alg.is_hmac() {
             return Err(TokenError::UnknownKey);
@@ -411,14 +464,15 @@ impl Untrusted {
         }
         candidates
             .into_iter()
-            .find(|k| self.check_key_using(k, rsa).is_ok())
+            .find(|k| self.check_key_using(k, with).is_ok())
             .ok_or(TokenError::BadSignature)
     }
 
-    fn validate(&self, key: &RingKey<'_>, rsa: RsaVerifier) -> Result<(), TokenError> {
+    fn validate(&self, key: &RingKey<'_>, with: Verifiers) -> Result<(), TokenError> {
         let verifier = RingVerifier {
             alg: self.alg,
-            rsa,
+            rsa: with.rsa,
+            ec: with.ec,
             _key: PhantomData,
         };
         match verifier.validator::<Empty>(key).validate(&self.token) {
@@ -457,17 +511,19 @@ impl Untrusted {
     /// verified. No candidate is `unknown_key`; if candidates exist but none
     /// verifies, `bad_signature`.
     pub fn verify_with_keyset(self, set: &KeySet) -> Result<(Verified, &VerifyingKey), TokenError> {
-        self.verify_with_keyset_using(set, RsaVerifier::Fast)
+        self.verify_with_keyset_using(set, Verifiers::default())
     }
 
-    /// [`Self::verify_with_keyset`] with RS*/PS* signatures checked by `rsa`
-    /// (the configuration's `rsa_verifier`); other families are unaffected.
+    /// [`Self::verify_with_keyset`] with RS*/PS* and ES256 signatures
+    /// checked by the verifiers chosen (the configuration's `rsa_verifier`
+    /// and `ec_verifier`; an [`RsaVerifier`] alone leaves ES256 at its
+    /// default); other families are unaffected.
     pub fn verify_with_keyset_using(
         self,
         set: &KeySet,
-        rsa: RsaVerifier,
+        with: impl Into<Verifiers>,
     ) -> Result<(Verified, &VerifyingKey), TokenError> {
-        let key = self.find_key_using(set, rsa)?;
+        let key = self.find_key_using(set, with.into())?;
         Ok((Verified { token: self }, key))
     }
 
@@ -715,6 +771,7 @@ impl AlgorithmSignature for RingSignature {
 struct RingVerifier<'k> {
     alg: Alg,
     rsa: RsaVerifier,
+    ec: EcVerifier,
     _key: PhantomData<&'k ()>,
 }
 
@@ -748,13 +805,20 @@ impl<'k> Algorithm for RingVerifier<'k> {
                         RsaVerifier::Ring => ring_rsa_verify(padding, hash, key, message, sig),
                     }
             }
-            // JWS ES256 is the fixed 64-byte r||s form, never DER. ring
-            // refuses r = 0 or s = 0 (the "psychic signature" bug).
-            (KeyFamily::EcP256, RingKey::Public(KeyMaterial::EcP256 { point })) => {
+            // JWS ES256 is the fixed 64-byte r||s form, never DER. Both
+            // refuse r or s outside 1..n (r = 0 or s = 0 is the "psychic
+            // signature" bug). p256_fast by default: ring has no per-key
+            // precomputation.
+            (KeyFamily::EcP256, RingKey::Public(KeyMaterial::EcP256 { point, public })) => {
                 sig.len() == 64
-                    && UnparsedPublicKey::new(&signature::ECDSA_P256_SHA256_FIXED, point)
-                        .verify(message, sig)
-                        .is_ok()
+                    && match self.ec {
+                        EcVerifier::Fast => public.verify(message, sig),
+                        EcVerifier::Ring => {
+                            UnparsedPublicKey::new(&signature::ECDSA_P256_SHA256_FIXED, point)
+                                .verify(message, sig)
+                                .is_ok()
+                        }
+                    }
             }
             (KeyFamily::Ed25519, RingKey::Public(KeyMaterial::Ed25519 { public })) => {
                 sig.len() == 64
@@ -1056,6 +1120,45 @@ mod tests {
                     "{alg} {rsa:?}"
                 );
             }
+        }
+    }
+
+    #[test]
+    fn both_ec_verifiers_accept_es256_tokens_and_refuse_tampering_and_other_keys() {
+        let mut k = verifying_key("ec-p256.pem", None);
+        k.kid = Some("k1".into());
+        let ours = KeySet::from_keys(vec![k]);
+        let token = mint(Alg::ES256, &claims());
+        let p = parts(&token);
+        let mut sig = URL_SAFE_NO_PAD.decode(&p[2]).unwrap();
+        sig[40] ^= 1;
+        let tampered = format!("{}.{}.{}", p[0], p[1], URL_SAFE_NO_PAD.encode(&sig));
+        let truncated = format!("{}.{}.{}", p[0], p[1], URL_SAFE_NO_PAD.encode(&sig[1..]));
+        for ec in [EcVerifier::Fast, EcVerifier::Ring] {
+            let check = |t: &str| {
+                Untrusted::decode(t, MAX)
+                    .unwrap()
+                    .verify_with_keyset_using(&ours, ec)
+                    .map(|_| ())
+            };
+            assert_eq!(check(&token), Ok(()), "{ec:?}");
+            for bad in [&tampered, &truncated] {
+                assert_eq!(check(bad), Err(TokenError::BadSignature), "{ec:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_ec_verifier_choice_does_not_touch_other_families() {
+        for alg in [Alg::RS256, Alg::PS256, Alg::EdDSA] {
+            let mut k = verifying_key(key_file(alg), None);
+            k.kid = Some("k1".into());
+            let set = KeySet::from_keys(vec![k]);
+            let t = Untrusted::decode(&mint(alg, &claims()), MAX).unwrap();
+            assert!(
+                t.verify_with_keyset_using(&set, EcVerifier::Ring).is_ok(),
+                "{alg}"
+            );
         }
     }
 
@@ -1665,6 +1768,7 @@ mod tests {
         let v = RingVerifier {
             alg: Alg::EdDSA,
             rsa: RsaVerifier::Fast,
+            ec: EcVerifier::Fast,
             _key: PhantomData,
         };
         let material = verifying_key("ed25519.pem", None).material;

@@ -238,6 +238,7 @@ pub(crate) fn compile(
         unmatched: wire.unmatched,
         bypass_cors_preflight: wire.bypass_cors_preflight,
         rsa_verifier: wire.rsa_verifier,
+        ec_verifier: wire.ec_verifier,
         audit_flush_ms,
         audit_log,
         stat_prefix,

@@ -105,6 +105,8 @@ pub struct Config {
     pub max_token_bytes: usize,
     /// Which code verifies RS*/PS* signatures (`rsa_verifier`).
     pub rsa_verifier: crate::verify::RsaVerifier,
+    /// Which code verifies ES256 signatures (`ec_verifier`).
+    pub ec_verifier: crate::verify::EcVerifier,
     pub realm: String,
     pub header_prefix: String,
     /// Key for the audit pseudonym of `sub`; `None` leaves it out.
@@ -327,6 +329,21 @@ mod tests {
         for bad in [json!("openssl"), json!("Ring"), json!(true)] {
             v["rsa_verifier"] = bad;
             assert_eq!(error_path(&v), "rsa_verifier");
+        }
+    }
+
+    #[test]
+    fn ec_verifier_defaults_to_fast_takes_ring_and_refuses_anything_else() {
+        use crate::verify::EcVerifier;
+        assert_eq!(load(&base()).unwrap().ec_verifier, EcVerifier::Fast);
+        let mut v = base();
+        v["ec_verifier"] = json!("ring");
+        assert_eq!(load(&v).unwrap().ec_verifier, EcVerifier::Ring);
+        v["ec_verifier"] = json!("fast");
+        assert_eq!(load(&v).unwrap().ec_verifier, EcVerifier::Fast);
+        for bad in [json!("openssl"), json!("Fast"), json!(1)] {
+            v["ec_verifier"] = bad;
+            assert_eq!(error_path(&v), "ec_verifier");
         }
     }
 

@@ -54,6 +54,10 @@ pub struct PluginConfig {
     /// `rsa_fast`, default) or `ring` (the kill switch).
     #[serde(default)]
     pub rsa_verifier: crate::verify::RsaVerifier,
+    /// Which code verifies ES256 signatures: `fast` (the project's
+    /// `p256_fast`, default) or `ring` (the kill switch).
+    #[serde(default)]
+    pub ec_verifier: crate::verify::EcVerifier,
     /// The MPASSid management service, for contracts whose organisations
     /// come from it (`contract.organisations_from`).
     #[serde(default)]

@@ -465,6 +465,11 @@ impl Engine {
         self.config.rsa_verifier
     }
 
+    /// The configured ES256 verifier (`ec_verifier`), for the load log line.
+    pub fn ec_verifier(&self) -> crate::verify::EcVerifier {
+        self.config.ec_verifier
+    }
+
     /// Whether audit lines also go to Envoy's application log (`audit.log`).
     pub fn audit_log(&self) -> bool {
         self.config.audit_log
@@ -1109,7 +1114,11 @@ impl Engine {
                     }
                 }
             };
-            match untrusted.verify_with_keyset_using(&keys, self.config.rsa_verifier) {
+            let with = crate::verify::Verifiers {
+                rsa: self.config.rsa_verifier,
+                ec: self.config.ec_verifier,
+            };
+            match untrusted.verify_with_keyset_using(&keys, with) {
                 Ok((verified, key)) => (verified, Some(key.fingerprint())),
                 Err(TokenError::UnknownKey) if !resumed => {
                     // Maybe the issuer rotated: one coalesced, rate-limited

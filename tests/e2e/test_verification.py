@@ -7,6 +7,7 @@ tests/keys. Protected paths: /shop/ (provider studeo, by path prefix) and
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import time
@@ -21,20 +22,22 @@ from harness import Envoy, key_path, mint, public_pem, unsigned_token, with_payl
 
 SHOP = "/shop/basket"
 
-# Every test that uses `guard` runs twice: with the project's RSA verifier
-# (`rsa_fast`, the default) and with the `rsa_verifier: "ring"` kill switch.
-RSA_VERIFIERS = ["fast", "ring"]
+# Every test that uses `guard` runs twice: with the project's RSA and ES256
+# verifiers (`rsa_fast`, `p256_fast`, the defaults) and with both kill
+# switches, `rsa_verifier: "ring"` and `ec_verifier: "ring"`.
+VERIFIERS = ["fast", "ring"]
 
 
-@pytest.fixture(scope="module", params=RSA_VERIFIERS)
+@pytest.fixture(scope="module", params=VERIFIERS)
 def guard(request, upstream, tmp_path_factory):
-    """Envoy with mpass-guard in front of the recording upstream, per RSA verifier."""
+    """Envoy with mpass-guard in front of the recording upstream, per verifier choice."""
     harness.require_envoy()
     harness.require_wasm()
     harness.require_cli()
     config = plugin_config()
     if request.param != "fast":
         config["rsa_verifier"] = request.param
+        config["ec_verifier"] = request.param
     envoy = Envoy(upstream.port, config, env={STUDEO_SECRET_ENV: STUDEO_SECRET},
                   workdir=tmp_path_factory.mktemp(f"guard-{request.param}"))
     envoy.start()
@@ -42,9 +45,10 @@ def guard(request, upstream, tmp_path_factory):
     envoy.stop()
 
 
-def test_the_envoy_under_test_runs_the_rsa_verifier_it_was_given(guard):
-    want = guard.plugin_config.get("rsa_verifier", "fast")
-    assert f"rsa_verifier {want}" in guard.log(), guard.log_tail()
+def test_the_envoy_under_test_runs_the_verifiers_it_was_given(guard):
+    rsa = guard.plugin_config.get("rsa_verifier", "fast")
+    ec = guard.plugin_config.get("ec_verifier", "fast")
+    assert f"rsa_verifier {rsa}, ec_verifier {ec}" in guard.log(), guard.log_tail()
 LIBRARY = "/library/loans"
 OPEN = "/public/info"
 
@@ -184,6 +188,17 @@ def test_a_token_for_another_audience_is_forbidden(guard, upstream):
 def test_a_token_with_a_tampered_payload_is_refused_as_bad_signature(guard, upstream):
     token = with_payload(rs256(), sub="someone-else")
     assert_rejected(guard, upstream, guard.send(SHOP, bearer(token)), 401, "bad_signature")
+
+
+def test_an_es256_token_with_a_tampered_payload_or_signature_is_refused_as_bad_signature(
+        guard, upstream):
+    token = VALID["ES256"]()
+    h, p, s = token.split(".")
+    sig = bytearray(base64.urlsafe_b64decode(s + "=" * (-len(s) % 4)))
+    sig[40] ^= 1
+    flipped = base64.urlsafe_b64encode(bytes(sig)).rstrip(b"=").decode()
+    for bad in [with_payload(token, sub="someone-else"), f"{h}.{p}.{flipped}"]:
+        assert_rejected(guard, upstream, guard.send(SHOP, bearer(bad)), 401, "bad_signature")
 
 
 def test_a_token_signed_by_another_key_under_a_known_kid_is_refused_as_bad_signature(guard, upstream):
