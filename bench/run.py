@@ -457,6 +457,20 @@ def rq_stats(env: harness.Envoy) -> dict[str, int]:
     return {k: int(s.get(RQ + k, "0")) for k in ("completed", "2xx", "3xx", "4xx", "5xx")}
 
 
+def cache_stats(env: harness.Envoy) -> tuple[int, int]:
+    """Token cache hits and misses so far: mpass-guard's `token_cache`
+    counters or jwt_authn's `jwt_cache_hit` / `jwt_cache_miss`."""
+    hits = misses = 0
+    for k, v in env.stats().items():
+        if not v.isdigit():
+            continue
+        if ("token_cache" in k and k.endswith("result=hit")) or k.endswith("jwt_cache_hit"):
+            hits += int(v)
+        elif ("token_cache" in k and k.endswith("result=miss")) or k.endswith("jwt_cache_miss"):
+            misses += int(v)
+    return hits, misses
+
+
 def _latency_us(v: str) -> float:
     m = re.match(r"([\d.]+)(us|ms|s)$", v)
     if not m:
@@ -640,10 +654,17 @@ def run_cell(cell: Cell, rnd: int, args, upstream: harness.Upstream, pools, zipf
         else:
             wrk(env.port, args.warmup, pool_path(cell.alg), None, cell.path, 0, 1, cell.carrier)
         offset = ZIPF_LEN // 2 if cell.seq else (0 if cell.limit else 1)
+        if cell.seq:
+            time.sleep(0.3)  # mpass-guard hands its counters to Envoy every 100 ms
+            h0 = cache_stats(env)
         s0, c0, b0, l0 = rq_stats(env), proc_cpu(pid), machine_busy(), loadavg()
         out, wrk_cpu = wrk(env.port, args.duration, pool_path(cell.alg), seq, cell.path, offset, cell.limit,
                            cell.carrier)
         c1, b1, s1 = proc_cpu(pid), machine_busy(), rq_stats(env)
+        if cell.seq:
+            time.sleep(0.3)
+            hits, misses = (a - b for a, b in zip(cache_stats(env), h0))
+            res["cache_hit_ratio"] = hits / (hits + misses) if hits + misses else None
         res["mem_after"] = memory(pid)
         if cell.kind == "mpass" or cell.name == "empty":
             res["admin_memory"] = admin_memory(env)
@@ -1302,7 +1323,9 @@ def main() -> None:
                     print(f"  {cell.name:22s} r{rnd}: {r['cpu_us_per_req']:8.1f} µs/req  "
                           f"{r['wrk']['rps']:8.0f} rps  p99 {r['wrk']['p99_us'] / 1e3:7.2f} ms  "
                           f"not-ok {r['not_ok']}  others {r['others_cores']:.2f}  "
-                          f"sanity {r.get('sanity', '-')}", flush=True)
+                          f"sanity {r.get('sanity', '-')}"
+                          + (f"  cache hits {100 * r['cache_hit_ratio']:.1f} %"
+                             if r.get("cache_hit_ratio") is not None else ""), flush=True)
                 results.append(r)
         if any(c.kind == "mpass-session" for c in chosen):
             try:

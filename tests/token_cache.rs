@@ -218,3 +218,33 @@ fn a_cached_token_stops_working_when_its_key_is_rotated_out() {
         .contains("unknown_key"));
     assert!(after.decision.headers().count() == 0);
 }
+
+/// Whether this decision was answered from the token cache.
+fn was_hit(vm: &VmState, d: &Outcome) -> bool {
+    vm.counter_names(d)
+        .iter()
+        .any(|n| n.starts_with("token_cache.") && n.ends_with("result=hit"))
+}
+
+#[test]
+fn a_token_in_use_survives_a_burst_of_tokens_each_seen_once() {
+    // A least-recently-used cache of 20 would have evicted `hot` after 20
+    // new tokens; the token cache only lets tokens seen once churn.
+    let engine = local_engine(20);
+    let mut vm = engine.new_state();
+    let hot = token("rsa-a.pem", "a", NOW + 600);
+    let first = send(&engine, &mut vm, &hot, NOW);
+    assert!(!was_hit(&vm, &first));
+    let again = send(&engine, &mut vm, &hot, NOW);
+    assert!(was_hit(&vm, &again));
+    for i in 0..40 {
+        let once = token("rsa-a.pem", "a", NOW + 601 + i);
+        let d = send(&engine, &mut vm, &once, NOW);
+        assert_eq!(status(&d), 200);
+        assert!(!was_hit(&vm, &d));
+    }
+    assert_eq!(vm.cached_tokens(), 20);
+    let d = send(&engine, &mut vm, &hot, NOW);
+    assert_eq!(status(&d), 200);
+    assert!(was_hit(&vm, &d), "the token in use was kept");
+}

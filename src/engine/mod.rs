@@ -40,7 +40,7 @@ use std::rc::Rc;
 
 use ring::hmac;
 
-use crate::cache::Lru;
+use crate::cache::S3Fifo;
 use crate::config::{Config, Provider, Unmatched};
 use crate::contract::Contract;
 use crate::extract::{Carrier, ExtractError, Found};
@@ -130,7 +130,7 @@ pub struct VmState {
     /// Audit lines gathered for one log call.
     pub audit: AuditBatch,
     /// Verified tokens (the VM is single-threaded; the cache is per VM).
-    cache: Lru<u64, Entry>,
+    cache: S3Fifo<u64, Entry>,
     /// The cache's keyed hash (SipHash with a random key per VM).
     token_hasher: RandomState,
     counters: Interner,
@@ -272,7 +272,7 @@ impl Engine {
             registry_contracts: Vec::new(),
             parked: ParkedQueue::default(),
             audit: AuditBatch::new(self.config.audit_flush_ms),
-            cache: Lru::new(self.config.cache_max_entries, self.config.cache_max_bytes),
+            cache: S3Fifo::new(self.config.cache_max_entries, self.config.cache_max_bytes),
             token_hasher: RandomState::new(),
             counters,
             sessions: Sessions::new(self.config.cache_max_entries, self.config.cache_max_bytes),

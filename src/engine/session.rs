@@ -8,7 +8,9 @@
 //! they wait for the one call, or share its failure), even with the token
 //! cache off or its entry evicted. Once a call succeeded the token cache
 //! entry made from it holds the attributes too, so a cache hit looks
-//! nowhere else. Bounded like the token cache, LRU.
+//! nowhere else. Bounded like the token cache, but least recently used
+//! first (`cache::Lru`): a slot must outlive the call it waits for, and
+//! recency, not popularity, says which slots are still awaited.
 
 use std::rc::Rc;
 

@@ -3,6 +3,11 @@
 //!   mpass-guard-profile decide CONFIG.json TOKENS.txt N [PATH]
 //!       decide N requests, the i-th carrying token i (mod the pool), and
 //!       print wall-clock nanoseconds per request and the status mix
+//!   mpass-guard-profile mix CONFIG.json TOKENS.txt SEQ.txt
+//!       decide one request per line of SEQ (0-based token indices, e.g.
+//!       build/bench/zipf-*.txt), the whole sequence, and print the token
+//!       cache's hits and misses over its second half (the bench warms up
+//!       from the start and measures from the middle) and ns per request
 //!   mpass-guard-profile load CONFIG.json [REPEAT]
 //!       time `Config::load` (parse + compile) of CONFIG, best of REPEAT
 //!   mpass-guard-profile hash N
@@ -21,10 +26,12 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("decide") => decide(&args[1..]),
+        Some("mix") => mix(&args[1..]),
         Some("load") => load(&args[1..]),
         Some("hash") => hash(&args[1..]),
         _ => Err(
-            "usage: mpass-guard-profile decide CONFIG TOKENS N [PATH] | load CONFIG [REPEAT]"
+            "usage: mpass-guard-profile decide CONFIG TOKENS N [PATH] | mix CONFIG TOKENS SEQ \
+             | load CONFIG [REPEAT]"
                 .into(),
         ),
     };
@@ -92,6 +99,69 @@ fn decide(args: &[String]) -> Result<(), String> {
     }
     let ns = start.elapsed().as_nanos() as f64 / n as f64;
     println!("{{\"requests\": {n}, \"ns_per_request\": {ns:.0}, \"allowed\": {allowed}, \"refused\": {refused}}}");
+    Ok(())
+}
+
+fn mix(args: &[String]) -> Result<(), String> {
+    let [cfg, tokens, seq] = args else {
+        return Err("mix CONFIG TOKENS SEQ".into());
+    };
+    let engine = Engine::new(config(cfg)?);
+    let mut vm = engine.new_state();
+    let text = String::from_utf8(read(tokens)?).map_err(|_| "tokens are not UTF-8")?;
+    let pool: Vec<&str> = text.lines().filter(|l| !l.is_empty()).collect();
+    let order = String::from_utf8(read(seq)?).map_err(|_| "sequence is not UTF-8")?;
+    let order: Vec<usize> = order
+        .split_whitespace()
+        .map(|l| {
+            l.parse()
+                .map_err(|_| format!("{seq}: {l:?} is not an index"))
+        })
+        .collect::<Result<_, _>>()?;
+    if let Some(&bad) = order.iter().find(|&&i| i >= pool.len()) {
+        return Err(format!(
+            "{seq}: index {bad} is beyond the pool of {}",
+            pool.len()
+        ));
+    }
+    let now_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    let header = |i: usize| {
+        vec![
+            (":authority".to_owned(), "localhost".to_owned()),
+            (":path".to_owned(), "/bench/".to_owned()),
+            (":method".to_owned(), "GET".to_owned()),
+            ("authorization".to_owned(), format!("Bearer {}", pool[i])),
+            ("user-agent".to_owned(), "wrk".to_owned()),
+        ]
+    };
+    let (mut hits, mut misses, mut refused) = (0usize, 0usize, 0usize);
+    let half = order.len() / 2;
+    let start = Instant::now();
+    for (n, &i) in order.iter().enumerate() {
+        let headers = header(i);
+        let outcome = engine.handle(&Request::new(&headers, None), now_ms, &mut vm, false);
+        if outcome.decision.response().is_some() {
+            refused += 1;
+        }
+        if n >= half {
+            for name in vm.counter_names(&outcome) {
+                if name.starts_with("token_cache.") {
+                    hits += usize::from(name.ends_with("result=hit"));
+                    misses += usize::from(name.ends_with("result=miss"));
+                }
+            }
+        }
+    }
+    let ns = start.elapsed().as_nanos() as f64 / order.len() as f64;
+    let ratio = hits as f64 / (hits + misses).max(1) as f64;
+    println!(
+        "{{\"requests\": {}, \"second_half_hits\": {hits}, \"second_half_misses\": {misses}, \
+         \"hit_ratio\": {ratio:.4}, \"refused\": {refused}, \"ns_per_request\": {ns:.0}}}",
+        order.len()
+    );
     Ok(())
 }
 
