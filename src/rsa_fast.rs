@@ -94,8 +94,8 @@ impl Hash {
         }
     }
 
-    /// The digest of the signed message, with the `sha2` crate (already
-    /// linked for jwt-compact): ring has no assembly on wasm32, and its
+    /// The digest of the signed message, with the `sha2` crate: ring has
+    /// no assembly on wasm32, and its
     /// portable SHA-256 measured ~1.5 µs slower per RS256 token in V8
     /// (BENCHMARKS.md). Checked against ring by `tests/rsa_fast.rs`.
     fn digest(self, message: &[u8]) -> Vec<u8> {

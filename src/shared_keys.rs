@@ -14,6 +14,13 @@
 //!   good fetch, its fetch time and a generation that grows by one per good
 //!   fetch. Every VM parses a document once per generation.
 //!
+//! Beside the record, its **generation** (`<issuer>/gen`, ASCII decimal)
+//! on its own: a VM's tick reads these few bytes to learn whether there is
+//! anything new, and copies the record (the whole key-set document) only
+//! when there is. The fetching VM writes the record first and then raises
+//! the generation, never lowers it, so a VM that sees generation `n` finds
+//! a record of generation `n` or newer.
+//!
 //! A third value, the **kid budget** (`<issuer>/kid`), holds the time of the
 //! last unknown-`kid` refetch of the process, so the rate limit is per Envoy.
 //!
@@ -230,6 +237,22 @@ pub fn is_newer(bytes: Option<&[u8]>, seen: u64) -> bool {
         .is_some_and(|(generation, _)| generation > seen)
 }
 
+/// The generation stored under `<issuer>/gen` (0: none, or not a number).
+pub fn generation(bytes: Option<&[u8]>) -> u64 {
+    bytes
+        .and_then(|b| std::str::from_utf8(b).ok())
+        .and_then(|s| s.parse::<u64>().ok())
+        .unwrap_or(0)
+}
+
+/// The bytes to write (with the CAS token read) under `<issuer>/gen` after
+/// publishing the record of `published`; `None` when the stored generation
+/// is already that or newer (another VM published after this one): the
+/// generation only grows.
+pub fn raise_generation(current: Option<&[u8]>, published: u64) -> Option<Vec<u8>> {
+    (published > generation(current)).then(|| published.to_string().into_bytes())
+}
+
 /// The process-wide unknown-`kid` budget: `Some(bytes)` to write (with the
 /// CAS token read) when no refetch happened within `interval_ms`; winning
 /// that write is this VM's one refetch. `None`: the budget is spent.
@@ -244,7 +267,7 @@ pub fn kid_budget(current: Option<&[u8]>, now_ms: u64, interval_ms: u64) -> Opti
 }
 
 /// The shared-data key of one of an issuer's values (`lease`, `keys`,
-/// `kid`). The configuration id keeps two plugin configurations with the
+/// `gen`, `kid`). The configuration id keeps two plugin configurations with the
 /// same issuer apart (they may differ in policy).
 pub fn key(config_id: &str, issuer: &str, value: &str) -> String {
     format!("mpass_guard/{config_id}/{issuer}/{value}")
@@ -426,6 +449,24 @@ mod tests {
         assert_eq!(Record::decode(&[0; 16]), None);
         assert!(!is_newer(Some(&[0; 20]), 0));
         assert_eq!(Record::next(Some(&[1; 3]), 5, None, b"d").generation, 1);
+    }
+
+    #[test]
+    fn the_generation_value_only_grows_and_tells_a_tick_whether_to_read_the_record() {
+        assert_eq!(generation(None), 0);
+        let one = raise_generation(None, 1).unwrap();
+        assert_eq!(generation(Some(&one)), 1);
+        let three = raise_generation(Some(&one), 3).unwrap();
+        assert_eq!(three, b"3");
+        // A VM that published generation 2 after another published 3 (it
+        // lost no CAS on the record, only the race to the generation) must
+        // not take the value back to 2: VMs that saw 3 would stay on it,
+        // and those between would never be told of 3.
+        assert_eq!(raise_generation(Some(&three), 2), None);
+        assert_eq!(raise_generation(Some(&three), 3), None);
+        // Garbled: counts as none, so the next publication repairs it.
+        assert_eq!(generation(Some(b"x1")), 0);
+        assert_eq!(raise_generation(Some(b"x1"), 1).unwrap(), b"1");
     }
 
     #[test]

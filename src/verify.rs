@@ -1,6 +1,7 @@
-//! Token decoding and checks: strict compact-JWS parsing, signature
-//! verification (ring, and [`crate::rsa_fast`] for RS*/PS*, plugged into
-//! jwt-compact as one [`Algorithm`]), and the registered-claim checks on time
+//! Token decoding and checks: strict compact-JWS parsing (one base64 and
+//! JSON pass over the token), signature verification (ring, and
+//! [`crate::rsa_fast`] for RS*/PS*, behind one dispatch,
+//! `RingVerifier::verify_signature`), and the registered-claim checks on time
 //! and audience.
 //!
 //! This module knows nothing about providers or configuration: callers pass in
@@ -15,11 +16,9 @@
 //! then asks. Claims read before verification are attacker-controlled and
 //! may only be used to choose the key.
 
-use std::borrow::Cow;
+use std::cmp::Ordering;
 use std::fmt;
-use std::marker::PhantomData;
 
-use jwt_compact::{Algorithm, AlgorithmExt as _, AlgorithmSignature, Empty, UntrustedToken};
 use ring::signature::{self, UnparsedPublicKey};
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Number, Value};
@@ -29,8 +28,8 @@ use crate::keys::{decode_b64url_strict, KeyMaterial, KeySet, VerifyingKey};
 use crate::rsa_fast::{Hash, Padding};
 
 /// The latest time claim we accept: 9999-12-31T23:59:59Z. Real tokens are far
-/// below it, and jwt-compact's own claim parser (chrono) refuses times far
-/// beyond it, so bounding here keeps the two parsers in agreement.
+/// below it, and other verifiers' claim parsers (jwt-compact's chrono) refuse
+/// times far beyond it, so bounding here keeps the parsers in agreement.
 pub const MAX_TIME: i64 = 253_402_300_799;
 
 /// Which code verifies RS*/PS* signatures (the top-level `rsa_verifier`).
@@ -216,7 +215,10 @@ pub struct TimePolicy {
 
 /// A decoded, structurally checked, **not yet verified** token.
 pub struct Untrusted {
-    token: UntrustedToken<'static, Empty>,
+    /// The JWS signing input, `h64.p64`: the bytes the signature covers.
+    signing_input: Vec<u8>,
+    /// The signature, decoded from its strict base64url.
+    signature: Vec<u8>,
     alg: Alg,
     kid: Option<String>,
     /// The decoded claims JSON, kept for [`Verified::into_retained`].
@@ -226,7 +228,6 @@ pub struct Untrusted {
     nbf: Option<i64>,
     iat: Option<i64>,
     size: usize,
-    signing_input_len: usize,
 }
 
 // Claims stay out of Debug output so a stray `{:?}` cannot log them.
@@ -243,8 +244,33 @@ impl fmt::Debug for Untrusted {
 impl Untrusted {
     /// Decodes a compact JWS strictly. Nothing is verified: see the module docs.
     ///
-    /// The size limit is checked first, before any decoding work.
+    /// The size limit is checked first, before any decoding work. The token
+    /// is base64-decoded and parsed once: what the signature check needs
+    /// (signing input, signature bytes) is kept from this pass.
     pub fn decode(token: &str, max_bytes: usize) -> Result<Untrusted, TokenError> {
+        Parsed::parse(token, max_bytes)?.finish()
+    }
+}
+
+/// [`Untrusted::decode`] up to the signature part: header and claims
+/// decoded and checked, in the order that gives each refusal its reason.
+struct Parsed<'t> {
+    token: &'t str,
+    /// `h64.p64`, the signing input.
+    signed: &'t str,
+    s64: &'t str,
+    header: Map<String, Value>,
+    alg: Alg,
+    kid: Option<String>,
+    payload: Vec<u8>,
+    claims: Map<String, Value>,
+    exp: Option<i64>,
+    nbf: Option<i64>,
+    iat: Option<i64>,
+}
+
+impl<'t> Parsed<'t> {
+    fn parse(token: &'t str, max_bytes: usize) -> Result<Parsed<'t>, TokenError> {
         if token.len() > max_bytes {
             return Err(TokenError::TooLarge);
         }
@@ -323,17 +349,14 @@ impl Untrusted {
             Some(_) => return Err(TokenError::InvalidClaim),
         }
 
-        // jwt-compact parses the same bytes again and becomes the owner of
-        // header, signed data and signature for the Validator. Our strict
-        // checks above ran first, so anything it would disagree on is refused.
-        let untrusted = UntrustedToken::<Empty>::new(token)
-            .map_err(|_| TokenError::Malformed)?
-            .into_owned();
-        if untrusted.algorithm() != alg.name() {
-            return Err(TokenError::Malformed);
-        }
-        Ok(Untrusted {
-            token: untrusted,
+        let signed = token
+            .get(..h64.len() + 1 + p64.len())
+            .ok_or(TokenError::Malformed)?;
+        Ok(Parsed {
+            token,
+            signed,
+            s64,
+            header,
             alg,
             kid,
             payload,
@@ -341,11 +364,34 @@ impl Untrusted {
             exp,
             nbf,
             iat,
-            size: token.len(),
-            signing_input_len: h64.len() + 1 + p64.len(),
         })
     }
 
+    /// The header members other verifiers read, and the signature. These
+    /// refusals come last, where jwt-compact made them when it parsed the
+    /// token a second time (up to mpass-guard 0.2): a token refused by
+    /// several checks keeps the reason it had.
+    fn finish(self) -> Result<Untrusted, TokenError> {
+        if !header_members_well_typed(&self.header) {
+            return Err(TokenError::Malformed);
+        }
+        let signature = decode_b64url_strict(self.s64).ok_or(TokenError::Malformed)?;
+        Ok(Untrusted {
+            signing_input: self.signed.as_bytes().to_vec(),
+            signature,
+            alg: self.alg,
+            kid: self.kid,
+            payload: self.payload,
+            claims: self.claims,
+            exp: self.exp,
+            nbf: self.nbf,
+            iat: self.iat,
+            size: self.token.len(),
+        })
+    }
+}
+
+impl Untrusted {
     /// The header `alg`.
     pub fn alg(&self) -> Alg {
         self.alg
@@ -381,6 +427,11 @@ impl Untrusted {
         &self.claims
     }
 
+    /// The claims as the JSON text they were decoded from.
+    pub fn claims_json(&self) -> &[u8] {
+        &self.payload
+    }
+
     /// `exp`, seconds since the epoch.
     pub fn exp(&self) -> Option<i64> {
         self.exp
@@ -403,7 +454,7 @@ impl Untrusted {
 
     /// Length of the JWS signing input (`header.payload`) in bytes.
     pub fn signing_input_len(&self) -> usize {
-        self.signing_input_len
+        self.signing_input.len()
     }
 
     /// Verifies the signature with a public key (RS*, PS*, ES256, EdDSA).
@@ -468,17 +519,18 @@ impl Untrusted {
             .ok_or(TokenError::BadSignature)
     }
 
+    /// The signature check itself. Every claim was checked when the token
+    /// was decoded, so a signature that verifies is all that is left.
     fn validate(&self, key: &RingKey<'_>, with: Verifiers) -> Result<(), TokenError> {
         let verifier = RingVerifier {
             alg: self.alg,
             rsa: with.rsa,
             ec: with.ec,
-            _key: PhantomData,
         };
-        match verifier.validator::<Empty>(key).validate(&self.token) {
-            Ok(_) => Ok(()),
-            Err(jwt_compact::ValidationError::MalformedClaims(_)) => Err(TokenError::InvalidClaim),
-            Err(_) => Err(TokenError::BadSignature),
+        if verifier.verify_signature(&self.signature, key, &self.signing_input) {
+            Ok(())
+        } else {
+            Err(TokenError::BadSignature)
         }
     }
 
@@ -564,6 +616,11 @@ impl Verified {
     /// The signed claims.
     pub fn claims(&self) -> &Map<String, Value> {
         self.token.claims()
+    }
+
+    /// The signed claims as the JSON text they were decoded from.
+    pub fn claims_json(&self) -> &[u8] {
+        self.token.claims_json()
     }
 
     /// The algorithm the signature was verified with.
@@ -695,6 +752,55 @@ fn is_plain_jwt_type(typ: &str) -> bool {
     t.eq_ignore_ascii_case("jwt")
 }
 
+/// Whether the header members that other JOSE libraries read have the types
+/// they read them as, so that no verifier in the chain parses a header this
+/// filter accepted as something else (or fails on it). These are the rules
+/// jwt-compact 0.8 applied when it parsed every token a second time: `cty`
+/// absent or `json` (a nested JWT, `cty: "JWT"`, is not an ID token); `jku`
+/// and `x5u` strings (never fetched: see `Parsed::parse`); `x5t` and
+/// `x5t#S256` base64url thumbprints. `null` counts as absent there, as in
+/// serde's `Option`. `kid` and `typ` are checked, more strictly, where they
+/// are read.
+fn header_members_well_typed(header: &Map<String, Value>) -> bool {
+    let optional_string = |name: &str| {
+        matches!(
+            header.get(name),
+            None | Some(Value::Null) | Some(Value::String(_))
+        )
+    };
+    let cty = match header.get("cty") {
+        None | Some(Value::Null) => true,
+        Some(Value::String(cty)) => cty.eq_ignore_ascii_case("json"),
+        Some(_) => false,
+    };
+    cty && optional_string("jku")
+        && optional_string("x5u")
+        && is_thumbprint(header.get("x5t"), 20)
+        && is_thumbprint(header.get("x5t#S256"), 32)
+}
+
+/// A certificate thumbprint of `len` bytes (SHA-1: 20, SHA-256: 32) as
+/// jwt-compact reads one: base64url with up to two `=` tolerated at the end;
+/// exactly `len` bytes, or a longer UTF-8 string (its hex form). Absent or
+/// `null` is fine.
+fn is_thumbprint(value: Option<&Value>, len: usize) -> bool {
+    let encoded = match value {
+        None | Some(Value::Null) => return true,
+        Some(Value::String(s)) => s.as_str(),
+        Some(_) => return false,
+    };
+    let mut unpadded = encoded;
+    for _ in 0..2 {
+        unpadded = unpadded.strip_suffix('=').unwrap_or(unpadded);
+    }
+    let decoded = decode_b64url_strict(unpadded);
+    match (unpadded.len() * 3 / 4).cmp(&len) {
+        Ordering::Less => false,
+        Ordering::Equal => decoded.is_some(),
+        Ordering::Greater => decoded.is_some_and(|bytes| std::str::from_utf8(&bytes).is_ok()),
+    }
+}
+
 /// Which way a fractional NumericDate is rounded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Round {
@@ -739,7 +845,7 @@ fn time_claim(
     }
 }
 
-// ---- ring as a jwt-compact Algorithm -------------------------------------
+// ---- signature verification ----------------------------------------------
 
 /// What a [`RingVerifier`] verifies with: a public key or an HMAC secret.
 enum RingKey<'k> {
@@ -747,50 +853,19 @@ enum RingKey<'k> {
     Secret(&'k [u8]),
 }
 
-/// Uninhabited: jwt-compact is used only to verify; minting lives in `mint`.
-enum NoSigning {}
-
-/// Signature bytes as decoded by jwt-compact; the length check per algorithm
-/// happens in `verify_signature`, because the algorithm is chosen at run time.
-struct RingSignature(Vec<u8>);
-
-impl AlgorithmSignature for RingSignature {
-    fn try_from_slice(slice: &[u8]) -> anyhow::Result<Self> {
-        Ok(RingSignature(slice.to_vec()))
-    }
-
-    fn as_bytes(&self) -> Cow<'_, [u8]> {
-        Cow::Borrowed(&self.0)
-    }
-}
-
-/// One jwt-compact [`Algorithm`] for every [`Alg`], backed by ring (RSA by
-/// [`crate::rsa_fast`], with per-key precomputed Montgomery constants). Its
-/// `name()` is the header `alg` it was built for, so jwt-compact's Validator
-/// refuses any token whose header names another algorithm.
-struct RingVerifier<'k> {
+/// The signature check of one [`Alg`], backed by ring (RSA by
+/// [`crate::rsa_fast`], with per-key precomputed Montgomery constants, unless
+/// `rsa_verifier` says ring). The algorithm is the header's, chosen by
+/// [`Untrusted::decode`]; the key was chosen by issuer and `alg`.
+struct RingVerifier {
     alg: Alg,
     rsa: RsaVerifier,
     ec: EcVerifier,
-    _key: PhantomData<&'k ()>,
 }
 
-impl<'k> Algorithm for RingVerifier<'k> {
-    type SigningKey = NoSigning;
-    type VerifyingKey = RingKey<'k>;
-    type Signature = RingSignature;
-
-    fn name(&self) -> Cow<'static, str> {
-        Cow::Borrowed(self.alg.name())
-    }
-
-    fn sign(&self, signing_key: &NoSigning, _message: &[u8]) -> RingSignature {
-        match *signing_key {}
-    }
-
+impl RingVerifier {
     /// False whenever the algorithm and the key disagree, whatever the bytes.
-    fn verify_signature(&self, sig: &RingSignature, key: &RingKey<'k>, message: &[u8]) -> bool {
-        let sig = sig.0.as_slice();
+    fn verify_signature(&self, sig: &[u8], key: &RingKey<'_>, message: &[u8]) -> bool {
         match (self.alg.family(), key) {
             (KeyFamily::Rsa, RingKey::Public(KeyMaterial::Rsa { public, .. })) => {
                 let Some((padding, hash)) = self.alg.rsa_scheme() else {
@@ -975,6 +1050,9 @@ impl<'de> Visitor<'de> for StrictVisitor {
         Ok(Value::Object(map))
     }
 }
+
+#[cfg(test)]
+mod reference;
 
 #[cfg(test)]
 // Tests may panic: a panic is a failed test, not a crashed VM.
@@ -1489,9 +1567,10 @@ mod tests {
         assert!(b"AQgw".contains(last));
         *last += 1;
         let non_canonical = format!("{}.{}.{}", p[0], p[1], String::from_utf8(sig).unwrap());
-        // The signature part is decoded by jwt-compact (base64ct), the same
-        // rules must hold there.
+        // The signature part follows the same rules.
         let padded_sig = format!("{token}==");
+        // 342 + 3 characters: one more than whole bytes can take.
+        let ragged_sig = format!("{token}AAA");
         let spaced_sig = format!("{}.{}. {}", p[0], p[1], p[2]);
         let dotted_sig = format!("{}.{}.{}", p[0], p[1], p[2].replacen('A', "%", 1));
         for t in [
@@ -1501,11 +1580,127 @@ mod tests {
             newline,
             non_canonical,
             padded_sig,
+            ragged_sig,
             spaced_sig,
             dotted_sig,
         ] {
             assert_eq!(decode_err(&t), "malformed", "{t}");
         }
+    }
+
+    #[test]
+    fn a_cty_other_than_json_is_malformed() {
+        let body = serde_json::to_string(&claims()).unwrap();
+        for cty in [
+            r#""JWT""#,
+            r#""jwt""#,
+            r#""application/json""#,
+            r#""""#,
+            "5",
+            "[]",
+        ] {
+            let header = format!(r#"{{"alg":"RS256","cty":{cty}}}"#);
+            assert_eq!(
+                decode_err(&mint_raw(Alg::RS256, &header, &body)),
+                "malformed",
+                "{cty}"
+            );
+        }
+        for cty in [r#""json""#, r#""JSON""#, "null"] {
+            let header = format!(r#"{{"alg":"RS256","cty":{cty}}}"#);
+            assert!(
+                Untrusted::decode(&mint_raw(Alg::RS256, &header, &body), MAX).is_ok(),
+                "{cty}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_jku_or_x5u_that_is_not_a_string_is_malformed() {
+        let body = serde_json::to_string(&claims()).unwrap();
+        for name in ["jku", "x5u"] {
+            for v in ["5", "[]", "{}", "true"] {
+                let header = format!(r#"{{"alg":"RS256","{name}":{v}}}"#);
+                let t = mint_raw(Alg::RS256, &header, &body);
+                assert_eq!(decode_err(&t), "malformed", "{name}={v}");
+            }
+            for v in [r#""https://attacker.example/""#, "null"] {
+                let header = format!(r#"{{"alg":"RS256","{name}":{v}}}"#);
+                let t = mint_raw(Alg::RS256, &header, &body);
+                assert!(Untrusted::decode(&t, MAX).is_ok(), "{name}={v}");
+            }
+        }
+    }
+
+    #[test]
+    fn x5t_thumbprints_must_be_base64url_of_their_digest_length_or_longer_text() {
+        let body = serde_json::to_string(&claims()).unwrap();
+        let enc = |b: &[u8]| URL_SAFE_NO_PAD.encode(b);
+        for (name, len) in [("x5t", 20), ("x5t#S256", 32)] {
+            let good = enc(&vec![7u8; len]);
+            let hex = enc("ab".repeat(len).as_bytes());
+            let accepted = [
+                good.clone(),
+                format!("{good}="),
+                format!("{good}=="),
+                hex.clone(),
+            ];
+            let refused = [
+                format!("{good}==="),
+                good[..good.len() - 1].to_owned(),
+                // Longer than the digest, and not UTF-8.
+                enc(&vec![0xffu8; len + 8]),
+                good.replace('H', "+"),
+                String::new(),
+            ];
+            let decode = |v: &str| {
+                let header = format!(r#"{{"alg":"RS256","{name}":"{v}"}}"#);
+                Untrusted::decode(&mint_raw(Alg::RS256, &header, &body), MAX).map(|_| ())
+            };
+            for v in accepted {
+                assert_eq!(decode(&v), Ok(()), "{name}={v}");
+            }
+            for v in refused {
+                assert_eq!(decode(&v), Err(TokenError::Malformed), "{name}={v}");
+            }
+            let header = format!(r#"{{"alg":"RS256","{name}":20}}"#);
+            assert_eq!(
+                decode_err(&mint_raw(Alg::RS256, &header, &body)),
+                "malformed"
+            );
+        }
+        // 20 bytes in 27 characters: the last one has two unused bits.
+        let mut sha1 = enc(&[7u8; 20]).into_bytes();
+        *sha1.last_mut().unwrap() += 1;
+        let header = format!(
+            r#"{{"alg":"RS256","x5t":"{}"}}"#,
+            String::from_utf8(sha1).unwrap()
+        );
+        assert_eq!(
+            decode_err(&mint_raw(Alg::RS256, &header, &body)),
+            "malformed"
+        );
+    }
+
+    #[test]
+    fn header_member_and_signature_refusals_come_after_the_claim_checks() {
+        let dup = format!(r#"{{"iss":"{ISS}","iss":"x","exp":{}}}"#, NOW + 60);
+        let bad_time = r#"{"exp":"soon"}"#;
+        for header in [
+            r#"{"alg":"RS256","cty":"JWT"}"#,
+            r#"{"alg":"RS256","x5t":5}"#,
+        ] {
+            assert_eq!(
+                decode_err(&mint_raw(Alg::RS256, header, &dup)),
+                "duplicate_claim"
+            );
+            assert_eq!(
+                decode_err(&mint_raw(Alg::RS256, header, bad_time)),
+                "invalid_claim"
+            );
+        }
+        let t = mint_raw(Alg::RS256, r#"{"alg":"RS256"}"#, bad_time);
+        assert_eq!(decode_err(&format!("{t}==")), "invalid_claim");
     }
 
     #[test]
@@ -1769,14 +1964,9 @@ mod tests {
             alg: Alg::EdDSA,
             rsa: RsaVerifier::Fast,
             ec: EcVerifier::Fast,
-            _key: PhantomData,
         };
         let material = verifying_key("ed25519.pem", None).material;
-        assert!(v.verify_signature(
-            &RingSignature(sig.clone()),
-            &RingKey::Public(&material),
-            b"a.b"
-        ));
-        assert!(!v.verify_signature(&RingSignature(sig), &RingKey::Secret(SECRET), b"a.b"));
+        assert!(v.verify_signature(&sig, &RingKey::Public(&material), b"a.b"));
+        assert!(!v.verify_signature(&sig, &RingKey::Secret(SECRET), b"a.b"));
     }
 }

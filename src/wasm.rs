@@ -20,7 +20,7 @@
 //! becomes a trap. Header values are read as bytes: the SDK's string map
 //! reader panics on a non-UTF-8 value, which a client controls.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::{Duration, UNIX_EPOCH};
@@ -165,12 +165,6 @@ impl Metrics {
             let _ = hostcalls::record_metric(id, value);
         }
     }
-
-    fn histogram(&self, name: &str, value: u64) {
-        if let Some(id) = self.id(name, MetricType::Histogram) {
-            let _ = hostcalls::record_metric(id, value);
-        }
-    }
 }
 
 /// State shared by the root context and every HTTP context of one VM.
@@ -184,6 +178,8 @@ struct Shared {
     declared: bool,
     /// `decision_time_us.stat_prefix=<sp>`.
     decision_time: String,
+    /// Its host metric id, once defined.
+    decision_time_id: Cell<Option<u32>>,
     /// Userinfo calls in flight: call token -> (session key, size cap,
     /// the HTTP context that made it and receives its response).
     userinfo_calls: RefCell<HashMap<u32, (u64, usize, u32)>>,
@@ -220,24 +216,39 @@ impl Shared {
         }
     }
 
+    /// One value of the decision-time histogram, through the metric id
+    /// defined on first use (no name lookup per request).
+    fn record_decision_time(&self, us: u64) {
+        let id = match self.decision_time_id.get() {
+            Some(id) => id,
+            None => {
+                let Some(id) = self.metrics.id(&self.decision_time, MetricType::Histogram) else {
+                    return;
+                };
+                self.decision_time_id.set(Some(id));
+                id
+            }
+        };
+        let _ = hostcalls::record_metric(id, us);
+    }
+
     /// Decides for the current effective HTTP context and carries it out.
     /// Returns `None` when the request was parked.
     fn run(&self, context_id: u32, resumed: bool) -> Option<Action> {
         let started_us = now_us();
+        // One clock read for the decision's `now` and the histogram's start:
+        // the same host clock a second read would give, a host call less.
+        let now = started_us / 1000;
         // Values as bytes: the rewrites keep them byte for byte; the text
-        // view (lossy only for bytes that are not UTF-8) is for matching.
-        let raw: Vec<(String, Vec<u8>)> =
-            match hostcalls::get_map_bytes(MapType::HttpRequestHeaders) {
-                Ok(list) => list,
-                Err(_) => {
-                    respond(500, &[], br#"{"error":"internal"}"#);
-                    return Some(Action::Pause);
-                }
-            };
-        let headers: Vec<(String, String)> = raw
-            .iter()
-            .map(|(n, v)| (n.clone(), String::from_utf8_lossy(v).into_owned()))
-            .collect();
+        // view (lossy only for bytes that are not UTF-8) is for matching,
+        // and is the bytes themselves, moved, when they are all UTF-8.
+        let (headers, raw) = match hostcalls::get_map_bytes(MapType::HttpRequestHeaders) {
+            Ok(list) => crate::engine::text_headers(list),
+            Err(_) => {
+                respond(500, &[], br#"{"error":"internal"}"#);
+                return Some(Action::Pause);
+            }
+        };
         let route_name = if self.engine.uses_route_names() {
             hostcalls::get_property(vec!["xds", "route_name"])
                 .ok()
@@ -246,7 +257,6 @@ impl Shared {
         } else {
             None
         };
-        let now = now_ms();
         let outcome = {
             let mut state = self.state.borrow_mut();
             let outcome = self.engine.handle(
@@ -275,7 +285,7 @@ impl Shared {
         };
         let action = self.carry_out(outcome, now);
         let took = now_us().saturating_sub(started_us);
-        self.metrics.histogram(&self.decision_time, took);
+        self.record_decision_time(took);
         Some(action)
     }
 
@@ -795,6 +805,7 @@ impl RootContext for Root {
                     metrics: Metrics::default(),
                     declared,
                     decision_time,
+                    decision_time_id: Cell::new(None),
                     userinfo_calls: RefCell::new(HashMap::new()),
                 }));
                 self.calls.clear();

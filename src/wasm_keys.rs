@@ -84,8 +84,9 @@ impl SharedKeys {
     }
 
     /// After this VM's fetch cycle of `remote` ended: publishes a good key
-    /// set document as the next generation, and leaves the lease quiet
-    /// until this VM's next attempt (refresh or backoff retry).
+    /// set document as the next generation (the record, then the small
+    /// generation value the other VMs' ticks read), and leaves the lease
+    /// quiet until this VM's next attempt (refresh or backoff retry).
     pub(crate) fn settled(
         &mut self,
         scope: &str,
@@ -105,6 +106,7 @@ impl SharedKeys {
                 let record = Record::next(cur.as_deref(), now, remote.userinfo_endpoint(), doc);
                 if swap(&key, &record.encode(), cas) {
                     self.seen.insert(issuer, record.generation);
+                    self.raise_generation(scope, &remote.issuer, record.generation);
                     break;
                 }
             }
@@ -116,16 +118,36 @@ impl SharedKeys {
         }
     }
 
+    /// Raises the shared generation value to `published` (never lowers
+    /// it: a VM that published later may have raised it further).
+    fn raise_generation(&self, scope: &str, issuer: &str, published: u64) {
+        let key = shared_keys::key(scope, issuer, "gen");
+        for _ in 0..8 {
+            let (cur, cas) = read(&key);
+            match shared_keys::raise_generation(cur.as_deref(), published) {
+                Some(v) if swap(&key, &v, cas) => return,
+                Some(_) => continue, // another VM moved first: read again
+                None => return,
+            }
+        }
+    }
+
     /// On the tick: adopts a newer generation another VM published. The
     /// message of the adoption, when there was one (true: keys usable).
+    /// Reads the few bytes of the generation value; the record (the whole
+    /// document) only when the generation moved past what this VM has.
     pub(crate) fn poll(
         &mut self,
         scope: &str,
         issuer: IssuerId,
         remote: &mut RemoteKeys,
     ) -> Option<(bool, String)> {
-        let key = shared_keys::key(scope, &remote.issuer, "keys");
         let seen = self.seen.get(&issuer).copied().unwrap_or(0);
+        let (generation, _) = read(&shared_keys::key(scope, &remote.issuer, "gen"));
+        if shared_keys::generation(generation.as_deref()) <= seen {
+            return None;
+        }
+        let key = shared_keys::key(scope, &remote.issuer, "keys");
         let (bytes, _) = read(&key);
         if !shared_keys::is_newer(bytes.as_deref(), seen) {
             return None;

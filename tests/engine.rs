@@ -810,3 +810,33 @@ fn refused_and_unmatched_requests_have_a_record_too() {
         (None, "unmatched", None)
     );
 }
+
+#[test]
+fn text_headers_move_utf8_values_without_keeping_a_raw_copy_and_keep_other_bytes_exactly() {
+    use mpass_guard::engine::text_headers;
+    let raw = vec![
+        (":path".to_owned(), b"/shop/".to_vec()),
+        (
+            "x-name".to_owned(),
+            "\u{c4}\u{e4}nekoski".as_bytes().to_vec(),
+        ),
+    ];
+    let (headers, kept) = text_headers(raw);
+    assert_eq!(
+        headers,
+        vec![
+            (":path".to_owned(), "/shop/".to_owned()),
+            ("x-name".to_owned(), "\u{c4}\u{e4}nekoski".to_owned()),
+        ]
+    );
+    // Empty: the text values are the bytes (`Request::raw`).
+    assert!(kept.is_empty());
+
+    let raw = vec![
+        (":path".to_owned(), b"/shop/".to_vec()),
+        ("x-latin1".to_owned(), b"\xc4\xe4nekoski".to_vec()),
+    ];
+    let (headers, kept) = text_headers(raw.clone());
+    assert_eq!(headers[1].1, "\u{fffd}\u{fffd}nekoski");
+    assert_eq!(kept, raw, "a value that is not UTF-8 keeps its bytes");
+}

@@ -80,6 +80,34 @@ pub struct Request<'a> {
     pub raw: &'a [(String, Vec<u8>)],
 }
 
+/// A header map as the host returns it: names, and values as bytes.
+pub type RawHeaders = Vec<(String, Vec<u8>)>;
+
+/// The text view of the header map as the host returns it (values as
+/// bytes), and the bytes to keep as [`Request::raw`]. When every value is
+/// UTF-8 (the usual case) the values move into the text view without a copy
+/// and no raw map is kept: the text is the bytes. Otherwise the text view is
+/// a lossy copy (for matching only) and the raw map is kept, so the rewrites
+/// keep the bytes the client sent.
+pub fn text_headers(raw: RawHeaders) -> (Vec<(String, String)>, RawHeaders) {
+    if raw.iter().all(|(_, v)| std::str::from_utf8(v).is_ok()) {
+        let headers = raw
+            .into_iter()
+            .map(|(n, v)| {
+                let v = String::from_utf8(v)
+                    .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
+                (n, v)
+            })
+            .collect();
+        return (headers, Vec::new());
+    }
+    let headers = raw
+        .iter()
+        .map(|(n, v)| (n.clone(), String::from_utf8_lossy(v).into_owned()))
+        .collect();
+    (headers, raw)
+}
+
 impl<'a> Request<'a> {
     /// A request whose header values are all text.
     pub fn new(headers: &'a [(String, String)], route_name: Option<&'a str>) -> Request<'a> {
@@ -932,7 +960,14 @@ impl Engine {
         if provider.signed_token.is_some() && verdict.is_ok() {
             minted.push((provider_index, Slot::new(claims)));
         }
-        let ours = cfg.sealer.issuers.run_is_ours(found.token.as_bytes());
+        // The strict decode's result, not a second (lenient) decode.
+        let ours = verified.token.issuer().is_some_and(|iss| {
+            cfg.sealer.issuers.decoded_is_ours(
+                found.token.as_bytes(),
+                verified.token.claims_json(),
+                iss,
+            )
+        });
         let mut entry = Entry {
             raw: found.token.as_str().into(),
             ours,
@@ -1119,7 +1154,8 @@ impl Engine {
                 ec: self.config.ec_verifier,
             };
             match untrusted.verify_with_keyset_using(&keys, with) {
-                Ok((verified, key)) => (verified, Some(key.fingerprint())),
+                // The print computed when the set was parsed, not a new hash.
+                Ok((verified, key)) => (verified, Some(keys.fingerprint_of(key))),
                 Err(TokenError::UnknownKey) if !resumed => {
                     // Maybe the issuer rotated: one coalesced, rate-limited
                     // refetch, then decide again.

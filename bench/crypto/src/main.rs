@@ -1,5 +1,5 @@
 //! Times signature verification per algorithm: the filter's whole path
-//! (`Untrusted::verify_with_key`: jwt-compact plumbing + the check), and the
+//! (`Untrusted::verify_with_key`: the dispatch, hashing + the check), and the
 //! bare verifiers (`rsa_fast`, ring) on the same signature. Build for
 //! wasm32-wasip1 and run with `node run.mjs`, so the numbers are V8's, as in
 //! Envoy; a native build runs too.
