@@ -151,6 +151,14 @@ def mpass_ring_eddsa() -> dict[str, Any]:
     return cfg
 
 
+def mpass_ring_ec() -> dict[str, Any]:
+    """The default configuration with ES256 verified by ring (`ec_verifier:
+    "ring"`, the kill switch) instead of the project's `p256_fast`."""
+    cfg = mpass_default()
+    cfg["ec_verifier"] = "ring"
+    return cfg
+
+
 def mpass_batched() -> dict[str, Any]:
     """The default configuration with audit lines and counters batched
     (`audit.flush_interval`, off by default)."""
@@ -412,6 +420,8 @@ def cells() -> list[Cell]:
              alg="ES256", kind="native", group="cold"),
         Cell("mpass-es-cold", "mpass-guard ES256, new token each request", mpass(), alg="ES256",
              baseline="native-es-cold", kind="mpass", group="cold"),
+        Cell("mpass-es-ring-cold", "mpass-guard ES256 verified by ring (ec_verifier ring), new token each request",
+             mpass(mpass_ring_ec), alg="ES256", baseline="mpass-es-cold", kind="mpass", group="cold"),
         Cell("native-ed-cold", "jwt_authn EdDSA, no cache, new token each request", nat("EdDSA"),
              alg="EdDSA", kind="native", group="cold"),
         Cell("mpass-ed-cold", "mpass-guard EdDSA, new token each request", mpass(), alg="EdDSA",

@@ -12,7 +12,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 SECONDS_PER_TARGET="${FUZZ_SECONDS:-60}"
-TARGETS="${FUZZ_TARGETS:-token extract claims config render rsa ed25519 userinfo login}"
+TARGETS="${FUZZ_TARGETS:-token extract claims config render rsa p256 ed25519 userinfo login}"
 export RUSTC_BOOTSTRAP=1
 FLAGS=(-s none -a)
 

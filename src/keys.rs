@@ -16,6 +16,7 @@ use serde_json::{Map, Value};
 
 use crate::alg::{Alg, KeyFamily};
 use crate::ed25519_fast::Ed25519PublicKey;
+use crate::p256_fast::EcPublicKey;
 use crate::rsa_fast::{
     exponent_allowed, RsaPublicKey, MAX_BITS, MAX_EXPONENT, MIN_BITS, MIN_EXPONENT,
 };
@@ -46,6 +47,10 @@ pub enum KeyMaterial {
     EcP256 {
         /// The uncompressed point.
         point: Vec<u8>,
+        /// The same point, validated at parse time (coordinates below p, on
+        /// the curve, as ring checks), with its table of multiples for
+        /// `p256_fast`, built on the key's first verification.
+        public: EcPublicKey,
     },
     /// An Ed25519 public key (32 bytes).
     Ed25519 {
@@ -113,7 +118,7 @@ impl VerifyingKey {
                 put_field(&mut ctx, Some(n));
                 put_field(&mut ctx, Some(e));
             }
-            KeyMaterial::EcP256 { point } => {
+            KeyMaterial::EcP256 { point, .. } => {
                 put_field(&mut ctx, Some(b"EC P-256"));
                 put_field(&mut ctx, Some(point));
             }
@@ -454,7 +459,11 @@ fn ec_material(obj: &Map<String, Value>) -> Result<KeyMaterial, String> {
     point.push(0x04);
     point.extend_from_slice(&x);
     point.extend_from_slice(&y);
-    Ok(KeyMaterial::EcP256 { point })
+    // ring refuses such a point on every verification; refusing it here
+    // skips the key once, with a reason, whichever `ec_verifier` is chosen.
+    let public =
+        EcPublicKey::new(&point).ok_or("P-256 point is not on the curve or out of range")?;
+    Ok(KeyMaterial::EcP256 { point, public })
 }
 
 fn okp_material(obj: &Map<String, Value>) -> Result<KeyMaterial, String> {
@@ -685,6 +694,28 @@ mod tests {
                 None => assert_eq!((keys.len(), warnings.len()), (2, 0), "{warnings:?}"),
             }
         }
+    }
+
+    #[test]
+    fn an_ec_point_off_the_curve_or_out_of_range_is_skipped_at_load() {
+        // ring would refuse every signature with such a key; the parser
+        // refuses the key once, with a reason, as for RSA.
+        let good = jwk("ec-p256.pem", "ec");
+        let y = decode_b64url_strict(good["y"].as_str().unwrap()).unwrap();
+        let mut off = y.clone();
+        off[31] ^= 1;
+        let mut p = vec![0xffu8; 32];
+        p[4..8].copy_from_slice(&[0, 0, 0, 1]);
+        p[8..20].fill(0);
+        for bad_y in [off, p, vec![0xff; 32]] {
+            let mut k = good.clone();
+            k["y"] = json!(URL_SAFE_NO_PAD.encode(&bad_y));
+            let (keys, warnings) = parse_keys(&jwks(vec![k, jwk("rsa-b.pem", "b")]), ALL).unwrap();
+            assert_eq!(keys.len(), 1);
+            assert!(warnings[0].contains("not on the curve"), "{warnings:?}");
+        }
+        let (keys, warnings) = parse_keys(&jwks(vec![good]), ALL).unwrap();
+        assert_eq!((keys.len(), warnings.len()), (1, 0));
     }
 
     #[test]

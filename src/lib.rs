@@ -31,6 +31,7 @@ pub mod metadata;
 pub mod mint;
 pub mod minted;
 pub mod names;
+pub mod p256_fast;
 pub mod registry;
 pub mod registry_source;
 pub mod render;

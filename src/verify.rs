@@ -57,6 +57,31 @@ impl RsaVerifier {
     }
 }
 
+/// Which code verifies ES256 signatures (the top-level `ec_verifier`).
+/// Both accept the same keys (the JWKS parser validates the point as ring
+/// does) and must give the same verdict on every signature; `Ring` exists
+/// as a kill switch should a defect ever be found in [`crate::p256_fast`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EcVerifier {
+    /// [`crate::p256_fast`], with a per-key table of multiples of the key.
+    #[default]
+    Fast,
+    /// ring's `ECDSA_P256_SHA256_FIXED` (no per-key precomputation:
+    /// slower, independent code).
+    Ring,
+}
+
+impl EcVerifier {
+    /// The configuration value.
+    pub fn name(self) -> &'static str {
+        match self {
+            EcVerifier::Fast => "fast",
+            EcVerifier::Ring => "ring",
+        }
+    }
+}
+
 /// Which code verifies EdDSA (Ed25519) signatures (the top-level
 /// `eddsa_verifier`). Both accept the same keys (the JWKS parser keeps every
 /// 32-byte key, as ring does) and must give the same verdict on every
@@ -84,12 +109,14 @@ impl EddsaVerifier {
     }
 }
 
-/// The verifier choices of a configuration (`rsa_verifier`,
+/// The verifier choices of a configuration (`rsa_verifier`, `ec_verifier`,
 /// `eddsa_verifier`). One choice alone means the default for the others.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Verifiers {
     /// RS*/PS*.
     pub rsa: RsaVerifier,
+    /// ES256.
+    pub ec: EcVerifier,
     /// EdDSA.
     pub eddsa: EddsaVerifier,
 }
@@ -98,6 +125,15 @@ impl From<RsaVerifier> for Verifiers {
     fn from(rsa: RsaVerifier) -> Verifiers {
         Verifiers {
             rsa,
+            ..Verifiers::default()
+        }
+    }
+}
+
+impl From<EcVerifier> for Verifiers {
+    fn from(ec: EcVerifier) -> Verifiers {
+        Verifiers {
+            ec,
             ..Verifiers::default()
         }
     }
@@ -528,6 +564,7 @@ impl Untrusted {
             alg: self.alg,
             rsa: with.rsa,
             eddsa: with.eddsa,
+            ec: with.ec,
         };
         if verifier.verify_signature(&self.signature, key, &self.signing_input) {
             Ok(())
@@ -568,9 +605,9 @@ impl Untrusted {
         self.verify_with_keyset_using(set, Verifiers::default())
     }
 
-    /// [`Self::verify_with_keyset`] with RS*/PS* and EdDSA signatures
+    /// [`Self::verify_with_keyset`] with RS*/PS* and ES256 signatures
     /// checked by the verifiers chosen (the configuration's `rsa_verifier`
-    /// and `eddsa_verifier`; one choice alone leaves the other at its
+    /// and `ec_verifier`; an [`RsaVerifier`] alone leaves ES256 at its
     /// default); other families are unaffected.
     pub fn verify_with_keyset_using(
         self,
@@ -862,6 +899,7 @@ enum RingKey<'k> {
 struct RingVerifier {
     alg: Alg,
     rsa: RsaVerifier,
+    ec: EcVerifier,
     eddsa: EddsaVerifier,
 }
 
@@ -882,13 +920,20 @@ impl RingVerifier {
                         RsaVerifier::Ring => ring_rsa_verify(padding, hash, key, message, sig),
                     }
             }
-            // JWS ES256 is the fixed 64-byte r||s form, never DER. ring
-            // refuses r = 0 or s = 0 (the "psychic signature" bug).
-            (KeyFamily::EcP256, RingKey::Public(KeyMaterial::EcP256 { point })) => {
+            // JWS ES256 is the fixed 64-byte r||s form, never DER. Both
+            // refuse r or s outside 1..n (r = 0 or s = 0 is the "psychic
+            // signature" bug). p256_fast by default: ring has no per-key
+            // precomputation.
+            (KeyFamily::EcP256, RingKey::Public(KeyMaterial::EcP256 { point, public })) => {
                 sig.len() == 64
-                    && UnparsedPublicKey::new(&signature::ECDSA_P256_SHA256_FIXED, point)
-                        .verify(message, sig)
-                        .is_ok()
+                    && match self.ec {
+                        EcVerifier::Fast => public.verify(message, sig),
+                        EcVerifier::Ring => {
+                            UnparsedPublicKey::new(&signature::ECDSA_P256_SHA256_FIXED, point)
+                                .verify(message, sig)
+                                .is_ok()
+                        }
+                    }
             }
             // ed25519_fast by default: ring decodes the key and runs a
             // double-scalar multiplication on every call. Same rules (s < L,
@@ -1209,6 +1254,31 @@ mod tests {
     }
 
     #[test]
+    fn both_ec_verifiers_accept_es256_tokens_and_refuse_tampering_and_other_keys() {
+        let mut k = verifying_key("ec-p256.pem", None);
+        k.kid = Some("k1".into());
+        let ours = KeySet::from_keys(vec![k]);
+        let token = mint(Alg::ES256, &claims());
+        let p = parts(&token);
+        let mut sig = URL_SAFE_NO_PAD.decode(&p[2]).unwrap();
+        sig[40] ^= 1;
+        let tampered = format!("{}.{}.{}", p[0], p[1], URL_SAFE_NO_PAD.encode(&sig));
+        let truncated = format!("{}.{}.{}", p[0], p[1], URL_SAFE_NO_PAD.encode(&sig[1..]));
+        for ec in [EcVerifier::Fast, EcVerifier::Ring] {
+            let check = |t: &str| {
+                Untrusted::decode(t, MAX)
+                    .unwrap()
+                    .verify_with_keyset_using(&ours, ec)
+                    .map(|_| ())
+            };
+            assert_eq!(check(&token), Ok(()), "{ec:?}");
+            for bad in [&tampered, &truncated] {
+                assert_eq!(check(bad), Err(TokenError::BadSignature), "{ec:?}");
+            }
+        }
+    }
+
+    #[test]
     fn both_eddsa_verifiers_accept_an_eddsa_token_and_refuse_tampering_and_another_key() {
         let mut k = verifying_key("ed25519.pem", None);
         k.kid = Some("k1".into());
@@ -1263,6 +1333,20 @@ mod tests {
             assert!(
                 t.verify_with_keyset_using(&set, EddsaVerifier::Ring)
                     .is_ok(),
+                "{alg}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_ec_verifier_choice_does_not_touch_other_families() {
+        for alg in [Alg::RS256, Alg::PS256, Alg::EdDSA] {
+            let mut k = verifying_key(key_file(alg), None);
+            k.kid = Some("k1".into());
+            let set = KeySet::from_keys(vec![k]);
+            let t = Untrusted::decode(&mint(alg, &claims()), MAX).unwrap();
+            assert!(
+                t.verify_with_keyset_using(&set, EcVerifier::Ring).is_ok(),
                 "{alg}"
             );
         }
@@ -1991,6 +2075,7 @@ mod tests {
         let v = RingVerifier {
             alg: Alg::EdDSA,
             rsa: RsaVerifier::Fast,
+            ec: EcVerifier::Fast,
             eddsa: EddsaVerifier::Fast,
         };
         let material = verifying_key("ed25519.pem", None).material;

@@ -777,10 +777,11 @@ impl RootContext for Root {
                 log(
                     LogLevel::Info,
                     &format!(
-                        "mpass-guard {}: configuration loaded: {issuers} issuer(s), {providers} provider(s), stat_prefix {}, rsa_verifier {}, eddsa_verifier {}",
+                        "mpass-guard {}: configuration loaded: {issuers} issuer(s), {providers} provider(s), stat_prefix {}, rsa_verifier {}, ec_verifier {}, eddsa_verifier {}",
                         crate::VERSION,
                         engine.stat_prefix(),
                         engine.rsa_verifier().name(),
+                        engine.ec_verifier().name(),
                         engine.eddsa_verifier().name()
                     ),
                 );

@@ -239,6 +239,7 @@ pub(crate) fn compile(
         bypass_cors_preflight: wire.bypass_cors_preflight,
         rsa_verifier: wire.rsa_verifier,
         eddsa_verifier: wire.eddsa_verifier,
+        ec_verifier: wire.ec_verifier,
         audit_flush_ms,
         audit_log,
         stat_prefix,

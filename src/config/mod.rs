@@ -107,6 +107,8 @@ pub struct Config {
     pub rsa_verifier: crate::verify::RsaVerifier,
     /// Which code verifies EdDSA signatures (`eddsa_verifier`).
     pub eddsa_verifier: crate::verify::EddsaVerifier,
+    /// Which code verifies ES256 signatures (`ec_verifier`).
+    pub ec_verifier: crate::verify::EcVerifier,
     pub realm: String,
     pub header_prefix: String,
     /// Key for the audit pseudonym of `sub`; `None` leaves it out.
@@ -344,6 +346,21 @@ mod tests {
         for bad in [json!("dalek"), json!("Fast"), json!(0)] {
             v["eddsa_verifier"] = bad;
             assert_eq!(error_path(&v), "eddsa_verifier");
+        }
+    }
+
+    #[test]
+    fn ec_verifier_defaults_to_fast_takes_ring_and_refuses_anything_else() {
+        use crate::verify::EcVerifier;
+        assert_eq!(load(&base()).unwrap().ec_verifier, EcVerifier::Fast);
+        let mut v = base();
+        v["ec_verifier"] = json!("ring");
+        assert_eq!(load(&v).unwrap().ec_verifier, EcVerifier::Ring);
+        v["ec_verifier"] = json!("fast");
+        assert_eq!(load(&v).unwrap().ec_verifier, EcVerifier::Fast);
+        for bad in [json!("openssl"), json!("Fast"), json!(1)] {
+            v["ec_verifier"] = bad;
+            assert_eq!(error_path(&v), "ec_verifier");
         }
     }
 

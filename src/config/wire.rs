@@ -58,6 +58,10 @@ pub struct PluginConfig {
     /// `ed25519_fast`, default) or `ring` (the kill switch).
     #[serde(default)]
     pub eddsa_verifier: crate::verify::EddsaVerifier,
+    /// Which code verifies ES256 signatures: `fast` (the project's
+    /// `p256_fast`, default) or `ring` (the kill switch).
+    #[serde(default)]
+    pub ec_verifier: crate::verify::EcVerifier,
     /// The MPASSid management service, for contracts whose organisations
     /// come from it (`contract.organisations_from`).
     #[serde(default)]

@@ -498,6 +498,11 @@ impl Engine {
         self.config.eddsa_verifier
     }
 
+    /// The configured ES256 verifier (`ec_verifier`), for the load log line.
+    pub fn ec_verifier(&self) -> crate::verify::EcVerifier {
+        self.config.ec_verifier
+    }
+
     /// Whether audit lines also go to Envoy's application log (`audit.log`).
     pub fn audit_log(&self) -> bool {
         self.config.audit_log
@@ -1152,6 +1157,7 @@ impl Engine {
             let with = crate::verify::Verifiers {
                 rsa: self.config.rsa_verifier,
                 eddsa: self.config.eddsa_verifier,
+                ec: self.config.ec_verifier,
             };
             match untrusted.verify_with_keyset_using(&keys, with) {
                 // The print computed when the set was parsed, not a new hash.

@@ -100,6 +100,7 @@ fn old_validate(
             alg,
             rsa: with.rsa,
             eddsa: with.eddsa,
+            ec: with.ec,
         },
         _key: PhantomData,
     };
@@ -190,6 +191,7 @@ fn assert_same_verdicts(token: &str) {
     let choices: Vec<Verifiers> = match alg.family() {
         KeyFamily::Rsa => vec![RsaVerifier::Fast.into(), RsaVerifier::Ring.into()],
         KeyFamily::Ed25519 => vec![EddsaVerifier::Fast.into(), EddsaVerifier::Ring.into()],
+        KeyFamily::EcP256 => vec![EcVerifier::Fast.into(), EcVerifier::Ring.into()],
         _ => vec![Verifiers::default()],
     };
     let secrets: [&[u8]; 3] = [SECRET, b"another-secret", b""];

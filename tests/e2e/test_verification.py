@@ -22,9 +22,10 @@ from harness import Envoy, key_path, mint, public_pem, unsigned_token, with_payl
 
 SHOP = "/shop/basket"
 
-# Every test that uses `guard` runs twice: with the project's RSA and EdDSA
-# verifiers (`rsa_fast`, `ed25519_fast`, the defaults) and with both kill
-# switches, `rsa_verifier: "ring"` and `eddsa_verifier: "ring"`.
+# Every test that uses `guard` runs twice: with the project's RSA, ES256 and
+# EdDSA verifiers (`rsa_fast`, `p256_fast`, `ed25519_fast`, the defaults) and
+# with the three kill switches, `rsa_verifier`, `ec_verifier` and
+# `eddsa_verifier: "ring"`.
 VERIFIERS = ["fast", "ring"]
 
 
@@ -38,6 +39,7 @@ def guard(request, upstream, tmp_path_factory):
     if request.param != "fast":
         config["rsa_verifier"] = request.param
         config["eddsa_verifier"] = request.param
+        config["ec_verifier"] = request.param
     envoy = Envoy(upstream.port, config, env={STUDEO_SECRET_ENV: STUDEO_SECRET},
                   workdir=tmp_path_factory.mktemp(f"guard-{request.param}"))
     envoy.start()
@@ -47,9 +49,10 @@ def guard(request, upstream, tmp_path_factory):
 
 def test_the_envoy_under_test_runs_the_verifiers_it_was_given(guard):
     rsa = guard.plugin_config.get("rsa_verifier", "fast")
+    ec = guard.plugin_config.get("ec_verifier", "fast")
     eddsa = guard.plugin_config.get("eddsa_verifier", "fast")
-    assert f"rsa_verifier {rsa}" in guard.log(), guard.log_tail()
-    assert f"eddsa_verifier {eddsa}" in guard.log(), guard.log_tail()
+    want = f"rsa_verifier {rsa}, ec_verifier {ec}, eddsa_verifier {eddsa}"
+    assert want in guard.log(), guard.log_tail()
 LIBRARY = "/library/loans"
 OPEN = "/public/info"
 
@@ -189,6 +192,17 @@ def test_a_token_for_another_audience_is_forbidden(guard, upstream):
 def test_a_token_with_a_tampered_payload_is_refused_as_bad_signature(guard, upstream):
     token = with_payload(rs256(), sub="someone-else")
     assert_rejected(guard, upstream, guard.send(SHOP, bearer(token)), 401, "bad_signature")
+
+
+def test_an_es256_token_with_a_tampered_payload_or_signature_is_refused_as_bad_signature(
+        guard, upstream):
+    token = VALID["ES256"]()
+    h, p, s = token.split(".")
+    sig = bytearray(base64.urlsafe_b64decode(s + "=" * (-len(s) % 4)))
+    sig[40] ^= 1
+    flipped = base64.urlsafe_b64encode(bytes(sig)).rstrip(b"=").decode()
+    for bad in [with_payload(token, sub="someone-else"), f"{h}.{p}.{flipped}"]:
+        assert_rejected(guard, upstream, guard.send(SHOP, bearer(bad)), 401, "bad_signature")
 
 
 def test_an_eddsa_token_with_a_tampered_payload_or_signature_is_refused_as_bad_signature(
