@@ -595,6 +595,17 @@ impl KeyStore {
             .filter_map(|(i, r)| Some((IssuerId(i), r.as_mut()?)))
     }
 
+    /// [`KeySet::precompute_tables`] for every remote issuer's current key
+    /// set: the tables a new key set needs, built off the request path.
+    pub fn precompute_tables(&self) -> usize {
+        self.issuers
+            .iter()
+            .flatten()
+            .filter_map(|r| r.current.as_deref())
+            .map(KeySet::precompute_tables)
+            .sum()
+    }
+
     /// True when any issuer fetches keys remotely.
     pub fn has_remote(&self) -> bool {
         self.issuers.iter().any(Option::is_some)

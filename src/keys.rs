@@ -223,6 +223,24 @@ impl KeySet {
             .unwrap_or_else(|| key.fingerprint())
     }
 
+    /// Builds now every per-key table a verification would otherwise build
+    /// on the key's first token (P-256's multiples of the key, and the
+    /// generator's once per VM), so no user's request pays for it. Returns
+    /// how many tables were built; 0 when all were built already (cheap:
+    /// a check per key).
+    pub fn precompute_tables(&self) -> usize {
+        let mut built = 0;
+        for key in &self.keys {
+            if let KeyMaterial::EcP256 { public, .. } = &key.material {
+                if !public.is_precomputed() {
+                    crate::p256_fast::precompute_generator();
+                    built += usize::from(public.precompute());
+                }
+            }
+        }
+        built
+    }
+
     /// Number of keys.
     pub fn len(&self) -> usize {
         self.keys.len()
@@ -640,6 +658,20 @@ mod tests {
         let (set, warnings) = KeySet::parse(&doc, ALL).unwrap();
         assert_eq!(set.len(), MAX_KEYS);
         assert!(warnings[0].contains("only the first 64"), "{warnings:?}");
+    }
+
+    #[test]
+    fn precomputing_a_key_sets_tables_builds_each_ec_table_once_and_leaves_other_keys_alone() {
+        let doc = jwks(vec![jwk("rsa-a.pem", "a"), jwk("ec-p256.pem", "ec")]);
+        let (set, _) = KeySet::parse(&doc, ALL).unwrap();
+        let ec = |set: &KeySet| match &set.keys()[1].material {
+            KeyMaterial::EcP256 { public, .. } => public.is_precomputed(),
+            other => panic!("{other:?}"),
+        };
+        assert!(!ec(&set));
+        assert_eq!(set.precompute_tables(), 1);
+        assert!(ec(&set));
+        assert_eq!(set.precompute_tables(), 0);
     }
 
     #[test]

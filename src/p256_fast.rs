@@ -686,6 +686,12 @@ fn window_bits(k: &Limbs, pos: usize, w: u32) -> u32 {
     ((((high << 32) | low) >> off) & ((1 << w) - 1)) as u32
 }
 
+/// Builds the generator's table now if it is not built yet (otherwise the
+/// first verification of the VM does). Returns whether it is usable.
+pub fn precompute_generator() -> bool {
+    generator_table().is_some()
+}
+
 fn generator_table() -> Option<&'static Comb> {
     static G: OnceLock<Option<Comb>> = OnceLock::new();
     G.get_or_init(|| {

@@ -795,6 +795,9 @@ impl RootContext for Root {
                 let declared = declare_decision_property();
                 let decision_time = decision_time_name(engine.stat_prefix());
                 let state = engine.new_state();
+                // Inline keys' verification tables now, not on a user's
+                // first token (remote sets: on the tick after they arrive).
+                engine.precompute_key_tables(&state.keys);
                 // A new configuration replaces the state: write out what the
                 // previous one still holds.
                 if let Some(previous) = &self.shared {
@@ -855,6 +858,11 @@ impl RootContext for Root {
         for i in adopted {
             shared.release_parked(self.context_id, Some(WaitFor::Keys(i)), now);
         }
+        // Tables of key sets fetched or adopted since the last tick (a
+        // check per key once they are built).
+        shared
+            .engine
+            .precompute_key_tables(&shared.state.borrow().keys);
         shared.metrics.flush(&shared.state.borrow());
         self.start_due_fetches(&shared, now);
         {

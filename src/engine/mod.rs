@@ -488,6 +488,25 @@ impl Engine {
         &self.config.stat_prefix
     }
 
+    /// Builds the per-key verification tables of every key set in use, the
+    /// inline ones and the remote ones `keys` holds now (see
+    /// [`crate::keys::KeySet::precompute_tables`]). The glue calls it when
+    /// the VM is configured and on every tick, so a new key set's tables are
+    /// built off the request path; a request that comes first builds its
+    /// key's table itself. Returns how many tables were built.
+    pub fn precompute_key_tables(&self, keys: &KeyStore) -> usize {
+        let local: usize = self
+            .config
+            .issuers
+            .iter()
+            .filter_map(|i| match &i.keys {
+                IssuerKeys::Local(set) => Some(set.precompute_tables()),
+                IssuerKeys::Remote { .. } => None,
+            })
+            .sum();
+        local + keys.precompute_tables()
+    }
+
     /// The configured RS*/PS* verifier (`rsa_verifier`), for the load log line.
     pub fn rsa_verifier(&self) -> crate::verify::RsaVerifier {
         self.config.rsa_verifier
