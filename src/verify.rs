@@ -1211,6 +1211,48 @@ mod tests {
         }
     }
 
+    /// With each verifier choice: a fresh `alg` token verifies against
+    /// `ours`; the same token with one signature bit flipped (at byte
+    /// `flip`) or its first byte cut is `bad_signature`; and against
+    /// `impostor` (the same kid, another key), `bad_signature` too.
+    fn assert_each_choice_verifies_and_refuses<V: Copy + fmt::Debug + Into<Verifiers>>(
+        alg: Alg,
+        ours: &KeySet,
+        impostor: Option<&KeySet>,
+        choices: &[V],
+        flip: usize,
+    ) {
+        let token = mint(alg, &claims());
+        let p = parts(&token);
+        let mut sig = URL_SAFE_NO_PAD.decode(&p[2]).unwrap();
+        sig[flip] ^= 1;
+        let tampered = format!("{}.{}.{}", p[0], p[1], URL_SAFE_NO_PAD.encode(&sig));
+        let truncated = format!("{}.{}.{}", p[0], p[1], URL_SAFE_NO_PAD.encode(&sig[1..]));
+        for &with in choices {
+            let check = |t: &str, set: &KeySet| {
+                Untrusted::decode(t, MAX)
+                    .unwrap()
+                    .verify_with_keyset_using(set, with)
+                    .map(|_| ())
+            };
+            assert_eq!(check(&token, ours), Ok(()), "{alg} {with:?}");
+            for bad in [&tampered, &truncated] {
+                assert_eq!(
+                    check(bad, ours),
+                    Err(TokenError::BadSignature),
+                    "{alg} {with:?}"
+                );
+            }
+            if let Some(impostor) = impostor {
+                assert_eq!(
+                    check(&token, impostor),
+                    Err(TokenError::BadSignature),
+                    "{alg} {with:?}"
+                );
+            }
+        }
+    }
+
     #[test]
     fn both_rsa_verifiers_accept_every_rs_and_ps_token_and_refuse_tampering() {
         let mut a = verifying_key("rsa-a.pem", None);
@@ -1223,33 +1265,13 @@ mod tests {
             .into_iter()
             .filter(|a| a.family() == KeyFamily::Rsa)
         {
-            let token = mint(alg, &claims());
-            let p = parts(&token);
-            let mut sig = URL_SAFE_NO_PAD.decode(&p[2]).unwrap();
-            sig[7] ^= 1;
-            let tampered = format!("{}.{}.{}", p[0], p[1], URL_SAFE_NO_PAD.encode(&sig));
-            let truncated = format!("{}.{}.{}", p[0], p[1], URL_SAFE_NO_PAD.encode(&sig[1..]));
-            for rsa in [RsaVerifier::Fast, RsaVerifier::Ring] {
-                let check = |t: &str, set: &KeySet| {
-                    Untrusted::decode(t, MAX)
-                        .unwrap()
-                        .verify_with_keyset_using(set, rsa)
-                        .map(|_| ())
-                };
-                assert_eq!(check(&token, &ours), Ok(()), "{alg} {rsa:?}");
-                for bad in [&tampered, &truncated] {
-                    assert_eq!(
-                        check(bad, &ours),
-                        Err(TokenError::BadSignature),
-                        "{alg} {rsa:?}"
-                    );
-                }
-                assert_eq!(
-                    check(&token, &impostor),
-                    Err(TokenError::BadSignature),
-                    "{alg} {rsa:?}"
-                );
-            }
+            assert_each_choice_verifies_and_refuses(
+                alg,
+                &ours,
+                Some(&impostor),
+                &[RsaVerifier::Fast, RsaVerifier::Ring],
+                7,
+            );
         }
     }
 
@@ -1258,24 +1280,13 @@ mod tests {
         let mut k = verifying_key("ec-p256.pem", None);
         k.kid = Some("k1".into());
         let ours = KeySet::from_keys(vec![k]);
-        let token = mint(Alg::ES256, &claims());
-        let p = parts(&token);
-        let mut sig = URL_SAFE_NO_PAD.decode(&p[2]).unwrap();
-        sig[40] ^= 1;
-        let tampered = format!("{}.{}.{}", p[0], p[1], URL_SAFE_NO_PAD.encode(&sig));
-        let truncated = format!("{}.{}.{}", p[0], p[1], URL_SAFE_NO_PAD.encode(&sig[1..]));
-        for ec in [EcVerifier::Fast, EcVerifier::Ring] {
-            let check = |t: &str| {
-                Untrusted::decode(t, MAX)
-                    .unwrap()
-                    .verify_with_keyset_using(&ours, ec)
-                    .map(|_| ())
-            };
-            assert_eq!(check(&token), Ok(()), "{ec:?}");
-            for bad in [&tampered, &truncated] {
-                assert_eq!(check(bad), Err(TokenError::BadSignature), "{ec:?}");
-            }
-        }
+        assert_each_choice_verifies_and_refuses(
+            Alg::ES256,
+            &ours,
+            None,
+            &[EcVerifier::Fast, EcVerifier::Ring],
+            40,
+        );
     }
 
     #[test]
@@ -1294,33 +1305,13 @@ mod tests {
                 precomputed: crate::ed25519_fast::Ed25519PublicKey::new(base),
             },
         }]);
-        let token = mint(Alg::EdDSA, &claims());
-        let p = parts(&token);
-        let mut sig = URL_SAFE_NO_PAD.decode(&p[2]).unwrap();
-        sig[40] ^= 1;
-        let tampered = format!("{}.{}.{}", p[0], p[1], URL_SAFE_NO_PAD.encode(&sig));
-        let truncated = format!("{}.{}.{}", p[0], p[1], URL_SAFE_NO_PAD.encode(&sig[1..]));
-        for eddsa in [EddsaVerifier::Fast, EddsaVerifier::Ring] {
-            let check = |t: &str, set: &KeySet| {
-                Untrusted::decode(t, MAX)
-                    .unwrap()
-                    .verify_with_keyset_using(set, eddsa)
-                    .map(|_| ())
-            };
-            assert_eq!(check(&token, &ours), Ok(()), "{eddsa:?}");
-            for bad in [&tampered, &truncated] {
-                assert_eq!(
-                    check(bad, &ours),
-                    Err(TokenError::BadSignature),
-                    "{eddsa:?}"
-                );
-            }
-            assert_eq!(
-                check(&token, &impostor),
-                Err(TokenError::BadSignature),
-                "{eddsa:?}"
-            );
-        }
+        assert_each_choice_verifies_and_refuses(
+            Alg::EdDSA,
+            &ours,
+            Some(&impostor),
+            &[EddsaVerifier::Fast, EddsaVerifier::Ring],
+            40,
+        );
     }
 
     #[test]
