@@ -165,13 +165,57 @@ pub(crate) fn same_bytes(a: &[u8], b: &[u8]) -> bool {
         })
 }
 
+/// The first position of `needle` in `hay`, eight bytes at a time (SWAR).
+/// `position` tests one byte per iteration and `str::split`'s memchr works
+/// a `usize` (four bytes on wasm32) at a time; cookie headers and tokens
+/// are over a kilobyte, and most of their bytes are the token's.
+pub(crate) fn find_byte(hay: &[u8], needle: u8) -> Option<usize> {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    let pattern = LO.wrapping_mul(u64::from(needle));
+    let words = hay.chunks_exact(8);
+    let tail = words.remainder();
+    for (i, chunk) in words.enumerate() {
+        let x = chunk.try_into().map_or(0, u64::from_le_bytes) ^ pattern;
+        // A zero byte of `x` is a match; the lowest flagged byte is exact
+        // (a false flag only ever sits above a true one).
+        let zero = x.wrapping_sub(LO) & !x & HI;
+        if zero != 0 {
+            return Some(i * 8 + (zero.trailing_zeros() / 8) as usize);
+        }
+    }
+    let start = hay.len() - tail.len();
+    tail.iter().position(|b| *b == needle).map(|p| start + p)
+}
+
+/// The pieces of `hay` between occurrences of `sep` ([`slice::split`],
+/// searched with [`find_byte`]).
+pub(crate) fn split_byte(hay: &[u8], sep: u8) -> impl Iterator<Item = &[u8]> {
+    let mut rest = Some(hay);
+    std::iter::from_fn(move || {
+        let r = rest?;
+        match find_byte(r, sep) {
+            Some(i) => {
+                rest = r.get(i + 1..);
+                r.get(..i)
+            }
+            None => {
+                rest = None;
+                Some(r)
+            }
+        }
+    })
+}
+
 /// A token already known to be a configured issuer's, as a whole run
-/// ([`Issuers::run_is_ours`]), in the configured header it was found in: a
+/// ([`Issuers::run_is_ours`]), in the configured carrier it was found in: a
 /// cached token is not decoded again on every request to find out what the
-/// cache already says.
+/// cache already says. Whatever the carrier (header, cookie or query
+/// parameter), only a value that holds the token as a maximal run is
+/// answered without looking; any other value is looked at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Known<'a> {
-    pub header: &'a str,
+    pub carrier: &'a Carrier,
     pub token: &'a [u8],
 }
 
@@ -180,14 +224,31 @@ impl Known<'_> {
     /// run (at its end, after a character no run holds, or alone), so that
     /// [`Issuers::in_value`] of `value` is true without looking.
     fn holds(&self, name: &str, value: &[u8]) -> bool {
+        let Carrier::Header(header) = self.carrier else {
+            return false;
+        };
         let Some(start) = value.len().checked_sub(self.token.len()) else {
             return false;
         };
-        name == self.header
+        name == header
             && value
                 .get(start..)
                 .is_some_and(|tail| same_bytes(tail, self.token))
             && (start == 0 || value.get(start - 1).is_some_and(|b| !is_run(b)))
+    }
+
+    /// Whether cookie `name`'s value is the known token itself (the
+    /// cookie it was found in): a value that is one whole run, so
+    /// [`Issuers::in_value`] of it is what [`Issuers::run_is_ours`] said.
+    fn is_cookie(&self, name: &[u8], value: &[u8]) -> bool {
+        matches!(self.carrier, Carrier::Cookie(c) if c.as_bytes() == name)
+            && same_bytes(value, self.token)
+    }
+
+    /// Whether query parameter `name`'s raw value is the known token itself.
+    fn is_param(&self, name: &[u8], value: &[u8]) -> bool {
+        matches!(self.carrier, Carrier::Param(p) if p.as_bytes() == name)
+            && same_bytes(value, self.token)
     }
 }
 
@@ -355,7 +416,9 @@ impl Sealer {
                     let rest = without_cookies(value, |n, v| {
                         let kept_carrier =
                             matches!(keep, Some(Carrier::Cookie(k)) if k.as_bytes() == n);
-                        let ours = !kept_carrier && self.issuers.in_value(v);
+                        let ours = !kept_carrier
+                            && (known.is_some_and(|k| k.is_cookie(n, v))
+                                || self.issuers.in_value(v));
                         let carrier = self.locations.cookies.iter().any(|c| c.as_bytes() == n);
                         let session = !kept_carrier && self.is_session_cookie(n);
                         let drop_token = tokens && !kept_carrier && (ours || carrier);
@@ -385,7 +448,9 @@ impl Sealer {
                     let rest = without_params(value, |n, v| {
                         let kept_carrier =
                             matches!(keep, Some(Carrier::Param(k)) if k.as_bytes() == n);
-                        let ours = !kept_carrier && self.issuers.in_value(v);
+                        let ours = !kept_carrier
+                            && (known.is_some_and(|k| k.is_param(n, v))
+                                || self.issuers.in_value(v));
                         out.ours |= ours;
                         let carrier = self.locations.params.iter().any(|p| p.as_bytes() == n);
                         let drop = tokens && !kept_carrier && (ours || carrier);
@@ -485,7 +550,7 @@ pub fn without_cookies(
     mut drop: impl FnMut(&[u8], &[u8]) -> bool,
 ) -> Option<Vec<u8>> {
     let mut out: Vec<u8> = Vec::with_capacity(header.len());
-    for pair in header.split(|b| *b == b';') {
+    for pair in split_byte(header, b';') {
         let trimmed = trim(pair);
         if trimmed.is_empty() {
             continue;
@@ -610,6 +675,34 @@ mod tests {
     }
 
     #[test]
+    fn find_byte_and_split_byte_agree_with_the_slice_methods() {
+        let mut hay: Vec<u8> = (0..=255u8).cycle().take(600).collect();
+        hay.extend_from_slice(b"a;b;;c;");
+        for len in [0, 1, 7, 8, 9, 15, 16, 17, 255, 256, 257, 300, hay.len()] {
+            let h = &hay[..len];
+            for needle in [0u8, 1, 0x7f, 0x80, 0x81, 0xfe, 0xff, b';', b'a'] {
+                assert_eq!(
+                    find_byte(h, needle),
+                    h.iter().position(|b| *b == needle),
+                    "{len} {needle}"
+                );
+            }
+            let ours: Vec<&[u8]> = split_byte(h, b';').collect();
+            let std: Vec<&[u8]> = h.split(|b| *b == b';').collect();
+            assert_eq!(ours, std, "{len}");
+        }
+        // A byte one above or below the needle is no match (SWAR borrows).
+        assert_eq!(
+            find_byte(b"\x3a\x3c\x3a\x3c\x3a\x3c\x3a\x3c\x3b", b';'),
+            Some(8)
+        );
+        assert_eq!(
+            find_byte(b"\x00\x01\x00\x3b\x00\x00\x00\x00", b';'),
+            Some(3)
+        );
+    }
+
+    #[test]
     fn same_bytes_is_slice_equality() {
         let a: Vec<u8> = (0..40u8).collect();
         for len in 0..a.len() {
@@ -625,33 +718,89 @@ mod tests {
     }
 
     #[test]
-    fn a_known_token_seals_its_header_exactly_as_looking_would() {
+    fn a_known_token_seals_its_carrier_exactly_as_looking_would() {
         let ours = token(ISS);
         let other = token("https://other.example");
-        let sealer = Sealer::new(issuers(), Locations::default(), Vec::new());
+        let locations = Locations {
+            cookies: vec!["IdToken".into()],
+            params: vec!["id_token".into()],
+            ..Locations::default()
+        };
+        let sealer = Sealer::new(
+            issuers(),
+            locations,
+            DEFAULT_SESSION_COOKIES
+                .iter()
+                .map(|c| c.to_string())
+                .collect(),
+        );
         assert!(sealer.issuers.run_is_ours(ours.as_bytes()));
         assert!(!sealer.issuers.run_is_ours(other.as_bytes()));
         assert!(!sealer.issuers.run_is_ours(format!("x {ours}").as_bytes()));
+        let header = Carrier::Header("authorization".into());
+        let cookie = Carrier::Cookie("IdToken".into());
+        let param = Carrier::Param("id_token".into());
+        let mut cases = Vec::new();
+        for value in [
+            format!("Bearer {ours}"),
+            ours.clone(),
+            format!("Bearer {other}"),
+            format!("Bearer x{ours}"),
+            format!("Bearer {ours} "),
+        ] {
+            cases.push(("authorization", value.clone()));
+            cases.push(("x-token", value));
+        }
+        for jar in [
+            format!("lang=fi; IdToken={ours}; BearerToken=at1"),
+            format!("IdToken=\"{ours}\""),
+            format!("IdToken={other}; lang=fi"),
+            format!("IdToken=x{ours}"),
+            format!("lang={ours}; IdToken=abc"),
+            format!("idtoken={ours}"),
+            "lang=fi".to_owned(),
+        ] {
+            cases.push(("cookie", jar));
+        }
+        for path in [
+            format!("/a?id_token={ours}&b=1"),
+            format!("/a?id_token={other}"),
+            format!("/a?id_token=%65{}", &ours[1..]),
+            format!("/a?x={ours}"),
+            format!("/a?id_token={ours}x"),
+        ] {
+            cases.push((":path", path));
+        }
         let strip = Strip::Tokens { keep: None };
-        for (name, value) in [
-            ("authorization", format!("Bearer {ours}")),
-            ("authorization", ours.clone()),
-            ("authorization", format!("Bearer {other}")),
-            ("authorization", format!("Bearer x{ours}")),
-            ("authorization", format!("Bearer {ours} ")),
-            ("x-token", format!("Bearer {ours}")),
+        for (name, value) in &cases {
+            let headers = [(*name, value.as_bytes())];
+            let looked = sealer.seal(headers, strip);
+            for carrier in [&header, &cookie, &param] {
+                let known = Known {
+                    carrier,
+                    token: ours.as_bytes(),
+                };
+                assert_eq!(
+                    sealer.seal_known(headers, strip, Some(known)),
+                    looked,
+                    "{name}: {value} ({carrier:?})"
+                );
+            }
+        }
+        // Each carrier's shortcut is taken (not only the long way): told
+        // that a foreign token is ours, the sealer believes it there.
+        for (carrier, name, value) in [
+            (&header, "authorization", format!("Bearer {other}")),
+            (&cookie, "cookie", format!("lang=fi; IdToken={other}")),
+            (&param, ":path", format!("/a?id_token={other}")),
         ] {
             let headers = [(name, value.as_bytes())];
-            let looked = sealer.seal(headers, strip);
-            let known = Known {
-                header: "authorization",
-                token: ours.as_bytes(),
+            assert!(!sealer.seal(headers, strip).ours);
+            let told = Known {
+                carrier,
+                token: other.as_bytes(),
             };
-            assert_eq!(
-                sealer.seal_known(headers, strip, Some(known)),
-                looked,
-                "{name}: {value}"
-            );
+            assert!(sealer.seal_known(headers, strip, Some(told)).ours, "{name}");
         }
     }
 

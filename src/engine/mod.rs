@@ -607,12 +607,9 @@ impl Engine {
         };
         match self.admit(provider_index, provider, req, path, ctx, &mut counters) {
             Ok((admitted, kept, token, found)) => {
-                let known = found.as_ref().and_then(|f| match &f.carrier {
-                    Carrier::Header(header) => Some(Known {
-                        header,
-                        token: f.token.as_bytes(),
-                    }),
-                    _ => None,
+                let known = found.as_ref().map(|f| Known {
+                    carrier: &f.carrier,
+                    token: f.token.as_bytes(),
                 });
                 let sealed = cfg.sealer.seal_known(
                     req.byte_headers(),

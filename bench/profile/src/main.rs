@@ -1,8 +1,14 @@
 //! `mpass-guard-profile`: drive the pure decision engine natively.
 //!
-//!   mpass-guard-profile decide CONFIG.json TOKENS.txt N [PATH]
+//!   mpass-guard-profile decide CONFIG.json TOKENS.txt N [PATH] [CARRIER]
 //!       decide N requests, the i-th carrying token i (mod the pool), and
-//!       print wall-clock nanoseconds per request and the status mix
+//!       print wall-clock nanoseconds per request and the status mix.
+//!       CARRIER `bearer` (default): `Authorization: Bearer`; `session`:
+//!       the cookies bench/rotate.lua's session carrier sends (oauth2's
+//!       IdToken, BearerToken `at<i>`, OauthHMAC, OauthExpires and an app
+//!       cookie), with each session's userinfo call answered in the VM
+//!       (`{"sub": the token's sub, "urn:mpass.id:nickname": ...}`, as
+//!       bench/run.py's server) outside the collected `decide_one`
 //!   mpass-guard-profile mix CONFIG.json TOKENS.txt SEQ.txt
 //!       decide one request per line of SEQ (0-based token indices, e.g.
 //!       build/bench/zipf-*.txt), the whole sequence, and print the token
@@ -54,10 +60,15 @@ fn config(path: &str) -> Result<Config, String> {
 
 fn decide(args: &[String]) -> Result<(), String> {
     let [cfg, tokens, n, rest @ ..] = args else {
-        return Err("decide CONFIG TOKENS N [PATH]".into());
+        return Err("decide CONFIG TOKENS N [PATH] [CARRIER]".into());
     };
     let n: usize = n.parse().map_err(|_| "N must be a number")?;
     let path = rest.first().map(String::as_str).unwrap_or("/bench/");
+    let session = match rest.get(1).map(String::as_str) {
+        None | Some("bearer") => false,
+        Some("session") => true,
+        Some(other) => return Err(format!("unknown carrier {other:?}")),
+    };
     let config = config(cfg)?;
     let engine = Engine::new(config);
     let mut keys = engine.new_state();
@@ -70,11 +81,23 @@ fn decide(args: &[String]) -> Result<(), String> {
     }
     let requests: Vec<Vec<(String, String)>> = (0..n.min(pool.len()))
         .map(|i| {
+            let carrier = if session {
+                (
+                    "cookie".into(),
+                    format!(
+                        "lang=fi; OauthHMAC=bench-hmac-0123456789abcdef; \
+                         OauthExpires=4102444800; BearerToken=at{i}; IdToken={}",
+                        pool[i]
+                    ),
+                )
+            } else {
+                ("authorization".into(), format!("Bearer {}", pool[i]))
+            };
             vec![
                 (":authority".into(), "localhost".into()),
                 (":path".into(), path.into()),
                 (":method".into(), "GET".into()),
-                ("authorization".into(), format!("Bearer {}", pool[i])),
+                carrier,
                 ("user-agent".into(), "wrk".into()),
             ]
         })
@@ -87,9 +110,27 @@ fn decide(args: &[String]) -> Result<(), String> {
     let start = Instant::now();
     for i in 0..n {
         let headers = &requests[i % requests.len()];
-        match decide_one(&engine, headers, now_ms, &mut keys) {
-            None => allowed += 1,
-            Some(r) => {
+        let mut answer = decide_one(&engine, headers, now_ms, &mut keys, false);
+        if let Err(key) = answer {
+            // A session's first request: its userinfo call answered here.
+            let sub = token_sub(pool[i % pool.len()]).unwrap_or_default();
+            let body = serde_json::json!({"sub": sub, "urn:mpass.id:nickname": "Penkki"});
+            for _ in keys.take_userinfo_calls() {}
+            let response = mpass_guard::userinfo::Response::Answer {
+                status: 200,
+                content_type: Some("application/json".into()),
+                body: body.to_string().into_bytes(),
+            };
+            engine.userinfo_response(key, &response, now_ms, &mut keys);
+            answer = decide_one(&engine, headers, now_ms, &mut keys, true);
+        }
+        match answer {
+            Ok(None) => allowed += 1,
+            Err(_) => {
+                eprintln!("still waiting after the userinfo answer");
+                refused += 1
+            }
+            Ok(Some(r)) => {
                 if refused == 0 {
                     eprintln!("first refusal: {} {}", r.status, r.body);
                 }
@@ -165,22 +206,40 @@ fn mix(args: &[String]) -> Result<(), String> {
     Ok(())
 }
 
+/// The `sub` claim of a compact JWS (for the userinfo answer).
+fn token_sub(token: &str) -> Option<String> {
+    use base64::Engine as _;
+    let payload = token.split('.').nth(1)?;
+    let json = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .ok()?;
+    let claims: serde_json::Value = serde_json::from_slice(&json).ok()?;
+    claims.get("sub")?.as_str().map(str::to_owned)
+}
+
 /// One decision; not inlined so that callgrind can collect exactly this
-/// (`--toggle-collect=*decide_one*`).
+/// (`--toggle-collect=*decide_one*`). `Err(key)`: waiting for the
+/// session's userinfo call `key`.
 #[inline(never)]
 fn decide_one(
     engine: &Engine,
     headers: &[(String, String)],
     now_ms: u64,
     keys: &mut VmState,
-) -> Option<mpass_guard::engine::Response> {
-    let outcome = engine.handle(&Request::new(headers, None), now_ms, keys, false);
+    resumed: bool,
+) -> Result<Option<mpass_guard::engine::Response>, u64> {
+    let outcome = engine.handle(&Request::new(headers, None), now_ms, keys, resumed);
+    if let mpass_guard::engine::Decision::Wait(mpass_guard::engine::WaitFor::Userinfo(key)) =
+        outcome.decision
+    {
+        return Err(key);
+    }
     // What the glue does in the VM with every outcome besides its host
     // calls: the decision record's bytes and the counter ids.
     let record = outcome.record_bytes();
     let counters = outcome.counter_ids().count();
     std::hint::black_box((record, counters));
-    outcome.decision.response().cloned()
+    Ok(outcome.decision.response().cloned())
 }
 
 fn load(args: &[String]) -> Result<(), String> {
