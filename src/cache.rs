@@ -26,9 +26,35 @@
 //! every other stream.
 
 use std::collections::{HashMap, VecDeque};
-use std::hash::Hash;
+use std::hash::{BuildHasherDefault, Hash, Hasher};
 
 const NIL: usize = usize::MAX;
+
+/// The hasher of the caches' maps. Their keys are already keyed hashes
+/// (the engine's SipHash of the token under a random key per VM, which a
+/// client cannot predict): hashing them again with SipHash only cost time.
+/// A `u64` key is taken as it is; other key types (tests) are mixed.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0.rotate_left(5) ^ u64::from(*b)).wrapping_mul(0x517c_c1b7_2722_0a95);
+        }
+    }
+
+    fn write_u64(&mut self, i: u64) {
+        // One write (a `u64` key): the key itself.
+        self.0 = self.0.rotate_left(5) ^ i;
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+type Keyed = BuildHasherDefault<KeyHasher>;
 
 /// The most hits an entry's counter remembers (two bits, as in the paper):
 /// a popular entry survives at most this many passes of main's tail unhit.
@@ -56,7 +82,7 @@ struct Ends {
 /// Entries in a slab, each on one of two intrusive doubly linked lists
 /// (head newest), found by key; the byte total of all of them.
 struct Slab<K, V> {
-    map: HashMap<K, usize>,
+    map: HashMap<K, usize, Keyed>,
     nodes: Vec<Option<Node<K, V>>>,
     free: Vec<usize>,
     lists: [Ends; 2],
@@ -71,7 +97,7 @@ impl<K: Hash + Eq + Copy, V> Slab<K, V> {
             len: 0,
         };
         Slab {
-            map: HashMap::new(),
+            map: HashMap::default(),
             nodes: Vec::new(),
             free: Vec::new(),
             lists: [empty; 2],
@@ -200,7 +226,7 @@ struct Ghost<K> {
     ring: VecDeque<(K, u64)>,
     /// Key -> the sequence number of its newest place in `ring`; a ring
     /// slot whose number is not this one is dead.
-    latest: HashMap<K, u64>,
+    latest: HashMap<K, u64, Keyed>,
     seq: u64,
 }
 
@@ -208,7 +234,7 @@ impl<K: Hash + Eq + Copy> Ghost<K> {
     fn new() -> Ghost<K> {
         Ghost {
             ring: VecDeque::new(),
-            latest: HashMap::new(),
+            latest: HashMap::default(),
             seq: 0,
         }
     }
@@ -452,6 +478,14 @@ impl<K: Hash + Eq + Copy, V> Lru<K, V> {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn a_cache_key_is_its_own_hash() {
+        use std::hash::BuildHasher;
+        for key in [0u64, 1, 0xdead_beef, u64::MAX] {
+            assert_eq!(Keyed::default().hash_one(key), key);
+        }
+    }
 
     fn k(n: u8) -> u64 {
         u64::from(n)

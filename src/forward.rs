@@ -55,7 +55,7 @@ pub const BUILT_IN_STRIP: &[&str] = &[
 #[derive(Debug, Clone, Default)]
 pub struct Sanitiser {
     prefix: String,
-    exact: HashSet<String>,
+    exact: HashSet<String, crate::routing::Tables>,
     prefixes: Vec<String>,
 }
 

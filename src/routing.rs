@@ -5,6 +5,7 @@
 //! authority normalisation live here because only matching uses them.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 
 use crate::authority::Authority;
 use crate::error::{index, join, ConfigError};
@@ -46,17 +47,74 @@ pub enum Lookup {
     /// `:authority` is not a host and an optional port.
     InvalidAuthority,
 }
+/// The hasher of tables built from the configuration at load (routes,
+/// identity header names): an FxHash-style multiply-rotate over eight bytes
+/// at a time, a fraction of SipHash's cost on every request. Unkeyed on
+/// purpose: a table nobody can add to at request time cannot be flooded
+/// (HashDoS needs inserted keys that collide), and a lookup of any key
+/// costs at most the probe sequence the fixed table already has. Never for
+/// a map that grows with what requests carry: the token cache is keyed
+/// with a per-VM random SipHash key (`cache::KeyHasher`).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct TableHasher(u64);
+
+/// [`TableHasher`] for `HashMap` and `HashSet`.
+pub type Tables = BuildHasherDefault<TableHasher>;
+
+impl TableHasher {
+    const K: u64 = 0xf135_7aea_2e62_a9c5;
+
+    fn add(&mut self, word: u64) {
+        self.0 = (self.0 ^ word).wrapping_mul(Self::K).rotate_left(26);
+    }
+}
+
+impl Hasher for TableHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let words = bytes.chunks_exact(8);
+        let tail = words.remainder();
+        for w in words {
+            self.add(w.try_into().map_or(0, u64::from_le_bytes));
+        }
+        if !tail.is_empty() {
+            let mut last = [0u8; 8];
+            if let Some(dst) = last.get_mut(..tail.len()) {
+                dst.copy_from_slice(tail);
+            }
+            // The length joins the last word: "a" and "a\0" differ.
+            self.add(u64::from_le_bytes(last) ^ ((tail.len() as u64) << 56));
+        }
+    }
+
+    fn write_u8(&mut self, i: u8) {
+        self.add(u64::from(i));
+    }
+
+    fn write_u64(&mut self, i: u64) {
+        self.add(i);
+    }
+
+    fn write_usize(&mut self, i: usize) {
+        self.add(i as u64);
+    }
+
+    fn finish(&self) -> u64 {
+        // hashbrown takes its control tag from the top seven bits.
+        self.0.wrapping_mul(Self::K)
+    }
+}
+
 /// Finds the provider a request goes to. Precedence: Envoy route name, then
 /// authority with the longest path prefix, then any authority with the
 /// longest path prefix. Lookups are hash lookups, one per distinct prefix
 /// length, so the cost does not grow with the number of providers.
 #[derive(Debug, Default)]
 pub struct Matcher {
-    by_route: HashMap<String, ProviderId>,
+    by_route: HashMap<String, ProviderId, Tables>,
     /// Per provider (by index), its public prefixes as written.
     public: Vec<Vec<String>>,
     /// authority ("" for any) -> path prefix ("" for any) -> provider.
-    by_authority: HashMap<String, HashMap<String, ProviderId>>,
+    by_authority: HashMap<String, HashMap<String, ProviderId, Tables>, Tables>,
     /// Distinct prefix lengths, longest first.
     lengths: Vec<usize>,
     /// Whether any provider matches on route names (saves a host call).
@@ -348,6 +406,35 @@ pub fn normalise_authority(a: &str) -> String {
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_table_hasher_tells_apart_names_that_share_bytes() {
+        use std::hash::BuildHasher;
+        let names = [
+            "",
+            "a",
+            "a\0",
+            "/",
+            "/shop",
+            "/shop/",
+            "/shop/x",
+            "/shop/y",
+            "12345678",
+            "12345678\0",
+            "123456789",
+            "x-mpass-uid",
+            "x-mpass-uie",
+            "authorization",
+        ];
+        let hashes: std::collections::BTreeSet<u64> = names
+            .iter()
+            .map(|n| Tables::default().hash_one(n))
+            .collect();
+        assert_eq!(hashes.len(), names.len());
+        // And the top seven bits (hashbrown's tag) are not all alike.
+        let tags: std::collections::BTreeSet<u64> = hashes.iter().map(|h| h >> 57).collect();
+        assert!(tags.len() > names.len() / 2, "{tags:?}");
+    }
 
     fn s(v: &[&str]) -> Vec<String> {
         v.iter().map(|x| (*x).to_owned()).collect()
