@@ -144,8 +144,14 @@ impl Sanitiser {
             if name.starts_with(':') {
                 continue;
             }
-            normalise_into(name, &mut norm);
-            if self.matches(&norm) && !out.contains(name) {
+            // Envoy hands names lowercase: most need no copy to normalise.
+            let spoofed = if name.bytes().any(|b| b.is_ascii_uppercase() || b == b'_') {
+                normalise_into(name, &mut norm);
+                self.matches(&norm)
+            } else {
+                self.matches(name)
+            };
+            if spoofed && !out.contains(name) {
                 out.push(name.clone());
             }
         }

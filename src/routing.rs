@@ -4,6 +4,7 @@
 //! [`MatcherBuilder`]; the engine asks it for each request. Path and
 //! authority normalisation live here because only matching uses them.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
@@ -251,8 +252,16 @@ impl Matcher {
         };
         let key = authority.key();
         let path = path.split(['?', '#']).next().unwrap_or_default();
-        let normalised = normalise_path(path);
-        let raw = match_form(path);
+        // A path already normal (the usual case) is its own normal and
+        // match form (it holds no `%` or `;`): no copies.
+        let (normalised, raw) = if is_normal(path) {
+            (Cow::Borrowed(path), Cow::Borrowed(path))
+        } else {
+            (
+                Cow::Owned(normalise_path(path)),
+                Cow::Owned(match_form(path)),
+            )
+        };
         let found = match route_name.and_then(|r| self.by_route.get(r)) {
             Some(&r) => {
                 if raw != normalised && self.find_path(&key, &normalised) != Some(r) {

@@ -762,7 +762,10 @@ impl Engine {
     /// when several carriers hold something, the one that is a configured
     /// issuer's token (an opaque access token next to an ID token is not a
     /// second ID token); two such tokens are ambiguous.
-    fn find_token(sealer: &Sealer, all: Vec<Found>) -> Result<Option<Found>, ExtractError> {
+    fn find_token<'a>(
+        sealer: &Sealer,
+        all: Vec<Found<'a>>,
+    ) -> Result<Option<Found<'a>>, ExtractError> {
         if all.len() <= 1 {
             return Ok(all.into_iter().next());
         }
@@ -776,7 +779,7 @@ impl Engine {
         {
             return Err(ExtractError::Ambiguous);
         }
-        let mut ours: Vec<Found> = all
+        let mut ours: Vec<Found<'a>> = all
             .into_iter()
             .filter(|f| sealer.issuers.in_value(f.token.as_bytes()))
             .collect();
@@ -837,12 +840,12 @@ impl Engine {
     /// signed token's header when the provider has one, and the token when
     /// it is known to be a configured issuer's ([`Known`], for the sealer).
     #[allow(clippy::type_complexity)]
-    fn admit(
+    fn admit<'r>(
         &self,
         provider_index: ProviderId,
         provider: &Provider,
-        req: &Request<'_>,
-        path: &str,
+        req: &Request<'r>,
+        path: &'r str,
         ctx: Ctx<'_>,
         counted: &mut Vec<CounterId>,
     ) -> Result<
@@ -850,7 +853,7 @@ impl Engine {
             Rc<Admitted>,
             Option<Carrier>,
             Option<(String, String)>,
-            Option<Found>,
+            Option<Found<'r>>,
         ),
         Halt,
     > {
@@ -990,7 +993,7 @@ impl Engine {
             )
         });
         let mut entry = Entry {
-            raw: found.token.as_str().into(),
+            raw: found.token.as_ref().into(),
             ours,
             who: who.clone(),
             hmac_provider: verified.key.is_none().then_some(provider_index),
