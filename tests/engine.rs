@@ -835,8 +835,10 @@ fn text_headers_move_utf8_values_without_keeping_a_raw_copy_and_keep_other_bytes
     let raw = vec![
         (":path".to_owned(), b"/shop/".to_vec()),
         ("x-latin1".to_owned(), b"\xc4\xe4nekoski".to_vec()),
+        ("x-after".to_owned(), b"ok".to_vec()),
     ];
     let (headers, kept) = text_headers(raw.clone());
     assert_eq!(headers[1].1, "\u{fffd}\u{fffd}nekoski");
+    assert_eq!(headers[2], ("x-after".to_owned(), "ok".to_owned()));
     assert_eq!(kept, raw, "a value that is not UTF-8 keeps its bytes");
 }

@@ -90,22 +90,29 @@ pub type RawHeaders = Vec<(String, Vec<u8>)>;
 /// a lossy copy (for matching only) and the raw map is kept, so the rewrites
 /// keep the bytes the client sent.
 pub fn text_headers(raw: RawHeaders) -> (Vec<(String, String)>, RawHeaders) {
-    if raw.iter().all(|(_, v)| std::str::from_utf8(v).is_ok()) {
-        let headers = raw
-            .into_iter()
-            .map(|(n, v)| {
-                let v = String::from_utf8(v)
-                    .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
-                (n, v)
-            })
-            .collect();
-        return (headers, Vec::new());
+    // One UTF-8 check per value (the conversion's), not a check and then
+    // the conversion: the token's header is over a kilobyte.
+    let mut headers = Vec::with_capacity(raw.len());
+    let mut rest = raw.into_iter();
+    while let Some((n, v)) = rest.next() {
+        match String::from_utf8(v) {
+            Ok(v) => headers.push((n, v)),
+            Err(e) => {
+                let mut raw: RawHeaders = headers
+                    .into_iter()
+                    .map(|(n, v)| (n, v.into_bytes()))
+                    .collect();
+                raw.push((n, e.into_bytes()));
+                raw.extend(rest);
+                let headers = raw
+                    .iter()
+                    .map(|(n, v)| (n.clone(), String::from_utf8_lossy(v).into_owned()))
+                    .collect();
+                return (headers, raw);
+            }
+        }
     }
-    let headers = raw
-        .iter()
-        .map(|(n, v)| (n.clone(), String::from_utf8_lossy(v).into_owned()))
-        .collect();
-    (headers, raw)
+    (headers, Vec::new())
 }
 
 impl<'a> Request<'a> {
