@@ -107,15 +107,38 @@ impl Issuers {
         self.run_is_ours(token)
     }
 
-    /// Looks at every maximal run of base64url-and-dot characters.
+    /// Looks at every segment (between dots) of every maximal run of
+    /// base64url-and-dot characters that could be a JSON object's
+    /// encoding: one starting with `e` ([`Issuers::is_our_payload`]), found
+    /// with [`find_byte`] instead of splitting the whole value byte by byte.
+    /// The same answer as looking at every segment of every run of at least
+    /// 8 bytes (`scan_reference` in the tests): a segment of 8 bytes or
+    /// more lies in such a run, and shorter ones are never ours.
     fn scan(&self, value: &[u8]) -> bool {
-        value
-            .split(|b| !is_run(b))
-            .filter(|run| run.len() >= 8)
-            .any(|run| {
-                run.split(|b| *b == b'.')
-                    .any(|segment| self.is_our_payload(segment))
-            })
+        let mut from = 0;
+        while let Some(at) = value.get(from..).and_then(|rest| find_byte(rest, b'e')) {
+            let start = from + at;
+            from = start + 1;
+            let starts_segment = start == 0
+                || value
+                    .get(start - 1)
+                    .is_some_and(|b| *b == b'.' || !is_run(b));
+            if !starts_segment {
+                continue;
+            }
+            let rest = value.get(start..).unwrap_or_default();
+            let len = rest
+                .iter()
+                .position(|b| *b == b'.' || !is_run(b))
+                .unwrap_or(rest.len());
+            let segment = rest.get(..len).unwrap_or_default();
+            if self.is_our_payload(segment) {
+                return true;
+            }
+            // The next candidate starts after this segment.
+            from = start + len.max(1);
+        }
+        false
     }
 
     /// A segment that decodes to a JSON object naming a configured issuer.
@@ -738,6 +761,37 @@ mod tests {
             find_byte(b"\x00\x01\x00\x3b\x00\x00\x00\x00", b';'),
             Some(3)
         );
+    }
+
+    /// The scan as it was: every segment of every run of 8 or more.
+    fn scan_reference(issuers: &Issuers, value: &[u8]) -> bool {
+        value
+            .split(|b| !is_run(b))
+            .filter(|run| run.len() >= 8)
+            .any(|run| {
+                run.split(|b| *b == b'.')
+                    .any(|segment| issuers.is_our_payload(segment))
+            })
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn the_scan_finds_what_looking_at_every_run_finds(
+            parts in proptest::collection::vec(0usize..9, 0..24),
+        ) {
+            let t = token(ISS);
+            let payload = t.split('.').nth(1).unwrap().to_owned();
+            let pieces = [
+                payload.as_str(), ".", " ", "e", "eyJ", "=", "abcdefgh", "%2E", "\u{e4}",
+            ];
+            let value: String = parts.iter().map(|i| pieces[*i]).collect();
+            let issuers = issuers();
+            proptest::prop_assert_eq!(
+                issuers.scan(value.as_bytes()),
+                scan_reference(&issuers, value.as_bytes()),
+                "{}", value
+            );
+        }
     }
 
     #[test]
