@@ -65,7 +65,52 @@ pub fn decode_single(encoded: &str) -> Option<String> {
 }
 
 /// Writes `s` as a JSON string literal using printable ASCII only.
+///
+/// Runs of printable ASCII other than `"` and `\` (most of every value) are
+/// copied whole; only the characters between them are escaped one by one.
 fn push_json_ascii_string(out: &mut String, s: &str) {
+    out.push('"');
+    let mut rest = s;
+    while !rest.is_empty() {
+        let plain = rest
+            .bytes()
+            .position(|b| !matches!(b, b' '..=b'~') || b == b'"' || b == b'\\')
+            .unwrap_or(rest.len());
+        // `plain` is at an ASCII byte or the end: a char boundary.
+        let (run, tail) = rest.split_at_checked(plain).unwrap_or((rest, ""));
+        out.push_str(run);
+        let mut chars = tail.chars();
+        if let Some(c) = chars.next() {
+            push_json_escaped_char(out, c);
+        }
+        rest = chars.as_str();
+    }
+    out.push('"');
+}
+
+/// One character of [`push_json_ascii_string`] outside its plain runs.
+fn push_json_escaped_char(out: &mut String, c: char) {
+    match c {
+        '"' => out.push_str("\\\""),
+        '\\' => out.push_str("\\\\"),
+        ' '..='~' => out.push(c),
+        _ => {
+            let mut units = [0u16; 2];
+            for unit in c.encode_utf16(&mut units) {
+                out.push_str("\\u");
+                for shift in [12u16, 8, 4, 0] {
+                    // Truncation to the low nibble is the intent.
+                    out.push(hex_digit_lower(((*unit >> shift) & 0x0f) as u8));
+                }
+            }
+        }
+    }
+}
+
+/// [`push_json_ascii_string`] as it was, character by character: the oracle
+/// for the run-copying one.
+#[cfg(test)]
+fn push_json_ascii_string_by_char(out: &mut String, s: &str) {
     out.push('"');
     for c in s.chars() {
         match c {
@@ -209,6 +254,10 @@ mod tests {
             prop_assert!(is_safe_header_value(&single));
             prop_assert_eq!(decode_single(&single), Some(s.clone()));
             let multi = encode_multi(&[s.clone(), t.clone()]);
+        let (mut runs, mut by_char) = (String::new(), String::new());
+        push_json_ascii_string(&mut runs, &s);
+        push_json_ascii_string_by_char(&mut by_char, &s);
+        prop_assert_eq!(runs, by_char);
             prop_assert!(is_safe_header_value(&multi));
             prop_assert_eq!(decode_multi(&multi), Some(vec![s, t]));
         }
