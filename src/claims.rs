@@ -475,12 +475,16 @@ pub fn lookup(name: &str) -> Option<(&'static Attribute, NameKind)> {
 }
 
 /// A token's claims mapped onto the catalogue. The values borrow from the
-/// claims: a cold request normalises its token once, and copying every value
-/// into its own `String` was an allocation per value.
+/// claims and share one list (each attribute holds its span of it): a cold
+/// request normalises its token once, and a `String` per value and a `Vec`
+/// per attribute were an allocation each.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Normalised<'c> {
-    /// Values per catalogue index; a single-valued attribute has one value.
-    values: [Option<Vec<&'c str>>; CATALOGUE.len()],
+    /// Per catalogue index, the span of `all` holding the attribute's
+    /// values; a single-valued attribute has one value.
+    spans: [Option<(usize, usize)>; CATALOGUE.len()],
+    /// Every value kept, attribute after attribute.
+    all: Vec<&'c str>,
     /// Catalogue attributes present with a value of the wrong type; they were
     /// dropped.
     pub invalid: Vec<&'static str>,
@@ -494,31 +498,44 @@ pub struct Normalised<'c> {
 impl<'c> Normalised<'c> {
     /// The values of `attr`, if the token carried it with a valid type.
     pub fn get(&self, attr: &Attribute) -> Option<&[&'c str]> {
-        self.values.get(attr.index).and_then(|v| v.as_deref())
+        let (start, end) = self.spans.get(attr.index).copied().flatten()?;
+        self.all.get(start..end)
     }
 
     /// The catalogue attributes present, in catalogue order.
     pub fn present(&self) -> impl Iterator<Item = &'static Attribute> + '_ {
         CATALOGUE
             .iter()
-            .filter(move |a| matches!(self.values.get(a.index), Some(Some(_))))
+            .filter(move |a| matches!(self.spans.get(a.index), Some(Some(_))))
     }
 }
 
-fn type_value<'c>(attr: &Attribute, value: &'c Value) -> Option<Vec<&'c str>> {
+/// Appends the values of a claim typed for `attr` to `out`; false (and
+/// nothing appended) if the claim has the wrong type.
+fn push_typed<'c>(attr: &Attribute, value: &'c Value, out: &mut Vec<&'c str>) -> bool {
     match (attr.value_type, value) {
-        (ValueType::Bool, Value::Bool(true)) => Some(vec!["true"]),
-        (ValueType::Bool, Value::Bool(false)) => Some(vec!["false"]),
-        (ValueType::Bool, Value::String(s)) if s == "true" || s == "false" => Some(vec![s]),
-        (ValueType::Bool, _) => None,
-        (ValueType::Text, Value::String(s)) => Some(vec![s]),
+        (ValueType::Bool, Value::Bool(true)) => out.push("true"),
+        (ValueType::Bool, Value::Bool(false)) => out.push("false"),
+        (ValueType::Bool, Value::String(s)) if s == "true" || s == "false" => out.push(s),
+        (ValueType::Bool, _) => return false,
+        (ValueType::Text, Value::String(s)) => out.push(s),
         // Only multi-valued attributes may be arrays; every item must be a
         // string or the whole claim is dropped (no partial guessing).
         (ValueType::Text, Value::Array(items)) if attr.multi => {
-            items.iter().map(Value::as_str).collect()
+            let start = out.len();
+            for item in items {
+                match item.as_str() {
+                    Some(s) => out.push(s),
+                    None => {
+                        out.truncate(start);
+                        return false;
+                    }
+                }
+            }
         }
-        (ValueType::Text, _) => None,
+        (ValueType::Text, _) => return false,
     }
+    true
 }
 
 /// Maps a token's claims onto the catalogue: 2019 names become current names
@@ -528,7 +545,10 @@ fn type_value<'c>(attr: &Attribute, value: &'c Value) -> Option<Vec<&'c str>> {
 /// one). A catalogue claim of any other type is dropped and recorded in
 /// [`Normalised::invalid`].
 pub fn normalise(claims: &Map<String, Value>) -> Normalised<'_> {
-    let mut out = Normalised::default();
+    let mut out = Normalised {
+        all: Vec::with_capacity(32),
+        ..Normalised::default()
+    };
     for (name, value) in claims {
         match lookup(name) {
             // Aliases are contract vocabulary; MPASSid never emits them.
@@ -537,9 +557,14 @@ pub fn normalise(claims: &Map<String, Value>) -> Normalised<'_> {
                     // The current name wins; the 2019 copy is ignored.
                     continue;
                 }
-                match (type_value(attr, value), out.values.get_mut(attr.index)) {
-                    (Some(v), Some(slot)) => *slot = Some(v),
+                let start = out.all.len();
+                match (
+                    push_typed(attr, value, &mut out.all),
+                    out.spans.get_mut(attr.index),
+                ) {
+                    (true, Some(slot)) => *slot = Some((start, out.all.len())),
                     _ => {
+                        out.all.truncate(start);
                         if !out.invalid.contains(&attr.name) {
                             out.invalid.push(attr.name);
                         }

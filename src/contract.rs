@@ -836,7 +836,13 @@ impl Contract {
         let scope = self.organisation_scope(n)?;
         self.check_agreed_learner_id(n, &scope)?;
 
-        let mut release = Release::default();
+        // Sized once: a header and a name per rule (the payload header
+        // last), instead of growing by doubling.
+        let mut release = Release {
+            headers: Vec::with_capacity(self.rules.len() + 1),
+            released: Vec::with_capacity(self.rules.len()),
+            ..Release::default()
+        };
         if self.agreements.is_some() {
             release.controllers = scope
                 .controllers
