@@ -322,7 +322,7 @@ impl<'t> Parsed<'t> {
 
         // The header is read first so that an `alg: none` token (whose
         // signature part is usually empty) is reported as such.
-        let header_bytes = decode_part(h64).ok_or(TokenError::Malformed)?;
+        let header_bytes = decode_b64url_strict(h64).ok_or(TokenError::Malformed)?;
         let header = match parse_strict_object(&header_bytes) {
             Ok(h) => h,
             // A duplicated header member (say two `alg`) is the classic parser
@@ -365,7 +365,7 @@ impl<'t> Parsed<'t> {
         if p64.is_empty() || s64.is_empty() {
             return Err(TokenError::Malformed);
         }
-        let payload = decode_part(p64).ok_or(TokenError::Malformed)?;
+        let payload = decode_b64url_strict(p64).ok_or(TokenError::Malformed)?;
         let claims = match parse_strict_object(&payload) {
             Ok(c) => c,
             Err(StrictError::Duplicate) => return Err(TokenError::DuplicateClaim),
@@ -413,7 +413,7 @@ impl<'t> Parsed<'t> {
         if !header_members_well_typed(&self.header) {
             return Err(TokenError::Malformed);
         }
-        let signature = decode_part(self.s64).ok_or(TokenError::Malformed)?;
+        let signature = decode_b64url_strict(self.s64).ok_or(TokenError::Malformed)?;
         Ok(Untrusted {
             signing_input: self.signed.as_bytes().to_vec(),
             signature,
@@ -784,86 +784,6 @@ impl Times {
         }
         Ok(())
     }
-}
-
-/// The value of each byte in the base64url alphabet; [`NOT_B64URL`] outside it.
-static B64URL: [u8; 256] = b64url_table();
-/// Marks a byte outside the alphabet in [`B64URL`] (any value above 63 would).
-const NOT_B64URL: u8 = 0xff;
-
-// Evaluated at compile time: an index out of range fails the build, it
-// cannot fail a request.
-#[allow(clippy::indexing_slicing)]
-const fn b64url_table() -> [u8; 256] {
-    let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let mut table = [NOT_B64URL; 256];
-    let mut i = 0;
-    while i < alphabet.len() {
-        table[alphabet[i] as usize] = i as u8;
-        i += 1;
-    }
-    table
-}
-
-fn b64url_value(b: u8) -> u32 {
-    u32::from(B64URL.get(usize::from(b)).copied().unwrap_or(NOT_B64URL))
-}
-
-/// Decodes one part of a compact JWS with exactly the rules of
-/// [`decode_b64url_strict`] (the URL-safe alphabet only, no padding, unused
-/// trailing bits zero, so each byte string has one accepted encoding; the
-/// tests hold it to that function on every input shape): four symbols at a
-/// time into an output sized once, with one validity check at the end. The
-/// base64 crate's general decoder was about 8 instructions a symbol, a
-/// tenth of a cold decision's work outside the signature.
-fn decode_part(s: &str) -> Option<Vec<u8>> {
-    let input = s.as_bytes();
-    let quads = input.chunks_exact(4);
-    let tail = quads.remainder();
-    let tail_len = match tail.len() {
-        0 => 0,
-        2 => 1,
-        3 => 2,
-        // One symbol is 6 bits: not a whole byte.
-        _ => return None,
-    };
-    let mut out = vec![0u8; input.len() / 4 * 3 + tail_len];
-    // Every symbol's value, ORed: above 63 if any was outside the alphabet.
-    let mut seen = 0u32;
-    let mut triples = out.chunks_exact_mut(3);
-    for (triple, quad) in (&mut triples).zip(quads) {
-        if let ([o0, o1, o2], [a, b, c, d]) = (triple, quad) {
-            let (a, b, c, d) = (
-                b64url_value(*a),
-                b64url_value(*b),
-                b64url_value(*c),
-                b64url_value(*d),
-            );
-            seen |= a | b | c | d;
-            let n = (a << 18) | (b << 12) | (c << 6) | d;
-            // Truncation to each byte is the intent.
-            (*o0, *o1, *o2) = ((n >> 16) as u8, (n >> 8) as u8, n as u8);
-        }
-    }
-    let last = triples.into_remainder();
-    match (tail, last) {
-        ([], []) => {}
-        ([a, b], [o0]) => {
-            let (a, b) = (b64url_value(*a), b64url_value(*b));
-            // The last symbol's low 4 bits are not part of the byte: zero.
-            seen |= a | b | ((b & 0x0f) << 8);
-            *o0 = ((a << 2) | (b >> 4)) as u8;
-        }
-        ([a, b, c], [o0, o1]) => {
-            let (a, b, c) = (b64url_value(*a), b64url_value(*b), b64url_value(*c));
-            // The last symbol's low 2 bits are not part of the bytes: zero.
-            seen |= a | b | c | ((c & 0x03) << 8);
-            let n = (a << 18) | (b << 12) | (c << 6);
-            (*o0, *o1) = ((n >> 16) as u8, (n >> 8) as u8);
-        }
-        _ => return None,
-    }
-    (seen < 64).then_some(out)
 }
 
 /// Whether a header `typ` names a plain JWT: `JWT` or `application/jwt`,
@@ -2076,42 +1996,6 @@ mod tests {
             verified.claims().get("sub"),
             Some(&json!("pairwise-subject"))
         );
-    }
-
-    proptest::proptest! {
-        #[test]
-        fn token_parts_decode_exactly_as_the_strict_base64url_decoder(
-            s in "[A-Za-z0-9_=+/. -]{0,41}",
-        ) {
-            proptest::prop_assert_eq!(decode_part(&s), decode_b64url_strict(&s));
-        }
-
-        #[test]
-        fn every_canonical_encoding_decodes_and_every_changed_last_symbol_agrees(
-            bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..40),
-            last in 0u8..128,
-        ) {
-            use base64::Engine as _;
-            let encoded = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&bytes);
-            proptest::prop_assert_eq!(decode_part(&encoded), Some(bytes));
-            if let Some(head) = encoded.get(..encoded.len().saturating_sub(1)) {
-                let changed = format!("{head}{}", char::from(last));
-                proptest::prop_assert_eq!(decode_part(&changed), decode_b64url_strict(&changed));
-            }
-        }
-    }
-
-    #[test]
-    fn token_parts_refuse_one_symbol_tails_padding_and_other_alphabets() {
-        for bad in [
-            "A", "AAAAA", "AQ==", "AQ=", "+w", "/w", "AB", "AAB", "A A", "\u{e4}AA",
-        ] {
-            assert_eq!(decode_part(bad), None, "{bad:?}");
-            assert_eq!(decode_b64url_strict(bad), None, "{bad:?}");
-        }
-        assert_eq!(decode_part(""), Some(Vec::new()));
-        assert_eq!(decode_part("AQAB"), Some(vec![1, 0, 1]));
-        assert_eq!(decode_part("-_8"), Some(vec![0xfb, 0xff]));
     }
 
     /// `audience_in` as it was, over the collected `aud` values: the oracle
