@@ -5,7 +5,7 @@
 
 use std::rc::Rc;
 
-use super::audit::{Audit, RecordMemo, Who};
+use super::audit::{Audit, RecordMemo, RenderMemo, Who};
 use super::counters::{CounterId, Interner, Tally};
 use super::decision::{Admitted, Packed};
 use super::refusal::Refusal;
@@ -270,7 +270,7 @@ fn admit(
     for a in &release.withheld {
         counters.push(names.attribute(index, provider, Tally::Withheld, a));
     }
-    let mut audit = Audit {
+    let audit = Audit {
         provider: provider.id.clone(),
         allowed: true,
         status: 200,
@@ -283,10 +283,9 @@ fn admit(
         token: who.token,
         rbac_values: release.rbac_values,
         shadow: who.shadow.as_ref().map(|s| Rc::clone(&s.diff)),
-        rendered: None,
+        rendered: RenderMemo::default(),
         encoded: RecordMemo::default(),
     };
-    audit.rendered = Some(audit.render_body());
     Admitted {
         headers: Packed::new(&release.headers),
         counters,
