@@ -633,10 +633,9 @@ impl Modulus {
         if k > MAX_SQR {
             return self.mul(a, a, s, out);
         }
-        for (d, &x) in tail_mut(&mut s.doubled, 4)
-            .iter_mut()
-            .zip(a.iter().chain(std::iter::repeat(&0)))
-        {
+        // 2a after four zero limbs; the limbs above stay zero (only these
+        // k are ever written, and `a` always has k).
+        for (d, &x) in tail_mut(&mut s.doubled, 4).iter_mut().zip(a) {
             *d = x << 1;
         }
         for (o, packs) in s.sq.iter_mut().enumerate() {
@@ -831,14 +830,16 @@ fn normalise(t: &mut [v128], mut carry: u64) {
 /// Words k .. 2k of `t`, plus `carry` into word k, as 28-bit limbs in `out`.
 #[cfg_attr(target_arch = "wasm32", target_feature(enable = "simd128"))]
 fn top(t: &[v128], k: usize, mut carry: u64, out: &mut [u32]) {
-    let words = t
-        .iter()
-        .skip(k / 2)
-        .flat_map(|v| [u64x2_extract_lane::<0>(*v), u64x2_extract_lane::<1>(*v)]);
-    for (o, w) in out.iter_mut().zip(words) {
-        let v = w + carry;
-        *o = v as u32 & MASK;
-        carry = v >> W;
+    // Two words per vector (k is even); plain pairs rather than a
+    // `flat_map`, which LLVM left as a slow iterator.
+    for (o, v) in out.chunks_exact_mut(2).zip(tail(t, k / 2)) {
+        if let [o0, o1] = o {
+            let w0 = u64x2_extract_lane::<0>(*v) + carry;
+            let w1 = u64x2_extract_lane::<1>(*v) + (w0 >> W);
+            *o0 = w0 as u32 & MASK;
+            *o1 = w1 as u32 & MASK;
+            carry = w1 >> W;
+        }
     }
 }
 
