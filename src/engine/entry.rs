@@ -246,13 +246,14 @@ fn admit(
     let agreements = contract.agreements();
     let mut by_controller = Vec::new();
     for name in &release.released {
-        let attr = crate::claims::lookup(name).map(|(a, _)| a);
+        // The attribute is looked up only where agreements ask for it.
+        let attr = agreements.and_then(|ag| Some((ag, crate::claims::lookup(name)?.0)));
         for (controller, held) in &release.controllers {
-            let counted = match (agreements, attr) {
-                (Some(ag), Some(attr)) => ag
+            let counted = match attr {
+                Some((ag, attr)) => ag
                     .for_controller(controller)
                     .is_some_and(|a| a.releases(attr, *held)),
-                _ => true,
+                None => true,
             };
             if counted {
                 let id = names.released_by(index, provider, controller, name);
