@@ -55,14 +55,14 @@ use crate::userinfo::{Failure, Userinfo};
 use crate::verify::{TokenError, Untrusted, Verified};
 
 pub use audit::{Audit, AuditBatch, Pushed, TokenFacts};
-use audit::{RecordMemo, Who};
+use audit::{RecordMemo, RenderMemo, Who};
 pub use counters::CounterId;
 pub use decision::{Admitted, Decision, Outcome, Response, StrippedAudit, WaitFor};
 pub use parked::ParkedQueue;
 pub use refusal::Refusal;
 pub use session::Call;
 
-use counters::Interner;
+use counters::{Counters, Interner};
 pub(crate) use entry::Shadowed;
 use entry::{verdict_for, Contracts, Entry, Hit, Verdict};
 use session::{Sessions, Slot as Session};
@@ -427,7 +427,7 @@ impl Engine {
         state: &mut VmState,
         now_ms: u64,
         resumed: bool,
-        counted: &mut Vec<CounterId>,
+        counted: &mut Counters,
     ) -> Result<(Contracts, u64), Halt> {
         if !provider.uses_registry() {
             let own = Contracts {
@@ -551,7 +551,7 @@ impl Engine {
     ) -> Outcome {
         let cfg = &self.config;
         let remove = cfg.sanitiser.spoofed(req.headers);
-        let mut counters = Vec::new();
+        let mut counters = Counters::new();
         if !remove.is_empty() {
             counters.push(state.counters.spoofed);
         }
@@ -687,7 +687,7 @@ impl Engine {
                         token: who.token,
                         rbac_values: Vec::new(),
                         shadow: who.shadow.map(|s| Rc::clone(&s.diff)),
-                        rendered: None,
+                        rendered: RenderMemo::default(),
                         encoded: RecordMemo::default(),
                     })),
                     decision: Decision::Respond(response),
@@ -705,7 +705,7 @@ impl Engine {
         &self,
         req: &Request<'_>,
         remove: Vec<String>,
-        mut counters: Vec<CounterId>,
+        mut counters: Counters,
         state: &mut VmState,
     ) -> Outcome {
         let cfg = &self.config;
@@ -854,7 +854,7 @@ impl Engine {
         req: &Request<'r>,
         path: &'r str,
         ctx: Ctx<'_>,
-        counted: &mut Vec<CounterId>,
+        counted: &mut Counters,
     ) -> Result<
         (
             Rc<Admitted>,
@@ -1054,7 +1054,7 @@ impl Engine {
         req: &Request<'_>,
         state: &mut VmState,
         (now_ms, resumed): (u64, bool),
-        counted: &mut Vec<CounterId>,
+        counted: &mut Counters,
     ) -> Result<Rc<serde_json::Map<String, serde_json::Value>>, Halt> {
         match state.sessions.get(key, raw) {
             Some(Session::Done(extra)) => return Ok(Rc::clone(extra)),
@@ -1230,7 +1230,7 @@ impl Engine {
 }
 
 /// A request forwarded with only the sanitiser's removals (so far).
-fn forward(remove: Vec<String>, counters: Vec<CounterId>) -> Outcome {
+fn forward(remove: Vec<String>, counters: Counters) -> Outcome {
     Outcome {
         decision: Decision::Forward {
             remove,
@@ -1248,7 +1248,7 @@ fn forward(remove: Vec<String>, counters: Vec<CounterId>) -> Outcome {
 }
 
 /// A local reply no provider decided (`refused`: its reason in the record).
-fn respond(response: Response, counters: Vec<CounterId>, refused: Option<&'static str>) -> Outcome {
+fn respond(response: Response, counters: Counters, refused: Option<&'static str>) -> Outcome {
     Outcome {
         decision: Decision::Respond(response),
         audit: None,
