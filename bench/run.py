@@ -1427,7 +1427,10 @@ def main() -> None:
             upstream.stop()
         saved["callgrind"] = {**callgrind(args.quick), "perf": pf, "wasm": wasm_profile(args.quick)}
         (BUILD / "results.json").write_text(json.dumps(saved, indent=1, default=str))
-        args.report_only = True
+        args.report_only = not args.no_report
+        if args.no_report:
+            print(f"wrote {BUILD / 'results.json'}")
+            return
     if args.report_only:
         saved = json.loads((BUILD / "results.json").read_text())
         for r in saved["results"]:  # re-read load times from the Envoy logs kept under build/bench/envoy

@@ -55,6 +55,7 @@
 
 use serde_json::{Map, Value};
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::OnceLock;
 
 /// How the values of an attribute are typed in a token.
@@ -408,10 +409,53 @@ pub enum NameKind {
     Legacy,
 }
 
-fn name_index() -> &'static HashMap<&'static str, (&'static Attribute, NameKind)> {
-    static INDEX: OnceLock<HashMap<&'static str, (&'static Attribute, NameKind)>> = OnceLock::new();
+/// The hash of the name index: FxHash (rustc's multiply-rotate), word by
+/// word. The index holds only the catalogue's names, fixed at start, and is
+/// only read afterwards, so a keyed hash (std's SipHash) buys no protection
+/// against flooding here; it was half the cost of a lookup, and a cold
+/// request looks up every claim name of the token.
+#[derive(Default)]
+struct NameHasher(u64);
+
+impl NameHasher {
+    fn add(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+}
+
+impl Hasher for NameHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for chunk in &mut chunks {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(chunk);
+            self.add(u64::from_le_bytes(word));
+        }
+        let mut last = [0u8; 8];
+        let rest = chunks.remainder();
+        if let Some(head) = last.get_mut(..rest.len()) {
+            head.copy_from_slice(rest);
+        }
+        // The length keeps "a" and "a\0" apart.
+        self.add(u64::from_le_bytes(last) ^ ((rest.len() as u64) << 56));
+    }
+
+    fn write_u8(&mut self, b: u8) {
+        self.add(u64::from(b));
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+type NameIndex =
+    HashMap<&'static str, (&'static Attribute, NameKind), BuildHasherDefault<NameHasher>>;
+
+fn name_index() -> &'static NameIndex {
+    static INDEX: OnceLock<NameIndex> = OnceLock::new();
     INDEX.get_or_init(|| {
-        let mut m = HashMap::new();
+        let mut m = NameIndex::default();
         for a in CATALOGUE.iter() {
             for l in a.legacy {
                 m.insert(*l, (a, NameKind::Legacy));
@@ -430,11 +474,17 @@ pub fn lookup(name: &str) -> Option<(&'static Attribute, NameKind)> {
     name_index().get(name).copied()
 }
 
-/// A token's claims mapped onto the catalogue.
+/// A token's claims mapped onto the catalogue. The values borrow from the
+/// claims and share one list (each attribute holds its span of it): a cold
+/// request normalises its token once, and a `String` per value and a `Vec`
+/// per attribute were an allocation each.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Normalised {
-    /// Values per catalogue index; a single-valued attribute has one value.
-    values: Vec<Option<Vec<String>>>,
+pub struct Normalised<'c> {
+    /// Per catalogue index, the span of `all` holding the attribute's
+    /// values; a single-valued attribute has one value.
+    spans: [Option<(usize, usize)>; CATALOGUE.len()],
+    /// Every value kept, attribute after attribute.
+    all: Vec<&'c str>,
     /// Catalogue attributes present with a value of the wrong type; they were
     /// dropped.
     pub invalid: Vec<&'static str>,
@@ -445,34 +495,47 @@ pub struct Normalised {
     pub other: usize,
 }
 
-impl Normalised {
+impl<'c> Normalised<'c> {
     /// The values of `attr`, if the token carried it with a valid type.
-    pub fn get(&self, attr: &Attribute) -> Option<&[String]> {
-        self.values.get(attr.index).and_then(|v| v.as_deref())
+    pub fn get(&self, attr: &Attribute) -> Option<&[&'c str]> {
+        let (start, end) = self.spans.get(attr.index).copied().flatten()?;
+        self.all.get(start..end)
     }
 
     /// The catalogue attributes present, in catalogue order.
     pub fn present(&self) -> impl Iterator<Item = &'static Attribute> + '_ {
         CATALOGUE
             .iter()
-            .filter(move |a| matches!(self.values.get(a.index), Some(Some(_))))
+            .filter(move |a| matches!(self.spans.get(a.index), Some(Some(_))))
     }
 }
 
-fn type_value(attr: &Attribute, value: &Value) -> Option<Vec<String>> {
+/// Appends the values of a claim typed for `attr` to `out`; false (and
+/// nothing appended) if the claim has the wrong type.
+fn push_typed<'c>(attr: &Attribute, value: &'c Value, out: &mut Vec<&'c str>) -> bool {
     match (attr.value_type, value) {
-        (ValueType::Bool, Value::Bool(b)) => Some(vec![b.to_string()]),
-        (ValueType::Bool, Value::String(s)) if s == "true" || s == "false" => Some(vec![s.clone()]),
-        (ValueType::Bool, _) => None,
-        (ValueType::Text, Value::String(s)) => Some(vec![s.clone()]),
+        (ValueType::Bool, Value::Bool(true)) => out.push("true"),
+        (ValueType::Bool, Value::Bool(false)) => out.push("false"),
+        (ValueType::Bool, Value::String(s)) if s == "true" || s == "false" => out.push(s),
+        (ValueType::Bool, _) => return false,
+        (ValueType::Text, Value::String(s)) => out.push(s),
         // Only multi-valued attributes may be arrays; every item must be a
         // string or the whole claim is dropped (no partial guessing).
-        (ValueType::Text, Value::Array(items)) if attr.multi => items
-            .iter()
-            .map(|v| v.as_str().map(str::to_owned))
-            .collect(),
-        (ValueType::Text, _) => None,
+        (ValueType::Text, Value::Array(items)) if attr.multi => {
+            let start = out.len();
+            for item in items {
+                match item.as_str() {
+                    Some(s) => out.push(s),
+                    None => {
+                        out.truncate(start);
+                        return false;
+                    }
+                }
+            }
+        }
+        (ValueType::Text, _) => return false,
     }
+    true
 }
 
 /// Maps a token's claims onto the catalogue: 2019 names become current names
@@ -481,9 +544,9 @@ fn type_value(attr: &Attribute, value: &Value) -> Option<Vec<String>> {
 /// is accepted for a multi-valued attribute because the 2019 tokens sent
 /// one). A catalogue claim of any other type is dropped and recorded in
 /// [`Normalised::invalid`].
-pub fn normalise(claims: &Map<String, Value>) -> Normalised {
+pub fn normalise(claims: &Map<String, Value>) -> Normalised<'_> {
     let mut out = Normalised {
-        values: vec![None; CATALOGUE.len()],
+        all: Vec::with_capacity(32),
         ..Normalised::default()
     };
     for (name, value) in claims {
@@ -494,9 +557,14 @@ pub fn normalise(claims: &Map<String, Value>) -> Normalised {
                     // The current name wins; the 2019 copy is ignored.
                     continue;
                 }
-                match (type_value(attr, value), out.values.get_mut(attr.index)) {
-                    (Some(v), Some(slot)) => *slot = Some(v),
+                let start = out.all.len();
+                match (
+                    push_typed(attr, value, &mut out.all),
+                    out.spans.get_mut(attr.index),
+                ) {
+                    (true, Some(slot)) => *slot = Some((start, out.all.len())),
                     _ => {
+                        out.all.truncate(start);
                         if !out.invalid.contains(&attr.name) {
                             out.invalid.push(attr.name);
                         }
@@ -570,8 +638,16 @@ pub fn role_code_for_name(name: &str) -> Option<u8> {
 /// Returns `None` for any other shape. In the 7-field form the code field
 /// is authoritative; when it is empty or not 1-6 the role name is used.
 pub fn parse_role(s: &str) -> Option<Role<'_>> {
-    let f: Vec<&str> = s.split(';').collect();
-    match f.as_slice() {
+    // At most eight fields are looked at (the eighth only to refuse the
+    // string), into an array: called several times per role and request,
+    // a `Vec` of the fields was one allocation each time.
+    let mut fields = [""; 8];
+    let mut count = 0;
+    for (slot, field) in fields.iter_mut().zip(s.split(';')) {
+        *slot = field;
+        count += 1;
+    }
+    match fields.get(..count).unwrap_or_default() {
         [provider, tk, group, name, code, school_oid, office] => Some(Role {
             provider,
             school_tk: tk,
@@ -635,7 +711,21 @@ pub fn is_tk_code(s: &str) -> bool {
 
 /// Whether `s` is a dotted numeric OID (at least two arcs, no empty arc).
 pub fn is_oid(s: &str) -> bool {
-    s.contains('.') && s.split('.').all(all_digits)
+    // One pass over the bytes: digits and dots, a dot somewhere, no empty
+    // arc (no leading, trailing or doubled dot).
+    let mut dots = false;
+    let mut arc_empty = true;
+    for b in s.bytes() {
+        match b {
+            b'0'..=b'9' => arc_empty = false,
+            b'.' if !arc_empty => {
+                dots = true;
+                arc_empty = true;
+            }
+            _ => return false,
+        }
+    }
+    dots && !arc_empty
 }
 
 /// Whether `s` is an OPH organisation OID: `1.2.246.562.10.<digits>` or the
@@ -682,8 +772,30 @@ mod tests {
     }
 
     #[test]
+    fn every_catalogue_name_looks_up_its_attribute_and_near_misses_do_not() {
+        for a in CATALOGUE.iter() {
+            let mut names = vec![a.name, a.alias];
+            names.extend(a.legacy.iter().copied());
+            for n in names {
+                assert_eq!(lookup(n).map(|(x, _)| x.index), Some(a.index), "{n}");
+                for miss in [
+                    format!("{n}\0"),
+                    format!("{n} "),
+                    n.to_uppercase(),
+                    n[1..].to_owned(),
+                ] {
+                    if miss != n && lookup(&miss).is_some_and(|(x, _)| x.index == a.index) {
+                        panic!("{miss:?} looked up {}", a.name);
+                    }
+                }
+            }
+        }
+        assert_eq!(lookup("").map(|(a, _)| a.name), None);
+    }
+
+    #[test]
     fn legacy_names_map_to_current_names_and_current_wins() {
-        let n = normalise(&map(json!({
+        let claims = map(json!({
             "learnerId": "1.2.246.562.24.90000000001",
             "mpass_uid": "old",
             "urn:mpass.id:uid": "new",
@@ -691,13 +803,14 @@ mod tests {
             "mpass_cid": "x",
             "_comment": "y",
             "iss": "z",
-        })));
+        }));
+        let n = normalise(&claims);
         let uid = lookup("uid").map(|(a, _)| a);
-        assert_eq!(uid.and_then(|a| n.get(a)), Some(&["new".to_owned()][..]));
+        assert_eq!(uid.and_then(|a| n.get(a)), Some(&["new"][..]));
         let role = lookup(ROLE).map(|(a, _)| a);
         assert_eq!(
             role.and_then(|a| n.get(a)),
-            Some(&["Demojärvi;00000;9A;Oppilas".to_owned()][..])
+            Some(&["Demojärvi;00000;9A;Oppilas"][..])
         );
         assert_eq!(n.never_releasable, 1);
         assert_eq!(n.other, 1);
@@ -705,12 +818,13 @@ mod tests {
 
     #[test]
     fn wrongly_typed_values_are_dropped_and_counted() {
-        let n = normalise(&map(json!({
+        let claims = map(json!({
             "given_name": ["a", "b"],
             "urn:mpass.id:role": ["ok", 3],
             "email_verified": true,
             "urn:mpass.id:classLevel": 9,
-        })));
+        }));
+        let n = normalise(&claims);
         assert_eq!(
             n.present().map(|a| a.name).collect::<Vec<_>>(),
             ["email_verified"]
@@ -743,6 +857,68 @@ mod tests {
         );
         assert!(parse_role("a;b;c").is_none());
         assert!(parse_role("a;b;c;d;e;f").is_none());
+    }
+
+    /// The role parser as it was, fields collected into a `Vec`: the
+    /// oracle for the array-based one.
+    fn parse_role_by_vec(s: &str) -> Option<Role<'_>> {
+        let f: Vec<&str> = s.split(';').collect();
+        match f.as_slice() {
+            [provider, tk, group, name, code, school_oid, office] => Some(Role {
+                provider,
+                school_tk: tk,
+                group,
+                name,
+                code: match code.parse::<u8>() {
+                    Ok(c) if (1..=6).contains(&c) && code.len() == 1 => Some(c),
+                    _ => role_code_for_name(name),
+                },
+                school_oid,
+                office,
+                seven_fields: true,
+            }),
+            [provider, tk, group, name] => Some(Role {
+                provider,
+                school_tk: tk,
+                group,
+                name,
+                code: role_code_for_name(name),
+                school_oid: "",
+                office: "",
+                seven_fields: false,
+            }),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn role_strings_of_three_five_six_eight_and_nine_fields_are_refused() {
+        for s in [
+            "a;b;c",
+            "a;b;c;d;e",
+            "a;b;c;d;e;f",
+            "1;2;3;4;5;6;7;8",
+            "1;2;3;4;5;6;7;8;9",
+            "",
+        ] {
+            assert_eq!(parse_role(s), None, "{s}");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn role_parsing_agrees_with_the_vec_parser(
+            fields in proptest::collection::vec("[a-zA-Z0-9.;ÄÖ ]{0,6}", 0..10),
+        ) {
+            let s = fields.join(";");
+            proptest::prop_assert_eq!(parse_role(&s), parse_role_by_vec(&s));
+        }
+
+        #[test]
+        fn oid_recognition_agrees_with_the_split_rule(s in "[0-9.a]{0,12}") {
+            let by_split = s.contains('.') && s.split('.').all(all_digits);
+            proptest::prop_assert_eq!(is_oid(&s), by_split);
+        }
     }
 
     #[test]

@@ -75,6 +75,7 @@ use crate::render;
 use crate::unique_map::{Keys, UniqueMap};
 use serde::Deserialize;
 use serde_json::{Map, Value};
+use std::borrow::Cow;
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
@@ -830,12 +831,18 @@ impl Contract {
     }
 
     /// [`Contract::apply`] for claims already normalised.
-    pub fn apply_normalised(&self, n: &Normalised) -> Result<Release, Denial> {
+    pub fn apply_normalised(&self, n: &Normalised<'_>) -> Result<Release, Denial> {
         self.check_learner_id(n)?;
         let scope = self.organisation_scope(n)?;
         self.check_agreed_learner_id(n, &scope)?;
 
-        let mut release = Release::default();
+        // Sized once: a header and a name per rule (the payload header
+        // last), instead of growing by doubling.
+        let mut release = Release {
+            headers: Vec::with_capacity(self.rules.len() + 1),
+            released: Vec::with_capacity(self.rules.len()),
+            ..Release::default()
+        };
         if self.agreements.is_some() {
             release.controllers = scope
                 .controllers
@@ -870,15 +877,20 @@ impl Contract {
             if wants_claims {
                 let v = match (rule.attr.value_type, rule.attr.multi) {
                     (ValueType::Bool, _) => Value::Bool(first == "true"),
-                    (ValueType::Text, true) => Value::from(kept.clone()),
-                    (ValueType::Text, false) => Value::String(first.clone()),
+                    (ValueType::Text, true) => Value::Array(
+                        kept.iter()
+                            .map(|v| Value::String(v.as_ref().to_owned()))
+                            .collect(),
+                    ),
+                    (ValueType::Text, false) => Value::String(first.as_ref().to_owned()),
                 };
                 payload.insert(rule.attr.name.to_owned(), v);
             }
             release.headers.push((rule.header.clone(), value));
             release.released.push(rule.attr.name);
             if RBAC_ATTRIBUTES.contains(&rule.attr.name) {
-                release.rbac_values.push((rule.attr.name, kept.clone()));
+                let owned = kept.into_iter().map(Cow::into_owned).collect();
+                release.rbac_values.push((rule.attr.name, owned));
             }
             if let Some(p) = self
                 .agreed_purpose(rule.attr, &scope)
@@ -938,7 +950,7 @@ impl Contract {
         Ok(release)
     }
 
-    fn check_learner_id(&self, n: &Normalised) -> Result<(), Denial> {
+    fn check_learner_id(&self, n: &Normalised<'_>) -> Result<(), Denial> {
         let deny = |reason| {
             Err(Denial {
                 reason,
@@ -949,7 +961,7 @@ impl Contract {
         if n.invalid.contains(&LEARNER_ID_ATTRIBUTE.name) {
             return deny(reason::INVALID_LEARNER_ID);
         }
-        let Some(id) = n.get(LEARNER_ID_ATTRIBUTE).and_then(<[String]>::first) else {
+        let Some(id) = n.get(LEARNER_ID_ATTRIBUTE).and_then(|v| v.first().copied()) else {
             return Ok(());
         };
         match classify_learner_id(id) {
@@ -1008,11 +1020,11 @@ impl Contract {
     }
 
     /// A test learner number needs every controller's consent too.
-    fn check_agreed_learner_id(&self, n: &Normalised, scope: &Scope<'_>) -> Result<(), Denial> {
+    fn check_agreed_learner_id(&self, n: &Normalised<'_>, scope: &Scope<'_>) -> Result<(), Denial> {
         let Some(agreements) = &self.agreements else {
             return Ok(());
         };
-        let Some(id) = n.get(LEARNER_ID_ATTRIBUTE).and_then(<[String]>::first) else {
+        let Some(id) = n.get(LEARNER_ID_ATTRIBUTE).and_then(|v| v.first().copied()) else {
             return Ok(());
         };
         if classify_learner_id(id) != LearnerIdKind::Test {
@@ -1047,12 +1059,12 @@ impl Contract {
         !id.is_empty() && self.organisations.contains(id)
     }
 
-    fn organisation_scope<'n>(&self, n: &'n Normalised) -> Result<Scope<'n>, Denial> {
+    fn organisation_scope<'n>(&self, n: &Normalised<'n>) -> Result<Scope<'n>, Denial> {
         let mut scope = Scope {
             all_roles_permitted: true,
             ..Scope::default()
         };
-        for s in n.get(ROLE_ATTRIBUTE).unwrap_or_default() {
+        for &s in n.get(ROLE_ATTRIBUTE).unwrap_or_default() {
             let permitted = parse_role(s).filter(|r| {
                 (self.any_organisation
                     || self.listed(r.provider)
@@ -1109,7 +1121,10 @@ impl Contract {
         scope.providers.retain(|s| !s.is_empty());
         // A 2019 school code outside the contract makes the other 2019
         // organisation attributes unattributable too.
-        if let Some(code) = n.get(SCHOOL_CODE_ATTRIBUTE).and_then(<[String]>::first) {
+        if let Some(code) = n
+            .get(SCHOOL_CODE_ATTRIBUTE)
+            .and_then(|v| v.first().copied())
+        {
             if !self.school_permitted(code, &scope) {
                 scope.all_roles_permitted = false;
             }
@@ -1134,12 +1149,21 @@ impl Contract {
         }
     }
 
-    fn filter(&self, attr: &Attribute, values: &[String], scope: &Scope<'_>) -> Vec<String> {
+    /// The values of `attr` this contract lets through, borrowed from the
+    /// claims where they pass unchanged (all but role strings whose school
+    /// id field is blanked).
+    fn filter<'n>(
+        &self,
+        attr: &Attribute,
+        values: &[&'n str],
+        scope: &Scope<'n>,
+    ) -> Vec<Cow<'n, str>> {
+        let kept = |v: &&'n str| Cow::Borrowed(*v);
         match attr.scope {
             _ if is_person_scoped(attr) && !self.agreed_value(attr, scope, ValueOwner::Person) => {
                 Vec::new()
             }
-            OrgScope::Person => values.to_vec(),
+            OrgScope::Person => values.iter().map(kept).collect(),
             OrgScope::Role => scope
                 .roles
                 .iter()
@@ -1158,7 +1182,7 @@ impl Contract {
                             && self.agreed_value(attr, scope, ValueOwner::School(id))
                     })
                 })
-                .cloned()
+                .map(kept)
                 .collect(),
             OrgScope::Charge => values
                 .iter()
@@ -1170,7 +1194,7 @@ impl Contract {
                             && self.agreed_value(attr, scope, ValueOwner::School(id))
                     })
                 })
-                .cloned()
+                .map(kept)
                 .collect(),
             OrgScope::ProviderInfo => values
                 .iter()
@@ -1181,7 +1205,7 @@ impl Contract {
                             && self.agreed_value(attr, scope, ValueOwner::Controller(id))
                     })
                 })
-                .cloned()
+                .map(kept)
                 .collect(),
             OrgScope::Issuer => values
                 .iter()
@@ -1189,7 +1213,7 @@ impl Contract {
                     is_oid(id)
                         && (self.provider_permitted(id, scope) || self.school_permitted(id, scope))
                 })
-                .cloned()
+                .map(kept)
                 .collect(),
             OrgScope::LegacySchoolCode => values
                 .iter()
@@ -1198,30 +1222,38 @@ impl Contract {
                         && self.identifier_form != IdentifierForm::Oid
                         && self.school_permitted(id, scope)
                 })
-                .cloned()
+                .map(kept)
                 .collect(),
-            OrgScope::LegacyOrganisation if scope.all_roles_permitted => values.to_vec(),
+            OrgScope::LegacyOrganisation if scope.all_roles_permitted => {
+                values.iter().map(kept).collect()
+            }
             OrgScope::LegacyOrganisation => Vec::new(),
         }
     }
 
     /// Blanks the school id field the service does not receive. Splitting
     /// and re-joining on `;` keeps every other field byte for byte.
-    fn role_in_form(&self, role: &str) -> String {
-        let blank = match (self.identifier_form, role.split(';').count()) {
-            (IdentifierForm::Both, _) => None,
-            (IdentifierForm::Oid, _) => Some(1),
-            (IdentifierForm::Tk, 7) => Some(5),
-            (IdentifierForm::Tk, _) => None,
+    fn role_in_form<'n>(&self, role: &'n str) -> Cow<'n, str> {
+        let blank = match self.identifier_form {
+            IdentifierForm::Both => None,
+            IdentifierForm::Oid => Some(1),
+            IdentifierForm::Tk if role.split(';').count() == 7 => Some(5),
+            IdentifierForm::Tk => None,
         };
         match blank {
-            None => role.to_owned(),
-            Some(b) => role
-                .split(';')
-                .enumerate()
-                .map(|(i, f)| if i == b { "" } else { f })
-                .collect::<Vec<_>>()
-                .join(";"),
+            None => Cow::Borrowed(role),
+            Some(b) => {
+                let mut out = String::with_capacity(role.len());
+                for (i, f) in role.split(';').enumerate() {
+                    if i > 0 {
+                        out.push(';');
+                    }
+                    if i != b {
+                        out.push_str(f);
+                    }
+                }
+                Cow::Owned(out)
+            }
         }
     }
 }

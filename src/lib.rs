@@ -21,6 +21,7 @@ pub mod error;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod explain;
 pub mod extract;
+pub mod few;
 pub mod forward;
 pub mod http;
 pub mod jwks;

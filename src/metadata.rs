@@ -35,6 +35,9 @@
 use crate::claims::{self, OrgScope};
 use std::borrow::Cow;
 
+mod writer;
+pub use writer::{Name, Parts, ShadowParts};
+
 /// The property path (one element) the glue writes the record to.
 pub const PROPERTY: &str = "mpass_guard";
 /// The filter-state key Envoy stores the property under (`wasm.` + path).
@@ -262,9 +265,39 @@ impl<'a> DecisionRecord<'a> {
     }
 
     /// The serialized `google.protobuf.Struct` the glue writes to
-    /// [`PROPERTY`].
+    /// [`PROPERTY`]: the bytes of [`encode_struct`] of
+    /// [`DecisionRecord::to_fields`], written without the value tree
+    /// ([`Parts::encode`]).
     pub fn encode(&self) -> Vec<u8> {
-        encode_struct(&self.to_fields())
+        self.parts().encode()
+    }
+
+    /// The record borrowed as the writer's [`Parts`].
+    pub fn parts(&self) -> Parts<'_, &'a [String], &'static str> {
+        Parts {
+            provider: self.provider,
+            decision: self.decision,
+            reason: self.reason,
+            status: self.status,
+            released: &self.released,
+            withheld: &self.withheld,
+            contract_version: self.contract_version,
+            subject: self.subject,
+            issuer: self.issuer,
+            kid: self.kid,
+            alg: self.alg,
+            stripped_tokens: self.stripped_tokens,
+            released_values: &self.released_values,
+            shadow: self.shadow.as_ref().map(|s| ShadowParts {
+                decision: s.decision,
+                reason: s.reason,
+                contract_version: s.contract_version,
+                added: &s.added,
+                removed: &s.removed,
+                changed: &s.changed,
+                changes: &s.changes,
+            }),
+        }
     }
 }
 

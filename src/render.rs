@@ -39,12 +39,42 @@ fn hex_digit(n: u8) -> char {
     hex_digit_in(HEX_UPPER, n)
 }
 
+#[cfg(test)]
 fn hex_digit_lower(n: u8) -> char {
     hex_digit_in(HEX_LOWER, n)
 }
 
 /// Percent-encodes one value (RFC 3986 unreserved characters kept).
 pub fn encode_single(value: &str) -> String {
+    let mut out = String::with_capacity(value.len() + 8);
+    let mut rest = value;
+    while !rest.is_empty() {
+        // Runs of unreserved characters (ASCII, so char boundaries) are
+        // copied whole; each other byte becomes `%XX`.
+        let plain = rest
+            .bytes()
+            .position(|b| !is_unreserved(b))
+            .unwrap_or(rest.len());
+        let (run, tail) = rest.split_at_checked(plain).unwrap_or((rest, ""));
+        out.push_str(run);
+        // The escaped run ends at an unreserved (ASCII) byte or the end: a
+        // char boundary again.
+        let escaped = tail.bytes().position(is_unreserved).unwrap_or(tail.len());
+        let (bytes, next) = tail.split_at_checked(escaped).unwrap_or((tail, ""));
+        for b in bytes.bytes() {
+            out.push('%');
+            out.push(hex_digit(b >> 4));
+            out.push(hex_digit(b));
+        }
+        rest = next;
+    }
+    out
+}
+
+/// [`encode_single`] as it was, byte by byte: the oracle for the
+/// run-copying one.
+#[cfg(test)]
+fn encode_single_by_byte(value: &str) -> String {
     let mut out = String::with_capacity(value.len() + 8);
     for b in value.bytes() {
         if is_unreserved(b) {
@@ -65,7 +95,57 @@ pub fn decode_single(encoded: &str) -> Option<String> {
 }
 
 /// Writes `s` as a JSON string literal using printable ASCII only.
+///
+/// Runs of printable ASCII other than `"` and `\` (most of every value) are
+/// copied whole; only the characters between them are escaped one by one.
 fn push_json_ascii_string(out: &mut String, s: &str) {
+    out.push('"');
+    let mut rest = s;
+    while !rest.is_empty() {
+        let plain = rest
+            .bytes()
+            .position(|b| !matches!(b, b' '..=b'~') || b == b'"' || b == b'\\')
+            .unwrap_or(rest.len());
+        // `plain` is at an ASCII byte or the end: a char boundary.
+        let (run, tail) = rest.split_at_checked(plain).unwrap_or((rest, ""));
+        out.push_str(run);
+        let mut chars = tail.chars();
+        if let Some(c) = chars.next() {
+            push_json_escaped_char(out, c);
+        }
+        rest = chars.as_str();
+    }
+    out.push('"');
+}
+
+/// One character of [`push_json_ascii_string`] outside its plain runs.
+fn push_json_escaped_char(out: &mut String, c: char) {
+    match c {
+        '"' => out.push_str("\\\""),
+        '\\' => out.push_str("\\\\"),
+        ' '..='~' => out.push(c),
+        _ => {
+            let mut units = [0u16; 2];
+            for unit in c.encode_utf16(&mut units) {
+                // `\uXXXX` assembled whole, then pushed once.
+                let mut escape = *b"\\u0000";
+                for (digit, shift) in escape.iter_mut().skip(2).zip([12u16, 8, 4, 0]) {
+                    // Truncation to the low nibble is the intent.
+                    *digit = HEX_LOWER
+                        .get(usize::from((*unit >> shift) & 0x0f))
+                        .copied()
+                        .unwrap_or(b'0');
+                }
+                out.push_str(std::str::from_utf8(&escape).unwrap_or("\\ufffd"));
+            }
+        }
+    }
+}
+
+/// [`push_json_ascii_string`] as it was, character by character: the oracle
+/// for the run-copying one.
+#[cfg(test)]
+fn push_json_ascii_string_by_char(out: &mut String, s: &str) {
     out.push('"');
     for c in s.chars() {
         match c {
@@ -209,6 +289,11 @@ mod tests {
             prop_assert!(is_safe_header_value(&single));
             prop_assert_eq!(decode_single(&single), Some(s.clone()));
             let multi = encode_multi(&[s.clone(), t.clone()]);
+        prop_assert_eq!(&single, &encode_single_by_byte(&s));
+        let (mut runs, mut by_char) = (String::new(), String::new());
+        push_json_ascii_string(&mut runs, &s);
+        push_json_ascii_string_by_char(&mut by_char, &s);
+        prop_assert_eq!(runs, by_char);
             prop_assert!(is_safe_header_value(&multi));
             prop_assert_eq!(decode_multi(&multi), Some(vec![s, t]));
         }

@@ -17,7 +17,10 @@
 //! summed, only once per Montgomery row (the word the row clears) and at the
 //! end. Each Montgomery operation (REDC, rows of `m·n` two at a time) follows
 //! either a fused multiply (`a·b` rows interleaved with the REDC rows) or a
-//! dedicated squaring (each cross product once, by `2a`). Results are only
+//! dedicated squaring (each cross product once, by `2a`, four rows per pass
+//! over the words: each pass has a scalar set-up of a hundred-odd
+//! instructions in V8, which two rows per pass paid 37 times per 2048-bit
+//! squaring instead of 19). Results are only
 //! reduced below `2n` (`R = 2^(28k) > 4n`, so inputs below `2n` give outputs
 //! below `2n`); one subtraction at the very end makes the output exact.
 //! Above 3526 bits (k > 126 limbs) a squaring renormalises the running sum
@@ -34,7 +37,11 @@
 //! [`lanes`]), so the native differential tests run the algorithm the
 //! filter runs. `bench/crypto` measures each step (a 2048-bit
 //! RS256 verification went from ~200 µs with ring to ~46 µs with the
-//! previous 32-bit scalar code, to ~29 µs with this).
+//! previous 32-bit scalar code, to ~29 µs with this; issue 16 measured the
+//! four-row squaring and the allocation-free verification at ~5 % less).
+//!
+//! A verification allocates nothing: its buffers live in a thread-local
+//! work space ([`with_work`]) reused from one verification to the next.
 //!
 //! One V8-specific detail: the row multipliers are splatted vectors read from
 //! memory inside the inner loops. Kept in a register, LLVM hoists their
@@ -98,13 +105,24 @@ impl Hash {
     /// no assembly on wasm32, and its
     /// portable SHA-256 measured ~1.5 µs slower per RS256 token in V8
     /// (BENCHMARKS.md). Checked against ring by `tests/rsa_fast.rs`.
-    fn digest(self, message: &[u8]) -> Vec<u8> {
+    fn digest(self, message: &[u8]) -> MessageHash {
         use sha2::Digest as _;
+        let mut out = MessageHash {
+            bytes: [0; 64],
+            len: 0,
+        };
+        let mut put = |d: &[u8]| {
+            for (o, b) in out.bytes.iter_mut().zip(d) {
+                *o = *b;
+            }
+            out.len = d.len();
+        };
         match self {
-            Hash::Sha256 => sha2::Sha256::digest(message).to_vec(),
-            Hash::Sha384 => sha2::Sha384::digest(message).to_vec(),
-            Hash::Sha512 => sha2::Sha512::digest(message).to_vec(),
+            Hash::Sha256 => put(&sha2::Sha256::digest(message)),
+            Hash::Sha384 => put(&sha2::Sha384::digest(message)),
+            Hash::Sha512 => put(&sha2::Sha512::digest(message)),
         }
+        out
     }
 
     /// DER of the PKCS#1 v1.5 `DigestInfo` up to the digest bytes (with the
@@ -124,6 +142,18 @@ impl Hash {
                 0x03, 0x05, 0x00, 0x04, 0x40,
             ],
         }
+    }
+}
+
+/// A message digest, on the stack (up to SHA-512's 64 bytes).
+struct MessageHash {
+    bytes: [u8; 64],
+    len: usize,
+}
+
+impl AsRef<[u8]> for MessageHash {
+    fn as_ref(&self) -> &[u8] {
+        self.bytes.get(..self.len).unwrap_or_default()
     }
 }
 
@@ -189,56 +219,118 @@ impl RsaPublicKey {
     /// Verifies `sig` over `message`. The signature must be exactly as long
     /// as the modulus and, as a number, below it.
     pub fn verify(&self, padding: Padding, hash: Hash, message: &[u8], sig: &[u8]) -> bool {
-        let Some(em) = self.public_op(sig) else {
-            return false;
-        };
-        let m_hash = hash.digest(message);
-        match padding {
-            Padding::Pkcs1v15 => pkcs1v15_matches(&em, hash, &m_hash),
-            Padding::Pss => pss_matches(&em, self.bits - 1, hash, &m_hash),
-        }
+        with_work(&self.m, |work| {
+            if !self.public_op(sig, work) {
+                return false;
+            }
+            let m_hash = hash.digest(message);
+            let em = work.em.as_slice();
+            match padding {
+                Padding::Pkcs1v15 => pkcs1v15_matches(em, hash, m_hash.as_ref()),
+                Padding::Pss => pss_matches(em, self.bits - 1, hash, m_hash.as_ref()),
+            }
+        })
     }
 
-    /// `sig^e mod n` as big-endian bytes of the modulus length, or `None` if
-    /// `sig` has the wrong length or is not below `n`.
-    fn public_op(&self, sig: &[u8]) -> Option<Vec<u8>> {
+    /// `sig^e mod n` as big-endian bytes of the modulus length, into
+    /// `work.em`; false if `sig` has the wrong length or is not below `n`.
+    fn public_op(&self, sig: &[u8], work: &mut Work) -> bool {
         if sig.len() != self.len {
-            return None;
+            return false;
         }
         let m = &self.m;
-        let k = m.n.len();
-        let s = from_be_bytes(sig, k);
-        if !less_than(&s, &m.n) {
-            return None;
+        let Work {
+            scratch,
+            s,
+            base,
+            acc,
+            tmp,
+            em,
+        } = work;
+        from_be_bytes_into(sig, s);
+        if !less_than(s, &m.n) {
+            return false;
         }
-        let mut scratch = m.scratch();
-        let mut base = vec![0u32; k];
-        let mut acc = vec![0u32; k];
-        let mut tmp = vec![0u32; k];
         // Into Montgomery form: s·R = MontMul(s, R²).
-        m.mul(&s, &m.rr, &mut scratch, &mut base);
-        acc.copy_from_slice(&base);
+        m.mul(s, &m.rr, scratch, base);
+        acc.copy_from_slice(base);
         // Left to right over e's bits below the top one. e is odd and at
         // least 3 (checked in `new`), so the loop runs and its last step is a
         // multiplication into `tmp`: by s itself rather than s·R, which
         // leaves Montgomery form for free (s^(e-1)·R · s / R = s^e).
         let top = 63 - self.e.leading_zeros();
         for bit in (0..top).rev() {
-            m.sqr(&acc, &mut scratch, &mut tmp);
-            std::mem::swap(&mut acc, &mut tmp);
+            m.sqr(acc, scratch, tmp);
+            std::mem::swap(acc, tmp);
             if bit == 0 {
-                m.mul(&acc, &s, &mut scratch, &mut tmp);
+                m.mul(acc, s, scratch, tmp);
             } else if (self.e >> bit) & 1 == 1 {
-                m.mul(&acc, &base, &mut scratch, &mut tmp);
-                std::mem::swap(&mut acc, &mut tmp);
+                m.mul(acc, base, scratch, tmp);
+                std::mem::swap(acc, tmp);
             }
         }
         // Below 2n: one subtraction at most.
-        if !less_than(&tmp, &m.n) {
-            sub_in_place(&mut tmp, &m.n);
+        if !less_than(tmp, &m.n) {
+            sub_in_place(tmp, &m.n);
         }
-        Some(to_be_bytes(&tmp, self.len))
+        em.resize(self.len, 0);
+        to_be_bytes_into(tmp, em);
+        true
     }
+}
+
+/// The buffers of one verification: kept between verifications (see
+/// [`with_work`]), so a verification allocates nothing.
+struct Work {
+    scratch: Scratch,
+    /// The signature, `s·R`, and the running power, in 28-bit limbs.
+    s: Vec<u32>,
+    base: Vec<u32>,
+    acc: Vec<u32>,
+    tmp: Vec<u32>,
+    /// The encoded message `s^e mod n`, big-endian.
+    em: Vec<u8>,
+}
+
+impl Work {
+    fn new(m: &Modulus) -> Work {
+        let k = m.n.len();
+        Work {
+            scratch: m.scratch(),
+            s: vec![0; k],
+            base: vec![0; k],
+            acc: vec![0; k],
+            tmp: vec![0; k],
+            em: Vec::new(),
+        }
+    }
+
+    /// True if the buffers have the sizes [`Work::new`] gives for `m`.
+    fn fits(&self, m: &Modulus) -> bool {
+        let k = m.n.len();
+        self.s.len() == k && self.scratch.packs.len() == m.packs.len()
+    }
+}
+
+thread_local! {
+    /// The last verification's [`Work`], for the next one. The filter's VM
+    /// runs one verification at a time, usually with 2048-bit keys, so this
+    /// saves the dozen allocations and frees of a verification (malloc and
+    /// free were ~14 % of a cold request's V8 ticks, issue 16); a key of
+    /// another size just allocates anew. At most ~20 KiB (8192 bits). Only
+    /// public values pass through it, and every buffer is overwritten before
+    /// it is read.
+    static SPARE: std::cell::Cell<Option<Work>> = const { std::cell::Cell::new(None) };
+}
+
+/// Runs `f` with a [`Work`] for `m`: the spare one if it fits, else new.
+fn with_work<R>(m: &Modulus, f: impl FnOnce(&mut Work) -> R) -> R {
+    let spare = SPARE.try_with(std::cell::Cell::take).ok().flatten();
+    let mut work = spare.filter(|w| w.fits(m)).unwrap_or_else(|| Work::new(m));
+    let result = f(&mut work);
+    // Fails only while the thread is exiting: then the buffers are dropped.
+    let _ = SPARE.try_with(|c| c.set(Some(work)));
+    result
 }
 
 /// The few wasm `simd128` operations used here: the real ones in wasm32,
@@ -533,17 +625,17 @@ impl Modulus {
     }
 
     /// `out = a²·R⁻¹ mod n`, up to one extra `n`, as [`Self::mul`]: the
-    /// square first (each cross product once, by `2a`), then [`Self::reduce`].
+    /// square first (each cross product once, by `2a`, four rows per pass
+    /// over the words), then [`Self::reduce`].
     #[cfg_attr(target_arch = "wasm32", target_feature(enable = "simd128"))]
     fn sqr(&self, a: &[u32], s: &mut Scratch, out: &mut [u32]) {
         let k = self.n.len();
         if k > MAX_SQR {
             return self.mul(a, a, s, out);
         }
-        for (d, &x) in tail_mut(&mut s.doubled, 4)
-            .iter_mut()
-            .zip(a.iter().chain(std::iter::repeat(&0)))
-        {
+        // 2a after four zero limbs; the limbs above stay zero (only these
+        // k are ever written, and `a` always has k).
+        for (d, &x) in tail_mut(&mut s.doubled, 4).iter_mut().zip(a) {
             *d = x << 1;
         }
         for (o, packs) in s.sq.iter_mut().enumerate() {
@@ -554,52 +646,90 @@ impl Modulus {
             }
         }
         s.t.fill(zero());
+        // a as k4 limbs (zeros above k); dj = 2a[r + j].
+        let k4 = k.next_multiple_of(4);
         let d = tail(&s.doubled, 4);
-        let limb = |j: usize| d.get(j).copied().unwrap_or(0);
-        // Rows r and r + 1 (r even) per pass: row r adds a[r]·2a[j] at word
-        // r + j for j > r, and a[r]² at word 2r. The first group of four
-        // words (2r ..= 2r + 3) is built from the limbs; after it, the packs
-        // of 2a at the alignments of r and of r - 1.
-        for (r, pair) in a.chunks_exact(2).enumerate().map(|(h, p)| (2 * h, p)) {
-            let &[x0, x1] = pair else {
-                return;
-            };
-            let groups = (k - r) / 4;
-            let (q0, q1) = (r / 4 + 2, r.div_ceil(4) + 1);
-            let (Some(p0), Some(p1), Some(win)) = (
-                s.sq.get(r % 4).and_then(|p| p.get(q0..q0 + groups)),
-                s.sq.get((r + 3) % 4).and_then(|p| p.get(q1..q1 + groups)),
-                s.t.get_mut(r..r + 2 * groups + 2),
+        // Rows r ..= r + 3 (r = 4g) per pass. Row r + i adds a[r+i]² at word
+        // 2(r + i) and a[r+i]·2a[j] at word r + i + j for j > r + i. Words
+        // 2r .. 2r + 8 (the triangle) are summed from the limbs; from word
+        // 2r + 8 on, every row has j > r + i, and the words go in groups
+        // of four (c: words 4c ..= 4c + 3, q = c - g): row r + i needs limbs
+        // 4c - r - i ..= 4c - r - i + 3 of 2a, pack q + 1 at alignment 0 for
+        // i = 0, pack q at alignment 4 - i for the others.
+        for g in 0..k4 / 4 {
+            let r = 4 * g;
+            let [x0, x1, x2, x3] = [r, r + 1, r + 2, r + 3].map(|j| a.get(j).copied().unwrap_or(0));
+            let groups = k4 / 4 - g - 1;
+            let (Some(p0), Some(p3), Some(p2), Some(p1), Some(win)) = (
+                s.sq[0].get(g + 3..g + 3 + groups),
+                s.sq[3].get(g + 2..g + 2 + groups),
+                s.sq[2].get(g + 2..g + 2 + groups),
+                s.sq[1].get(g + 2..g + 2 + groups),
+                s.t.get_mut(r..r + 2 * groups + 4),
             ) else {
                 return;
             };
-            if let Some(slots) = s.mults.first_chunk_mut::<2>() {
-                *slots = [u32x4_splat(x0), u32x4_splat(x1)];
+            if let Some(slots) = s.mults.first_chunk_mut::<4>() {
+                *slots = [
+                    u32x4_splat(x0),
+                    u32x4_splat(x1),
+                    u32x4_splat(x2),
+                    u32x4_splat(x3),
+                ];
             }
             let mults = s.mults.as_slice();
-            let Some(([lo, hi], rest)) = win.split_first_chunk_mut::<2>() else {
+            let Some((tri, rest)) = win.split_first_chunk_mut::<4>() else {
                 return;
             };
             // Scalar: as vectors of known lanes, LLVM would turn these
             // extmuls into `i64x2.mul`.
-            let [a0, a1, d1, d2, d3] =
-                [x0, x1, limb(r + 1), limb(r + 2), limb(r + 3)].map(u64::from);
-            *lo = u64x2_add(*lo, u64x2(a0 * a0, a0 * d1));
-            *hi = u64x2_add(*hi, u64x2(a0 * d2 + a1 * a1, a0 * d3 + a1 * d2));
-            for ((t, &b0), &b1) in rest.chunks_exact_mut(2).zip(p0).zip(p1) {
-                if let ([lo, hi], Some(&[y0, y1])) = (t, mults.first_chunk::<2>()) {
+            let Some(&[_, d1, d2, d3, d4, d5, d6, d7]) =
+                d.get(r..r + 8).and_then(|d| d.first_chunk::<8>())
+            else {
+                return;
+            };
+            let [x0, x1, x2, x3] = [x0, x1, x2, x3].map(u64::from);
+            let [d1, d2, d3, d4, d5, d6, d7] = [d1, d2, d3, d4, d5, d6, d7].map(u64::from);
+            let words = [
+                u64x2(x0 * x0, x0 * d1),
+                u64x2(x0 * d2 + x1 * x1, x0 * d3 + x1 * d2),
+                u64x2(x0 * d4 + x1 * d3 + x2 * x2, x0 * d5 + x1 * d4 + x2 * d3),
+                u64x2(
+                    x0 * d6 + x1 * d5 + x2 * d4 + x3 * x3,
+                    x0 * d7 + x1 * d6 + x2 * d5 + x3 * d4,
+                ),
+            ];
+            for (t, w) in tri.iter_mut().zip(words) {
+                *t = u64x2_add(*t, w);
+            }
+            for ((((t, &b0), &b1), &b2), &b3) in
+                rest.chunks_exact_mut(2).zip(p0).zip(p3).zip(p2).zip(p1)
+            {
+                if let ([lo, hi], Some(&[y0, y1, y2, y3])) = (t, mults.first_chunk::<4>()) {
                     *lo = u64x2_add(
                         *lo,
                         u64x2_add(
-                            u64x2_extmul_low_u32x4(y0, b0),
-                            u64x2_extmul_low_u32x4(y1, b1),
+                            u64x2_add(
+                                u64x2_extmul_low_u32x4(y0, b0),
+                                u64x2_extmul_low_u32x4(y1, b1),
+                            ),
+                            u64x2_add(
+                                u64x2_extmul_low_u32x4(y2, b2),
+                                u64x2_extmul_low_u32x4(y3, b3),
+                            ),
                         ),
                     );
                     *hi = u64x2_add(
                         *hi,
                         u64x2_add(
-                            u64x2_extmul_high_u32x4(y0, b0),
-                            u64x2_extmul_high_u32x4(y1, b1),
+                            u64x2_add(
+                                u64x2_extmul_high_u32x4(y0, b0),
+                                u64x2_extmul_high_u32x4(y1, b1),
+                            ),
+                            u64x2_add(
+                                u64x2_extmul_high_u32x4(y2, b2),
+                                u64x2_extmul_high_u32x4(y3, b3),
+                            ),
                         ),
                     );
                 }
@@ -700,14 +830,16 @@ fn normalise(t: &mut [v128], mut carry: u64) {
 /// Words k .. 2k of `t`, plus `carry` into word k, as 28-bit limbs in `out`.
 #[cfg_attr(target_arch = "wasm32", target_feature(enable = "simd128"))]
 fn top(t: &[v128], k: usize, mut carry: u64, out: &mut [u32]) {
-    let words = t
-        .iter()
-        .skip(k / 2)
-        .flat_map(|v| [u64x2_extract_lane::<0>(*v), u64x2_extract_lane::<1>(*v)]);
-    for (o, w) in out.iter_mut().zip(words) {
-        let v = w + carry;
-        *o = v as u32 & MASK;
-        carry = v >> W;
+    // Two words per vector (k is even); plain pairs rather than a
+    // `flat_map`, which LLVM left as a slow iterator.
+    for (o, v) in out.chunks_exact_mut(2).zip(tail(t, k / 2)) {
+        if let [o0, o1] = o {
+            let w0 = u64x2_extract_lane::<0>(*v) + carry;
+            let w1 = u64x2_extract_lane::<1>(*v) + (w0 >> W);
+            *o0 = w0 as u32 & MASK;
+            *o1 = w1 as u32 & MASK;
+            carry = w1 >> W;
+        }
     }
 }
 
@@ -826,6 +958,12 @@ fn bit_len(be: &[u8]) -> usize {
 /// beyond `28·limbs` are dropped; callers pass values that fit).
 fn from_be_bytes(be: &[u8], limbs: usize) -> Vec<u32> {
     let mut out = vec![0u32; limbs];
+    from_be_bytes_into(be, &mut out);
+    out
+}
+
+/// [`from_be_bytes`] into `out` (all of it is written).
+fn from_be_bytes_into(be: &[u8], out: &mut [u32]) {
     let mut slots = out.iter_mut();
     let mut acc = 0u64;
     let mut have = 0;
@@ -843,12 +981,19 @@ fn from_be_bytes(be: &[u8], limbs: usize) -> Vec<u32> {
     if let Some(o) = slots.next() {
         *o = acc as u32;
     }
-    out
+    slots.for_each(|o| *o = 0);
 }
 
 /// 28-bit limbs to `len` big-endian bytes (the value must fit).
+#[cfg(test)]
 fn to_be_bytes(limbs: &[u32], len: usize) -> Vec<u8> {
     let mut out = vec![0u8; len];
+    to_be_bytes_into(limbs, &mut out);
+    out
+}
+
+/// 28-bit limbs to big-endian bytes filling `out` (the value must fit).
+fn to_be_bytes_into(limbs: &[u32], out: &mut [u8]) {
     let mut limbs = limbs.iter();
     let mut acc = 0u64;
     let mut have = 0;
@@ -861,7 +1006,6 @@ fn to_be_bytes(limbs: &[u32], len: usize) -> Vec<u8> {
         acc >>= 8;
         have -= 8;
     }
-    out
 }
 
 /// `a < b` for equal-length limb vectors.
@@ -898,6 +1042,14 @@ fn shl1(a: &mut [u32]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The public operation's output, through the spare work space as in
+    /// [`RsaPublicKey::verify`].
+    fn op(key: &RsaPublicKey, sig: &[u8]) -> Option<Vec<u8>> {
+        with_work(&key.m, |work| {
+            key.public_op(sig, work).then(|| work.em.clone())
+        })
+    }
 
     #[test]
     fn limb_conversions_round_trip() {
@@ -1036,17 +1188,17 @@ mod tests {
         // 2^3 = 8 with e = 3.
         let mut sig = vec![0u8; 256];
         sig[255] = 2;
-        let out = key.public_op(&sig).unwrap();
+        let out = op(&key, &sig).unwrap();
         assert_eq!(out[255], 8);
         assert!(out[..255].iter().all(|b| *b == 0));
         // (n - 1)^3 = -1 mod n = n - 1.
         let mut sig = vec![0xffu8; 256];
         sig[255] = 0xfe;
-        assert_eq!(key.public_op(&sig).unwrap(), sig);
+        assert_eq!(op(&key, &sig).unwrap(), sig);
         // n itself and longer or shorter inputs are refused.
-        assert!(key.public_op(&[0xffu8; 256]).is_none());
-        assert!(key.public_op(&[0u8; 255]).is_none());
-        assert!(key.public_op(&[0u8; 257]).is_none());
+        assert!(op(&key, &[0xffu8; 256]).is_none());
+        assert!(op(&key, &[0u8; 255]).is_none());
+        assert!(op(&key, &[0u8; 257]).is_none());
     }
 
     /// The public operation against [`mod_exp`], for moduli of many sizes
@@ -1088,12 +1240,12 @@ mod tests {
                             _ => sig[0] &= n[0] >> 1,
                         }
                         assert_eq!(
-                            key.public_op(&sig),
+                            op(&key, &sig),
                             Some(mod_exp(&key, &sig)),
                             "{bits} bits, seed {seed}, e {e:?}, sig {j}"
                         );
                     }
-                    assert!(key.public_op(&n).is_none());
+                    assert!(op(&key, &n).is_none());
                 }
             }
         }

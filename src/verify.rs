@@ -724,20 +724,23 @@ pub fn audience_in(
     claims: &Map<String, Value>,
     audiences: &[String],
 ) -> Result<String, TokenError> {
-    let token_auds = aud_values(claims);
     let accepted = |a: &str| audiences.iter().any(|want| want == a);
-    let azp = match (
-        token_auds.len() > 1,
-        claims.get("azp").and_then(Value::as_str),
-    ) {
-        (true, Some(azp)) => Some(azp),
+    // Walked in place rather than collected (a cold request asks this once
+    // per provider): the same values in the same order as `aud_values`.
+    let found = match claims.get("aud") {
+        // One value: `azp` is not consulted.
+        Some(Value::String(a)) => Some(a.as_str()).filter(|a| accepted(a)),
+        Some(Value::Array(items)) => {
+            let values = || items.iter().filter_map(Value::as_str);
+            let azp = match values().nth(1) {
+                Some(_) => claims.get("azp").and_then(Value::as_str),
+                None => None,
+            };
+            values().find(|a| accepted(a) && azp.is_none_or(|azp| azp == *a))
+        }
         _ => None,
     };
-    token_auds
-        .into_iter()
-        .find(|a| accepted(a) && azp.is_none_or(|azp| azp == *a))
-        .map(str::to_owned)
-        .ok_or(TokenError::AudienceMismatch)
+    found.map(str::to_owned).ok_or(TokenError::AudienceMismatch)
 }
 
 /// The `aud` values (a single string counts as one).
@@ -1020,7 +1023,15 @@ pub fn parse_claims_json(bytes: &[u8]) -> Option<Map<String, Value>> {
 /// the chain might keep the first, and then the two would disagree on, say,
 /// who the issuer is.
 fn parse_strict_object(bytes: &[u8]) -> Result<Map<String, Value>, StrictError> {
-    match serde_json::from_slice::<StrictValue>(bytes) {
+    // Valid UTF-8 as a whole (every real token) is parsed as a `str`, whose
+    // strings serde_json does not validate again one by one (that was about
+    // a sixth of the parse). Anything else takes the byte parser, which
+    // fails where it always did, so every error keeps its class.
+    let parsed = match std::str::from_utf8(bytes) {
+        Ok(text) => serde_json::from_str::<StrictValue>(text),
+        Err(_) => serde_json::from_slice::<StrictValue>(bytes),
+    };
+    match parsed {
         Ok(StrictValue(Value::Object(map))) => Ok(map),
         Ok(_) => Err(StrictError::NotObject),
         // Our visitor accepts every JSON shape, so the only data-category
@@ -1092,12 +1103,15 @@ impl<'de> Visitor<'de> for StrictVisitor {
     fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<Value, A::Error> {
         let mut map = Map::new();
         while let Some(name) = access.next_key::<String>()? {
-            if map.contains_key(&name) {
+            // One search per member: the duplicate check finds the slot the
+            // value then goes into. The name is refused before its value is
+            // parsed, as a duplicate, whatever follows.
+            let serde_json::map::Entry::Vacant(slot) = map.entry(name) else {
                 // The name itself stays out of the error: it is token content.
                 return Err(de::Error::custom("duplicate member name"));
-            }
+            };
             let StrictValue(v) = access.next_value()?;
-            map.insert(name, v);
+            slot.insert(v);
         }
         Ok(Value::Object(map))
     }
@@ -1982,6 +1996,44 @@ mod tests {
             verified.claims().get("sub"),
             Some(&json!("pairwise-subject"))
         );
+    }
+
+    /// `audience_in` as it was, over the collected `aud` values: the oracle
+    /// for the one that walks them in place.
+    fn audience_by_vec(claims: &Map<String, Value>, audiences: &[String]) -> Option<String> {
+        let token_auds = aud_values(claims);
+        let accepted = |a: &str| audiences.iter().any(|want| want == a);
+        let azp = match (
+            token_auds.len() > 1,
+            claims.get("azp").and_then(Value::as_str),
+        ) {
+            (true, Some(azp)) => Some(azp),
+            _ => None,
+        };
+        token_auds
+            .into_iter()
+            .find(|a| accepted(a) && azp.is_none_or(|azp| azp == *a))
+            .map(str::to_owned)
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn audience_choice_agrees_with_the_collected_values(
+            single in proptest::option::of("[abc]"),
+            list in proptest::collection::vec("[abc]", 0..4),
+            azp in proptest::option::of("[abcd]"),
+            want in proptest::collection::vec("[abd]", 0..3),
+        ) {
+            let mut c = Map::new();
+            c.insert("aud".into(), match single {
+                Some(a) => json!(a),
+                None => json!(list),
+            });
+            if let Some(azp) = azp {
+                c.insert("azp".into(), json!(azp));
+            }
+            proptest::prop_assert_eq!(audience_in(&c, &want).ok(), audience_by_vec(&c, &want));
+        }
     }
 
     #[test]

@@ -5,8 +5,8 @@
 use std::fmt::Write as _;
 use std::rc::Rc;
 
-use crate::metadata::{DecisionRecord, Outcome as RecordOutcome, ShadowRecord};
-use crate::shadow::ShadowDiff;
+use crate::metadata::{DecisionRecord, Outcome as RecordOutcome, Parts, ShadowParts, ShadowRecord};
+use crate::shadow::{Change, ShadowDiff};
 
 /// Pending audit lines are written at once beyond this many bytes.
 pub const AUDIT_BUFFER_BYTES: usize = 32 * 1024;
@@ -33,9 +33,10 @@ pub struct Audit {
     /// What the provider's shadow contract would have changed (names
     /// only); `None` without a shadow contract or before the contract ran.
     pub shadow: Option<Rc<ShadowDiff>>,
-    /// The JSON of everything above, rendered once when the record is made
-    /// for a cached decision (the time is added per request).
-    pub rendered: Option<Rc<str>>,
+    /// The JSON of everything above, rendered on the first audit line
+    /// written (the time is added per request); with the audit log off,
+    /// never.
+    pub rendered: RenderMemo,
     /// The decision record's bytes, encoded on first use: a cached decision
     /// hands Envoy the same bytes on every request.
     pub encoded: RecordMemo,
@@ -47,19 +48,50 @@ pub struct Audit {
 #[derive(Clone, Default)]
 pub struct RecordMemo(std::cell::OnceCell<(RecordKey, Rc<[u8]>)>);
 
+/// The JSON body of one [`Audit`]'s line, rendered on first use. Ignored by
+/// equality and debug output, like [`RecordMemo`].
+#[derive(Clone, Default)]
+pub struct RenderMemo(std::cell::OnceCell<Rc<str>>);
+
+impl RenderMemo {
+    /// The body, made by `render` unless already there.
+    fn get_or(&self, render: impl FnOnce() -> Rc<str>) -> &str {
+        self.0.get_or_init(render)
+    }
+
+    /// Whether the body has been rendered.
+    pub fn is_rendered(&self) -> bool {
+        self.0.get().is_some()
+    }
+}
+
+impl PartialEq for RenderMemo {
+    fn eq(&self, _: &RenderMemo) -> bool {
+        true
+    }
+}
+
+impl Eq for RenderMemo {}
+
+impl std::fmt::Debug for RenderMemo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RenderMemo")
+    }
+}
+
 /// What a decision record adds to its audit: local-reply status, stripped tokens.
 type RecordKey = (Option<u16>, u32);
 
 impl RecordMemo {
     /// The bytes for `key`, made by `encode` unless already there.
-    pub fn get_or(&self, key: RecordKey, encode: impl FnOnce() -> Vec<u8>) -> Rc<[u8]> {
+    pub fn get_or(&self, key: RecordKey, encode: impl FnOnce() -> Rc<[u8]>) -> Rc<[u8]> {
         if let Some((k, bytes)) = self.0.get() {
             if *k == key {
                 return Rc::clone(bytes);
             }
-            return encode().into();
+            return encode();
         }
-        let bytes: Rc<[u8]> = encode().into();
+        let bytes = encode();
         let _ = self.0.set((key, Rc::clone(&bytes)));
         bytes
     }
@@ -134,6 +166,54 @@ impl Audit {
         r
     }
 
+    /// The decision record of this audit borrowed as the writer's
+    /// [`Parts`] (what [`Audit::record`] says, without copying a list):
+    /// `status` is the local reply's.
+    pub fn record_parts(
+        &self,
+        status: Option<u16>,
+        stripped_tokens: u32,
+    ) -> Parts<'_, Vec<String>, Change> {
+        let decision = if self.allowed {
+            RecordOutcome::Allow
+        } else {
+            RecordOutcome::Deny
+        };
+        let token = self.token.as_deref();
+        Parts {
+            provider: Some(&self.provider),
+            decision,
+            reason: self.reason,
+            status,
+            released: &self.released,
+            withheld: &self.withheld,
+            contract_version: Some(&self.contract_version),
+            subject: self.subject.as_deref(),
+            issuer: token.and_then(|t| t.issuer.as_deref()),
+            kid: token.and_then(|t| t.kid.as_deref()),
+            alg: token.map(|t| t.alg),
+            stripped_tokens,
+            released_values: &self.rbac_values,
+            shadow: self.shadow.as_deref().map(|s| ShadowParts {
+                decision: if s.allowed { "allow" } else { "deny" },
+                reason: s.reason,
+                contract_version: &s.contract_version,
+                added: &s.added,
+                removed: &s.removed,
+                changed: &s.changed,
+                changes: &s.changes,
+            }),
+        }
+    }
+
+    /// The decision record's bytes for `status` and `stripped_tokens`,
+    /// encoded once for the pair the request path asks for first.
+    pub fn record_bytes(&self, status: Option<u16>, stripped_tokens: u32) -> Rc<[u8]> {
+        self.encoded.get_or((status, stripped_tokens), || {
+            self.record_parts(status, stripped_tokens).encode_shared()
+        })
+    }
+
     /// The JSON log line.
     pub fn to_json(&self, now: i64) -> String {
         let mut out = String::new();
@@ -143,14 +223,7 @@ impl Audit {
 
     /// Appends the JSON log line (no newline) to `out`.
     pub fn write_json(&self, now: i64, out: &mut String) {
-        let fresh;
-        let body: &str = match &self.rendered {
-            Some(body) => body,
-            None => {
-                fresh = self.render_body();
-                &fresh
-            }
-        };
+        let body = self.rendered.get_or(|| self.render_body());
         // `body` is a JSON object: splice the type and time in front.
         let rest = body.get(1..).unwrap_or("}");
         let sep = if rest == "}" { "" } else { "," };
@@ -306,7 +379,7 @@ mod tests {
             token: None,
             rbac_values: Vec::new(),
             shadow: None,
-            rendered: None,
+            rendered: RenderMemo::default(),
             encoded: RecordMemo::default(),
         }
     }
@@ -325,9 +398,9 @@ mod tests {
     fn a_record_memo_encodes_once_per_status_and_stripped_count() {
         let memo = RecordMemo::default();
         let calls = std::cell::Cell::new(0);
-        let encode = |b: u8| {
+        let encode = |b: u8| -> Rc<[u8]> {
             calls.set(calls.get() + 1);
-            vec![b]
+            Rc::from([b])
         };
         assert_eq!(&*memo.get_or((None, 0), || encode(1)), &[1]);
         assert_eq!(&*memo.get_or((None, 0), || encode(9)), &[1]);
@@ -340,11 +413,61 @@ mod tests {
     }
 
     #[test]
-    fn a_prerendered_body_gives_the_same_line() {
+    fn the_record_bytes_of_an_audit_are_those_of_its_record() {
         let mut a = record("ok");
-        let fresh = a.to_json(5);
-        a.rendered = Some(a.render_body());
-        assert_eq!(a.to_json(5), fresh);
+        a.allowed = true;
+        a.released = vec![crate::claims::ROLE, "given_name"];
+        a.withheld = vec!["email"];
+        a.subject = Some("p:4f2a".to_owned());
+        a.token = Some(Rc::new(TokenFacts {
+            issuer: Some("https://mpass-proxy.csc.fi".to_owned()),
+            kid: None,
+            alg: "RS256",
+        }));
+        a.rbac_values = vec![(
+            crate::claims::ROLE,
+            vec!["1.2.246.562.10.00000000001;30076;;Opettaja;2;1.2.246.562.10.11;".to_owned()],
+        )];
+        a.shadow = Some(Rc::new(ShadowDiff {
+            contract_version: "2".to_owned(),
+            allowed: false,
+            reason: "organisation_not_permitted",
+            added: Vec::new(),
+            removed: vec!["given_name"],
+            changed: Vec::new(),
+            changes: vec![Change::WouldRefuse, Change::Removed],
+        }));
+        for (status, stripped) in [(None, 0), (Some(403), 2)] {
+            let mut expected = a.record(status);
+            expected.stripped_tokens = stripped;
+            let expected = crate::metadata::encode_struct(&expected.to_fields());
+            assert_eq!(a.record_parts(status, stripped).encode(), expected);
+            let fresh = Audit {
+                encoded: RecordMemo::default(),
+                ..a.clone()
+            };
+            assert_eq!(&*fresh.record_bytes(status, stripped), expected.as_slice());
+            // Asked again, the memo answers with the same buffer.
+            assert!(Rc::ptr_eq(
+                &fresh.record_bytes(status, stripped),
+                &fresh.record_bytes(status, stripped)
+            ));
+        }
+    }
+
+    #[test]
+    fn the_body_is_rendered_on_the_first_line_only_and_gives_the_same_line() {
+        let a = record("ok");
+        assert!(!a.rendered.is_rendered());
+        let first = a.to_json(5);
+        assert!(a.rendered.is_rendered());
+        let expected = format!(
+            r#"{{"type":"mpass_guard.audit","time":5,{}"#,
+            &a.render_body()[1..]
+        );
+        assert_eq!(first, expected);
+        assert_eq!(a.to_json(5), first);
+        assert_eq!(a.to_json(6), first.replace(r#""time":5"#, r#""time":6"#));
     }
 
     #[test]

@@ -6,7 +6,7 @@
 use std::rc::Rc;
 
 use super::audit::Audit;
-use super::counters::CounterId;
+use super::counters::{CounterId, Counters};
 use crate::jwks::IssuerId;
 use crate::metadata::{DecisionRecord, Outcome as RecordOutcome};
 
@@ -136,7 +136,7 @@ pub struct Outcome {
     pub decision: Decision,
     pub audit: Option<Rc<Audit>>,
     /// Counters besides the release's own (see [`Outcome::counter_ids`]).
-    pub counters: Vec<CounterId>,
+    pub counters: Counters,
     /// How many tokens the sealer removed from the request.
     pub stripped_tokens: u32,
     /// The audit line of the stripped tokens (no token, no value), if any.
@@ -206,10 +206,8 @@ impl Outcome {
     pub fn record_bytes(&self) -> Rc<[u8]> {
         let status = self.decision.response().map(|r| r.status);
         match &self.audit {
-            Some(audit) => audit
-                .encoded
-                .get_or((status, self.stripped_tokens), || self.record().encode()),
-            None => self.record().encode().into(),
+            Some(audit) => audit.record_bytes(status, self.stripped_tokens),
+            None => self.record().parts().encode_shared(),
         }
     }
 
@@ -286,7 +284,7 @@ impl Packed {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::audit::RecordMemo;
+    use crate::engine::audit::{RecordMemo, RenderMemo};
 
     fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
         list.iter()
@@ -311,7 +309,7 @@ mod tests {
                 token: None,
                 rbac_values: Vec::new(),
                 shadow: None,
-                rendered: None,
+                rendered: RenderMemo::default(),
                 encoded: RecordMemo::default(),
             }),
             claims: None,
@@ -385,7 +383,7 @@ mod tests {
                 token: None,
             },
             audit: None,
-            counters: vec![CounterId::from_index(1)],
+            counters: [CounterId::from_index(1)].into_iter().collect(),
             stripped_tokens: 0,
             stripped: None,
             refused: None,

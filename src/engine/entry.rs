@@ -5,7 +5,7 @@
 
 use std::rc::Rc;
 
-use super::audit::{Audit, RecordMemo, Who};
+use super::audit::{Audit, RecordMemo, RenderMemo, Who};
 use super::counters::{CounterId, Interner, Tally};
 use super::decision::{Admitted, Packed};
 use super::refusal::Refusal;
@@ -246,13 +246,14 @@ fn admit(
     let agreements = contract.agreements();
     let mut by_controller = Vec::new();
     for name in &release.released {
-        let attr = crate::claims::lookup(name).map(|(a, _)| a);
+        // The attribute is looked up only where agreements ask for it.
+        let attr = agreements.and_then(|ag| Some((ag, crate::claims::lookup(name)?.0)));
         for (controller, held) in &release.controllers {
-            let counted = match (agreements, attr) {
-                (Some(ag), Some(attr)) => ag
+            let counted = match attr {
+                Some((ag, attr)) => ag
                     .for_controller(controller)
                     .is_some_and(|a| a.releases(attr, *held)),
-                _ => true,
+                None => true,
             };
             if counted {
                 let id = names.released_by(index, provider, controller, name);
@@ -269,7 +270,7 @@ fn admit(
     for a in &release.withheld {
         counters.push(names.attribute(index, provider, Tally::Withheld, a));
     }
-    let mut audit = Audit {
+    let audit = Audit {
         provider: provider.id.clone(),
         allowed: true,
         status: 200,
@@ -282,10 +283,9 @@ fn admit(
         token: who.token,
         rbac_values: release.rbac_values,
         shadow: who.shadow.as_ref().map(|s| Rc::clone(&s.diff)),
-        rendered: None,
+        rendered: RenderMemo::default(),
         encoded: RecordMemo::default(),
     };
-    audit.rendered = Some(audit.render_body());
     Admitted {
         headers: Packed::new(&release.headers),
         counters,

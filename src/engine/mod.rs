@@ -55,14 +55,14 @@ use crate::userinfo::{Failure, Userinfo};
 use crate::verify::{TokenError, Untrusted, Verified};
 
 pub use audit::{Audit, AuditBatch, Pushed, TokenFacts};
-use audit::{RecordMemo, Who};
+use audit::{RecordMemo, RenderMemo, Who};
 pub use counters::CounterId;
 pub use decision::{Admitted, Decision, Outcome, Response, StrippedAudit, WaitFor};
 pub use parked::ParkedQueue;
 pub use refusal::Refusal;
 pub use session::Call;
 
-use counters::Interner;
+use counters::{Counters, Interner};
 pub(crate) use entry::Shadowed;
 use entry::{verdict_for, Contracts, Entry, Hit, Verdict};
 use session::{Sessions, Slot as Session};
@@ -420,7 +420,7 @@ impl Engine {
         state: &mut VmState,
         now_ms: u64,
         resumed: bool,
-        counted: &mut Vec<CounterId>,
+        counted: &mut Counters,
     ) -> Result<(Contracts, u64), Halt> {
         if !provider.uses_registry() {
             let own = Contracts {
@@ -544,7 +544,7 @@ impl Engine {
     ) -> Outcome {
         let cfg = &self.config;
         let remove = cfg.sanitiser.spoofed(req.headers);
-        let mut counters = Vec::new();
+        let mut counters = Counters::new();
         if !remove.is_empty() {
             counters.push(state.counters.spoofed);
         }
@@ -683,7 +683,7 @@ impl Engine {
                         token: who.token,
                         rbac_values: Vec::new(),
                         shadow: who.shadow.map(|s| Rc::clone(&s.diff)),
-                        rendered: None,
+                        rendered: RenderMemo::default(),
                         encoded: RecordMemo::default(),
                     })),
                     decision: Decision::Respond(response),
@@ -701,7 +701,7 @@ impl Engine {
         &self,
         req: &Request<'_>,
         remove: Vec<String>,
-        mut counters: Vec<CounterId>,
+        mut counters: Counters,
         state: &mut VmState,
     ) -> Outcome {
         let cfg = &self.config;
@@ -847,7 +847,7 @@ impl Engine {
         req: &Request<'_>,
         path: &str,
         ctx: Ctx<'_>,
-        counted: &mut Vec<CounterId>,
+        counted: &mut Counters,
     ) -> Result<
         (
             Rc<Admitted>,
@@ -1047,7 +1047,7 @@ impl Engine {
         req: &Request<'_>,
         state: &mut VmState,
         (now_ms, resumed): (u64, bool),
-        counted: &mut Vec<CounterId>,
+        counted: &mut Counters,
     ) -> Result<Rc<serde_json::Map<String, serde_json::Value>>, Halt> {
         match state.sessions.get(key, raw) {
             Some(Session::Done(extra)) => return Ok(Rc::clone(extra)),
@@ -1223,7 +1223,7 @@ impl Engine {
 }
 
 /// A request forwarded with only the sanitiser's removals (so far).
-fn forward(remove: Vec<String>, counters: Vec<CounterId>) -> Outcome {
+fn forward(remove: Vec<String>, counters: Counters) -> Outcome {
     Outcome {
         decision: Decision::Forward {
             remove,
@@ -1241,7 +1241,7 @@ fn forward(remove: Vec<String>, counters: Vec<CounterId>) -> Outcome {
 }
 
 /// A local reply no provider decided (`refused`: its reason in the record).
-fn respond(response: Response, counters: Vec<CounterId>, refused: Option<&'static str>) -> Outcome {
+fn respond(response: Response, counters: Counters, refused: Option<&'static str>) -> Outcome {
     Outcome {
         decision: Decision::Respond(response),
         audit: None,
