@@ -13,14 +13,28 @@
 //!       decide one request per line of SEQ (0-based token indices, e.g.
 //!       build/bench/zipf-*.txt), the whole sequence, and print the token
 //!       cache's hits and misses over its second half (the bench warms up
-//!       from the start and measures from the middle) and ns per request
+//!       from the start and measures from the middle), ns per request, and
+//!       how much the heap grew over the sequence (see `heap_bytes`)
 //!   mpass-guard-profile load CONFIG.json [REPEAT]
 //!       time `Config::load` (parse + compile) of CONFIG, best of REPEAT
 //!   mpass-guard-profile hash N
 //!       SHA-256 of a 1.2 KB signing input, ring against the `sha2` crate,
 //!       alternating, best of 5 rounds of N each (ns per digest)
+//!   mpass-guard-profile allocs CONFIG TOKENS N [PATH]
+//!       heap traffic per decision (native builds only: a counting global
+//!       allocator wraps the system one): allocations, reallocations, frees
+//!       and bytes requested, for N cold decisions (N distinct tokens, each
+//!       seen once) and N warm ones (one token, after one decision to warm
+//!       the cache), and the live heap once the cold ones have filled it
 //!
 //! Used under `valgrind --tool=callgrind` by bench/run.py's profile step.
+
+#[cfg(not(target_arch = "wasm32"))]
+mod counting;
+
+#[cfg(not(target_arch = "wasm32"))]
+#[global_allocator]
+static COUNTING: counting::Counting = counting::Counting;
 
 use std::process::ExitCode;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -35,9 +49,11 @@ fn main() -> ExitCode {
         Some("mix") => mix(&args[1..]),
         Some("load") => load(&args[1..]),
         Some("hash") => hash(&args[1..]),
+        #[cfg(not(target_arch = "wasm32"))]
+        Some("allocs") => allocs(&args[1..]),
         _ => Err(
             "usage: mpass-guard-profile decide CONFIG TOKENS N [PATH] | mix CONFIG TOKENS SEQ \
-             | load CONFIG [REPEAT]"
+             | load CONFIG [REPEAT] | hash N | allocs CONFIG TOKENS N [PATH]"
                 .into(),
         ),
     };
@@ -58,6 +74,65 @@ fn config(path: &str) -> Result<Config, String> {
     Config::load(&read(path)?, &|name| std::env::var(name).ok()).map_err(|e| format!("{path}: {e}"))
 }
 
+/// One request's headers.
+type Headers = Vec<(String, String)>;
+
+/// The first `n` tokens of the pool file (fewer if the pool is shorter)
+/// and their request headers, as the bench's wrk sends them: the token as
+/// `Authorization: Bearer`, or with `session` in the cookies
+/// bench/rotate.lua's session carrier sends.
+fn requests(
+    tokens: &str,
+    n: usize,
+    path: &str,
+    session: bool,
+) -> Result<(Vec<String>, Vec<Headers>), String> {
+    let text = String::from_utf8(read(tokens)?).map_err(|_| "tokens are not UTF-8")?;
+    // Only the tokens this run uses: a 20k-token pool would otherwise
+    // dominate a short callgrind run.
+    let pool: Vec<String> = text
+        .lines()
+        .filter(|l| !l.is_empty())
+        .take(n)
+        .map(str::to_owned)
+        .collect();
+    if pool.is_empty() {
+        return Err("empty token pool".into());
+    }
+    let requests = pool
+        .iter()
+        .enumerate()
+        .map(|(i, token)| {
+            let carrier = if session {
+                (
+                    "cookie".into(),
+                    format!(
+                        "lang=fi; OauthHMAC=bench-hmac-0123456789abcdef; \
+                         OauthExpires=4102444800; BearerToken=at{i}; IdToken={token}"
+                    ),
+                )
+            } else {
+                ("authorization".into(), format!("Bearer {token}"))
+            };
+            vec![
+                (":authority".into(), "localhost".into()),
+                (":path".into(), path.into()),
+                (":method".into(), "GET".into()),
+                carrier,
+                ("user-agent".into(), "wrk".into()),
+            ]
+        })
+        .collect();
+    Ok((pool, requests))
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
 fn decide(args: &[String]) -> Result<(), String> {
     let [cfg, tokens, n, rest @ ..] = args else {
         return Err("decide CONFIG TOKENS N [PATH] [CARRIER]".into());
@@ -72,40 +147,8 @@ fn decide(args: &[String]) -> Result<(), String> {
     let config = config(cfg)?;
     let engine = Engine::new(config);
     let mut keys = engine.new_state();
-    let text = String::from_utf8(read(tokens)?).map_err(|_| "tokens are not UTF-8")?;
-    // Only the tokens this run uses: a 20k-token pool would otherwise
-    // dominate a short callgrind run.
-    let pool: Vec<&str> = text.lines().filter(|l| !l.is_empty()).take(n).collect();
-    if pool.is_empty() {
-        return Err("empty token pool".into());
-    }
-    let requests: Vec<Vec<(String, String)>> = (0..n.min(pool.len()))
-        .map(|i| {
-            let carrier = if session {
-                (
-                    "cookie".into(),
-                    format!(
-                        "lang=fi; OauthHMAC=bench-hmac-0123456789abcdef; \
-                         OauthExpires=4102444800; BearerToken=at{i}; IdToken={}",
-                        pool[i]
-                    ),
-                )
-            } else {
-                ("authorization".into(), format!("Bearer {}", pool[i]))
-            };
-            vec![
-                (":authority".into(), "localhost".into()),
-                (":path".into(), path.into()),
-                (":method".into(), "GET".into()),
-                carrier,
-                ("user-agent".into(), "wrk".into()),
-            ]
-        })
-        .collect();
-    let now_ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0);
+    let (pool, requests) = requests(tokens, n, path, session)?;
+    let now_ms = now_ms();
     let (mut allowed, mut refused) = (0usize, 0usize);
     let start = Instant::now();
     for i in 0..n {
@@ -113,7 +156,7 @@ fn decide(args: &[String]) -> Result<(), String> {
         let mut answer = decide_one(&engine, headers, now_ms, &mut keys, false);
         if let Err(key) = answer {
             // A session's first request: its userinfo call answered here.
-            let sub = token_sub(pool[i % pool.len()]).unwrap_or_default();
+            let sub = token_sub(&pool[i % pool.len()]).unwrap_or_default();
             let body = serde_json::json!({"sub": sub, "urn:mpass.id:nickname": "Penkki"});
             for _ in keys.take_userinfo_calls() {}
             let response = mpass_guard::userinfo::Response::Answer {
@@ -165,10 +208,7 @@ fn mix(args: &[String]) -> Result<(), String> {
             pool.len()
         ));
     }
-    let now_ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0);
+    let now_ms = now_ms();
     let header = |i: usize| {
         vec![
             (":authority".to_owned(), "localhost".to_owned()),
@@ -180,6 +220,7 @@ fn mix(args: &[String]) -> Result<(), String> {
     };
     let (mut hits, mut misses, mut refused) = (0usize, 0usize, 0usize);
     let half = order.len() / 2;
+    let heap_before = heap_bytes();
     let start = Instant::now();
     for (n, &i) in order.iter().enumerate() {
         let headers = header(i);
@@ -197,10 +238,12 @@ fn mix(args: &[String]) -> Result<(), String> {
         }
     }
     let ns = start.elapsed().as_nanos() as f64 / order.len() as f64;
+    let heap_growth = heap_bytes().saturating_sub(heap_before);
     let ratio = hits as f64 / (hits + misses).max(1) as f64;
     println!(
         "{{\"requests\": {}, \"second_half_hits\": {hits}, \"second_half_misses\": {misses}, \
-         \"hit_ratio\": {ratio:.4}, \"refused\": {refused}, \"ns_per_request\": {ns:.0}}}",
+         \"hit_ratio\": {ratio:.4}, \"refused\": {refused}, \"ns_per_request\": {ns:.0}, \
+         \"heap_growth_bytes\": {heap_growth}}}",
         order.len()
     );
     Ok(())
@@ -215,6 +258,21 @@ fn token_sub(token: &str) -> Option<String> {
         .ok()?;
     let claims: serde_json::Value = serde_json::from_slice(&json).ok()?;
     claims.get("sub")?.as_str().map(str::to_owned)
+}
+
+/// The heap the run holds: on wasm32 the linear memory's size (it never
+/// shrinks, so the growth over a run is what the allocator needed for the
+/// engine's data, fragmentation included, as Envoy's VM would show it);
+/// natively the bytes allocated and not freed (no fragmentation).
+fn heap_bytes() -> usize {
+    #[cfg(target_arch = "wasm32")]
+    {
+        core::arch::wasm32::memory_size(0) * 65536
+    }
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        counting::snapshot().live
+    }
 }
 
 /// One decision; not inlined so that callgrind can collect exactly this
@@ -240,6 +298,62 @@ fn decide_one(
     let counters = outcome.counter_ids().count();
     std::hint::black_box((record, counters));
     Ok(outcome.decision.response().cloned())
+}
+
+/// Heap traffic per decision, cold and warm (see the module doc).
+#[cfg(not(target_arch = "wasm32"))]
+fn allocs(args: &[String]) -> Result<(), String> {
+    let [cfg, tokens, n, rest @ ..] = args else {
+        return Err("allocs CONFIG TOKENS N [PATH]".into());
+    };
+    let n: usize = n.parse().map_err(|_| "N must be a number")?;
+    let path = rest.first().map(String::as_str).unwrap_or("/bench/");
+    let engine = Engine::new(config(cfg)?);
+    let mut vm = engine.new_state();
+    let (_, requests) = requests(tokens, n, path, false)?;
+    let now_ms = now_ms();
+    let per = |a: counting::Snapshot, b: counting::Snapshot, k: usize| {
+        let k = k.max(1) as f64;
+        format!(
+            "{{\"decisions\": {k}, \"allocs\": {:.2}, \"reallocs\": {:.2}, \"frees\": {:.2}, \
+             \"bytes\": {:.0}, \"peak_over_start\": {}}}",
+            (b.allocs - a.allocs) as f64 / k,
+            (b.reallocs - a.reallocs) as f64 / k,
+            (b.frees - a.frees) as f64 / k,
+            (b.bytes - a.bytes) as f64 / k,
+            b.peak.saturating_sub(a.live),
+        )
+    };
+    let mut refused = 0usize;
+    let mut run = |vm: &mut VmState, headers: &[(String, String)]| {
+        if !matches!(decide_one(&engine, headers, now_ms, vm, false), Ok(None)) {
+            refused += 1;
+        }
+    };
+    // Cold: each token once, so every decision misses the token cache.
+    let live_before = counting::snapshot().live;
+    counting::reset_peak();
+    let a = counting::snapshot();
+    for headers in &requests {
+        run(&mut vm, headers);
+    }
+    let b = counting::snapshot();
+    let cold = per(a, b, requests.len());
+    let live_cold = b.live.saturating_sub(live_before);
+    // Warm: the first token again and again, after it is cached once more.
+    let headers = &requests[0];
+    run(&mut vm, headers);
+    counting::reset_peak();
+    let a = counting::snapshot();
+    for _ in 0..n {
+        run(&mut vm, headers);
+    }
+    let b = counting::snapshot();
+    let warm = per(a, b, n);
+    println!(
+        "{{\"cold\": {cold}, \"warm\": {warm}, \"live_after_cold\": {live_cold}, \"refused\": {refused}}}"
+    );
+    Ok(())
 }
 
 fn load(args: &[String]) -> Result<(), String> {
