@@ -55,7 +55,6 @@
 
 use serde_json::{Map, Value};
 use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::OnceLock;
 
 /// How the values of an attribute are typed in a token.
@@ -409,48 +408,11 @@ pub enum NameKind {
     Legacy,
 }
 
-/// The hash of the name index: FxHash (rustc's multiply-rotate), word by
-/// word. The index holds only the catalogue's names, fixed at start, and is
-/// only read afterwards, so a keyed hash (std's SipHash) buys no protection
-/// against flooding here; it was half the cost of a lookup, and a cold
-/// request looks up every claim name of the token.
-#[derive(Default)]
-struct NameHasher(u64);
-
-impl NameHasher {
-    fn add(&mut self, word: u64) {
-        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
-    }
-}
-
-impl Hasher for NameHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        let mut chunks = bytes.chunks_exact(8);
-        for chunk in &mut chunks {
-            let mut word = [0u8; 8];
-            word.copy_from_slice(chunk);
-            self.add(u64::from_le_bytes(word));
-        }
-        let mut last = [0u8; 8];
-        let rest = chunks.remainder();
-        if let Some(head) = last.get_mut(..rest.len()) {
-            head.copy_from_slice(rest);
-        }
-        // The length keeps "a" and "a\0" apart.
-        self.add(u64::from_le_bytes(last) ^ ((rest.len() as u64) << 56));
-    }
-
-    fn write_u8(&mut self, b: u8) {
-        self.add(u64::from(b));
-    }
-
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
-
-type NameIndex =
-    HashMap<&'static str, (&'static Attribute, NameKind), BuildHasherDefault<NameHasher>>;
+/// The name index holds only the catalogue's names, fixed at start, and is
+/// only read afterwards, so it hashes with the unkeyed table hasher
+/// ([`crate::routing::Tables`]): SipHash was half the cost of a lookup, and
+/// a cold request looks up every claim name of the token.
+type NameIndex = HashMap<&'static str, (&'static Attribute, NameKind), crate::routing::Tables>;
 
 fn name_index() -> &'static NameIndex {
     static INDEX: OnceLock<NameIndex> = OnceLock::new();

@@ -3,7 +3,6 @@
 //! one home. Names are given without the `mpass_guard.` prefix.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
 use std::rc::Rc;
 
 use crate::config::Provider;
@@ -195,61 +194,8 @@ fn attribute_label(attribute: &str) -> String {
 /// configuration (provider ids, controllers, attribute and reason names),
 /// never of a request's bytes, so a keyed hash buys nothing there; SipHash
 /// cost about 470 instructions per attribute counter of a cold release.
-/// A word at a time, multiply and rotate (the `FxHasher` of rustc).
-#[derive(Debug, Default, Clone, Copy)]
-pub(crate) struct NameHasher(u64);
-
-impl NameHasher {
-    const K: u64 = 0xf135_7aea_2e62_a9c5;
-
-    fn add(&mut self, word: u64) {
-        self.0 = self.0.wrapping_add(word).wrapping_mul(Self::K);
-    }
-}
-
-impl Hasher for NameHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        let mut chunks = bytes.chunks_exact(8);
-        for chunk in &mut chunks {
-            let mut word = [0; 8];
-            word.copy_from_slice(chunk);
-            self.add(u64::from_le_bytes(word));
-        }
-        let rest = chunks.remainder();
-        if !rest.is_empty() {
-            let mut word = [0; 8];
-            if let Some(dst) = word.get_mut(..rest.len()) {
-                dst.copy_from_slice(rest);
-            }
-            self.add(u64::from_le_bytes(word));
-        }
-        self.add(bytes.len() as u64);
-    }
-
-    fn write_u8(&mut self, n: u8) {
-        self.add(u64::from(n));
-    }
-
-    fn write_u32(&mut self, n: u32) {
-        self.add(u64::from(n));
-    }
-
-    fn write_u64(&mut self, n: u64) {
-        self.add(n);
-    }
-
-    fn write_usize(&mut self, n: usize) {
-        self.add(n as u64);
-    }
-
-    fn finish(&self) -> u64 {
-        // The multiply leaves the best bits at the top; the table indexes
-        // by the low ones.
-        self.0.rotate_left(26)
-    }
-}
-
-type NameMap<K> = HashMap<K, CounterId, BuildHasherDefault<NameHasher>>;
+/// They hash with the unkeyed table hasher ([`crate::routing::Tables`]).
+type NameMap<K> = HashMap<K, CounterId, crate::routing::Tables>;
 
 /// Counter names seen so far. Bounded by the configuration: every name is
 /// made of a provider id, a fixed outcome or reason, and an attribute name
@@ -504,7 +450,7 @@ mod tests {
     #[test]
     fn the_name_hasher_gives_every_attribute_slot_its_own_hash() {
         use std::collections::HashSet;
-        use std::hash::{BuildHasher, BuildHasherDefault};
+        use std::hash::BuildHasher;
         let mut keys = HashSet::new();
         for p in 0..4 {
             for kind in [Tally::Allowed, Tally::Released, Tally::Withheld] {
@@ -515,7 +461,7 @@ mod tests {
                 }
             }
         }
-        let build = BuildHasherDefault::<NameHasher>::default();
+        let build = crate::routing::Tables::default();
         let hashes: HashSet<u64> = keys.iter().map(|k| build.hash_one(k)).collect();
         assert_eq!(hashes.len(), keys.len());
     }
